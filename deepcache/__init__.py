@@ -1,0 +1,16 @@
+"""deepcache: training-free diffusion U-Net acceleration by caching deep features across steps.
+
+DeepCache (Ma et al., arXiv 2312.00858) on current diffusers, by subclassing rather than forking.
+"""
+
+from .branches import BranchLayout, DeepCacheUNetMixin
+from .config import DeepCacheConfig
+from .models import (
+    DeepCacheUNet2DConditionModel,
+    DeepCacheUNet2DModel,
+    DeepCacheUNetSpatioTemporalConditionModel,
+)
+from .pipelines import DeepCacheStableDiffusionPipeline
+from .schedules import nonuniform_full_steps, uniform_full_steps
+
+__version__ = "0.1.0"

@@ -1,0 +1,328 @@
+"""DeepCache's caching mechanism, shared by every U-Net type.
+
+A U-Net's skip connections are numbered in the order its down path produces them: skip 0 is the
+output of ``conv_in``, then one per down-block layer, then one per downsampler, block after block.
+Caching at *branch* ``b`` (arXiv 2312.00858, Eq. 4) means:
+
+* a **full step** runs the whole network and also returns the one tensor that enters the up layer
+  paired with skip ``b`` (the tensor that layer concatenates with skip ``b``);
+* a **cached step** runs only ``conv_in`` with the embeddings, the down layers producing skips
+  ``1..b``, and the up layers consuming skips ``b..0``, feeding the stored tensor in place of
+  everything deeper. The mid block and every deeper layer do not run.
+
+Nothing here copies a diffusers forward. Both steps call the parent class's own ``forward`` on a
+*view* of the model: a shallow copy whose block lists are cut to the layers that must run. A view
+shares every module and weight with the model and lives for one forward call, so the model itself
+holds no state between calls.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BranchLayout:
+    """Where each skip connection of a U-Net comes from and goes to.
+
+    Args:
+        down_skips (`tuple[int, ...]`): skips produced by each down block (its layers, plus one for
+            its downsampler if it has one).
+        up_layers (`tuple[int, ...]`): layers of each up block; each consumes one skip, deepest first.
+    """
+
+    down_skips: tuple[int, ...]
+    up_layers: tuple[int, ...]
+
+    @classmethod
+    def of(cls, unet: nn.Module) -> "BranchLayout":
+        for kind, blocks in (("down", unet.down_blocks), ("up", unet.up_blocks)):
+            for index, block in enumerate(blocks):
+                if not hasattr(block, "resnets") or hasattr(block, "skip_conv"):
+                    raise ValueError(
+                        f"DeepCache cannot cut {kind}_blocks[{index}] ({type(block).__name__}): only blocks "
+                        "made of `resnets` (with optional `attentions`) and down/upsamplers are supported."
+                    )
+        layout = cls(
+            down_skips=tuple(len(b.resnets) + (1 if getattr(b, "downsamplers", None) else 0) for b in unet.down_blocks),
+            up_layers=tuple(len(b.resnets) for b in unet.up_blocks),
+        )
+        if sum(layout.up_layers) != layout.num_branches:
+            raise ValueError(
+                f"DeepCache expects every skip connection to be consumed by one up layer, but this U-Net produces "
+                f"{layout.num_branches} skips and has {sum(layout.up_layers)} up layers."
+            )
+        return layout
+
+    @property
+    def num_branches(self) -> int:
+        return 1 + sum(self.down_skips)
+
+    def resolve(
+        self,
+        cache_branch_id: int | None = None,
+        cache_layer_id: int | None = None,
+        cache_block_id: int | None = None,
+    ) -> int | None:
+        """Turns either numbering into a branch index, or ``None`` when no branch is given.
+
+        ``cache_branch_id`` is the plug-and-play helper's numbering (the skip index itself).
+        ``(cache_layer_id, cache_block_id)`` is the forked pipelines' numbering: down block
+        ``cache_layer_id``, layer ``cache_block_id`` inside it (``len(resnets)`` means after its
+        downsampler); it equals branch ``1 + skips of earlier blocks + cache_block_id``.
+        """
+        fork_given = cache_layer_id is not None or cache_block_id is not None
+        if cache_branch_id is not None and fork_given:
+            raise ValueError(
+                "Pass either `cache_branch_id` or (`cache_layer_id`, `cache_block_id`), not both; "
+                f"got cache_branch_id={cache_branch_id}, cache_layer_id={cache_layer_id}, cache_block_id={cache_block_id}."
+            )
+        if cache_branch_id is not None:
+            _check_index("cache_branch_id", cache_branch_id, self.num_branches)
+            return int(cache_branch_id)
+        if not fork_given:
+            return None
+        if cache_layer_id is None or cache_block_id is None:
+            raise ValueError(
+                "`cache_layer_id` and `cache_block_id` must be given together, "
+                f"but got cache_layer_id={cache_layer_id}, cache_block_id={cache_block_id}."
+            )
+        _check_index("cache_layer_id", cache_layer_id, len(self.down_skips))
+        _check_index(f"cache_block_id (for cache_layer_id={cache_layer_id})", cache_block_id, self.down_skips[cache_layer_id])
+        return 1 + sum(self.down_skips[:cache_layer_id]) + int(cache_block_id)
+
+    def fork_ids(self, branch: int) -> tuple[int, int]:
+        """The forked pipelines' ``(cache_layer_id, cache_block_id)`` of a branch (branch 0 has none)."""
+        _check_index("branch", branch, self.num_branches)
+        if branch == 0:
+            raise ValueError("Branch 0 (conv_in's skip) has no (cache_layer_id, cache_block_id) form.")
+        skip = branch - 1
+        for block, count in enumerate(self.down_skips):
+            if skip < count:
+                return block, skip
+            skip -= count
+        raise AssertionError("unreachable: branch was range-checked")
+
+    def down_cut(self, branch: int) -> tuple[int, int]:
+        """``(whole, layers)``: a cached step runs ``down_blocks[:whole]``, then ``layers`` layers of the next."""
+        produced = 0  # skips produced so far beyond skip 0
+        for block, count in enumerate(self.down_skips):
+            if produced + count > branch:
+                return block, branch - produced
+            produced += count
+        return len(self.down_skips), 0
+
+    def up_cut(self, branch: int) -> tuple[int, int]:
+        """``(block, layer)`` of the up layer that consumes skip ``branch``."""
+        position = self.num_branches - 1 - branch  # up layers run deepest skip first
+        for block, count in enumerate(self.up_layers):
+            if position < count:
+                return block, position
+            position -= count
+        raise AssertionError("unreachable: branch was range-checked")
+
+
+def _check_index(name: str, value, size: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an integer in [0, {size - 1}], but got {value!r}.")
+    if not 0 <= value < size:
+        raise ValueError(f"`{name}` must be in [0, {size - 1}] for this U-Net, but got {value}.")
+
+
+class _Replay(nn.Module):
+    """Stands in for the mid block on a cached step: returns the stored deep feature."""
+
+    def __init__(self):
+        super().__init__()
+        self.features: torch.Tensor | None = None
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.features
+
+
+class _Tap(nn.Module):
+    """Wraps the up block that starts at the cached branch and records the tensor entering it."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+        self.resnets = block.resnets  # the parent forward slices skips by len(block.resnets)
+        self.has_cross_attention = getattr(block, "has_cross_attention", False)
+        self.features: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        self.features = hidden_states
+        return self.block(hidden_states, *args, **kwargs)
+
+
+def _view(module: nn.Module, **children) -> nn.Module:
+    """A shallow copy of ``module`` sharing everything except the given child modules."""
+    view = copy.copy(module)
+    view._modules = {**module._modules, **children}
+    return view
+
+
+def _layers(block: nn.Module, layers: slice, **children) -> nn.Module:
+    """A view of ``block`` that runs only ``layers`` of its resnet (and attention) layers."""
+    cut = {"resnets": nn.ModuleList(block.resnets[layers])}
+    if getattr(block, "attentions", None) is not None:
+        cut["attentions"] = nn.ModuleList(block.attentions[layers])
+    return _view(block, **cut, **children)
+
+
+@dataclass
+class StepViews:
+    """The two views of one U-Net for one branch, and the channels that carry the deep feature.
+
+    ``full`` computes exactly the whole network and ``tap`` records the tensor entering the
+    branch's up layer; ``cached`` runs only the shallow layers and ``replay`` feeds it the feature.
+    """
+
+    full: nn.Module
+    tap: _Tap
+    cached: nn.Module
+    replay: _Replay
+
+
+def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews:
+    block_index, layer = layout.up_cut(branch)
+    block = unet.up_blocks[block_index]
+    deeper_up, shallower_up = unet.up_blocks[:block_index], unet.up_blocks[block_index + 1 :]
+    if layer == 0:
+        tap, deeper_part = _Tap(block), []
+    else:  # split the block: its deeper layers, then the rest with the upsampler
+        tap, deeper_part = _Tap(_layers(block, slice(layer, None))), [_layers(block, slice(0, layer), upsamplers=None)]
+    full = _view(unet, up_blocks=nn.ModuleList([*deeper_up, *deeper_part, tap, *shallower_up]))
+
+    whole, down_layers = layout.down_cut(branch)
+    down = list(unet.down_blocks[:whole])
+    if down_layers:
+        down.append(_layers(unet.down_blocks[whole], slice(0, down_layers), downsamplers=None))
+    up = [tap.block, *shallower_up]
+    cached = _view(unet, down_blocks=nn.ModuleList(down), mid_block=(replay := _Replay()), up_blocks=nn.ModuleList(up))
+    return StepViews(full=full, tap=tap, cached=cached, replay=replay)
+
+
+def _fingerprint(unet: nn.Module, branch: int) -> tuple:
+    """Identity of everything a view copies: changes when a module or attribute is replaced."""
+    sources = [unet, *unet.down_blocks, *unet.up_blocks]
+    return (branch, *(id(v) for m in sources for d in (m.__dict__, m._modules) for v in d.values()))
+
+
+@torch.compiler.disable
+def step_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews:
+    """The views for ``branch``, built once and rebuilt only when the model changes.
+
+    Reusing the same view objects lets ``torch.compile`` keep one graph per step kind; the
+    fingerprint keeps them in step with ``train()``/``eval()``, FreeU, LoRA or swapped modules.
+    The cache lives outside ``_modules``, so it adds nothing to ``state_dict`` or ``parameters()``.
+    """
+    cache = unet.__dict__.setdefault("_deepcache_views", {})
+    key = _fingerprint(unet, branch)
+    if key not in cache:
+        cache.clear()
+        cache[key] = build_views(unet, layout, branch)
+    return cache[key]
+
+
+class DeepCacheUNetMixin:
+    """Adds DeepCache's branch arguments to a diffusers U-Net's ``forward``; nothing else changes.
+
+    Subclasses name the diffusers class they extend in ``_deepcache_parent`` and the output dataclass
+    (the parent's, plus a ``features`` field) in ``_deepcache_output``.
+    """
+
+    _deepcache_parent: type
+    _deepcache_output: type
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "_deepcache_parent" in cls.__dict__:
+            names = list(inspect.signature(cls._deepcache_parent.forward).parameters)
+            cls._return_dict_position = names.index("return_dict") - 1  # without `self`
+
+    @classmethod
+    def from_unet(cls, unet: nn.Module):
+        """Makes an existing diffusers U-Net cache-aware, in place: no weight is copied.
+
+        The instance keeps its weights, hooks and device; only its class becomes ``cls`` (a subclass
+        of its old class), so without caching arguments it computes exactly what it did before.
+        """
+        if isinstance(unet, cls):
+            return unet
+        if type(unet) is not cls._deepcache_parent:
+            raise TypeError(f"`unet` must be a {cls._deepcache_parent.__name__}, but got {type(unet).__name__}.")
+        BranchLayout.of(unet)  # fail now, not at the first cached step
+        unet.__class__ = cls
+        return unet
+
+    def to_json_string(self) -> str:
+        """Saved U-Nets are plain diffusers checkpoints: DeepCache changes no weight."""
+        config = json.loads(super().to_json_string())
+        config["_class_name"] = self._deepcache_parent.__name__
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+    @property
+    def deepcache_layout(self) -> BranchLayout:
+        return BranchLayout.of(self)
+
+    def forward(
+        self,
+        *args,
+        replicate_prev_features: torch.Tensor | None = None,
+        cache_layer_id: int | None = None,
+        cache_block_id: int | None = None,
+        cache_branch_id: int | None = None,
+        **kwargs,
+    ):
+        """The parent's forward, plus DeepCache's arguments.
+
+        Args:
+            replicate_prev_features (`torch.Tensor`, *optional*): the ``features`` returned by the last
+                full step. Given, this is a cached step: only the shallow layers around the branch run.
+            cache_branch_id (`int`, *optional*): branch in the plug-and-play helper's numbering (the skip
+                connection index, 0 = conv_in's output).
+            cache_layer_id, cache_block_id (`int`, *optional*): branch in the forked pipelines' numbering
+                (down block, layer inside it); ``(0, 0)`` is branch 1.
+
+        Returns:
+            Without a branch: exactly the parent's output. With one: ``(sample, features)`` when
+            ``return_dict=False``, else the parent's output dataclass with an extra ``features`` field.
+        """
+        parent_forward = super(DeepCacheUNetMixin, self).forward
+        layout = BranchLayout.of(self)
+        branch = layout.resolve(cache_branch_id, cache_layer_id, cache_block_id)
+        if branch is None:
+            if replicate_prev_features is not None:
+                raise ValueError(
+                    "`replicate_prev_features` needs a branch: pass `cache_branch_id` or "
+                    "(`cache_layer_id`, `cache_block_id`) as on the full step that produced it."
+                )
+            return parent_forward(*args, **kwargs)
+
+        if len(args) > self._return_dict_position:
+            args = list(args)
+            return_dict, args[self._return_dict_position] = args[self._return_dict_position], False
+        else:
+            return_dict = kwargs.pop("return_dict", True)
+            kwargs["return_dict"] = False
+        views = step_views(self, layout, branch)
+        try:
+            if replicate_prev_features is None:
+                (sample,) = super(DeepCacheUNetMixin, views.full).forward(*args, **kwargs)
+                features = views.tap.features
+            else:
+                views.replay.features = replicate_prev_features
+                (sample,) = super(DeepCacheUNetMixin, views.cached).forward(*args, **kwargs)
+                features = replicate_prev_features
+        finally:  # the model keeps no tensor between calls
+            views.tap.features = views.replay.features = None
+        if not return_dict:
+            return sample, features
+        return self._deepcache_output(sample=sample, features=features)

@@ -1,0 +1,2 @@
+from .base import DeepCachePipelineMixin, DeepCacheRun
+from .stable_diffusion import DeepCacheStableDiffusionPipeline

@@ -1,0 +1,155 @@
+"""Tiny random-weight models shaped like the real ones, built offline in well under a second.
+
+They have the real block layouts (SD 1.5: 4 levels x 2 layers, 12 branches; SDXL: 3 levels,
+9 branches; SVD; DDPM) with few channels, so tests and demos exercise every code path that real
+checkpoints do without downloading anything. Their outputs are noise: they measure speed and
+correctness, not image quality.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNet2DModel, UNetSpatioTemporalConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+SD15_UNET = dict(
+    sample_size=16,
+    layers_per_block=2,
+    block_out_channels=(8, 16, 16, 32),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=16,
+    attention_head_dim=4,
+    norm_num_groups=4,
+)
+
+SDXL_UNET = dict(
+    sample_size=16,
+    layers_per_block=2,
+    block_out_channels=(8, 16, 32),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 1, 2),
+    cross_attention_dim=16,
+    attention_head_dim=(2, 4, 8),
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=4,
+    projection_class_embeddings_input_dim=16 + 6 * 4,  # pooled text embedding + 6 time ids
+    norm_num_groups=4,
+)
+
+SVD_UNET = dict(
+    sample_size=8,
+    in_channels=8,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(32, 32, 64, 64),  # its resnets use 32 norm groups
+    down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
+    up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
+    cross_attention_dim=16,
+    num_attention_heads=(2, 2, 4, 4),
+    addition_time_embed_dim=4,
+    projection_class_embeddings_input_dim=3 * 4,
+)
+
+DDPM_UNET = dict(
+    sample_size=16,
+    in_channels=3,
+    out_channels=3,
+    layers_per_block=2,
+    block_out_channels=(8, 16, 16, 32),
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=4,
+    norm_num_groups=4,
+)
+
+UNET_CONFIGS = {
+    "sd1.5": (UNet2DConditionModel, SD15_UNET),
+    "sdxl": (UNet2DConditionModel, SDXL_UNET),
+    "svd": (UNetSpatioTemporalConditionModel, SVD_UNET),
+    "ddpm": (UNet2DModel, DDPM_UNET),
+}
+
+
+def tiny_unet(kind: str, seed: int = 0, cls: type | None = None) -> torch.nn.Module:
+    """A random U-Net of ``kind`` (one of ``UNET_CONFIGS``), as ``cls`` or the diffusers class."""
+    if kind not in UNET_CONFIGS:
+        raise ValueError(f"`kind` must be one of {sorted(UNET_CONFIGS)}, but got {kind!r}.")
+    diffusers_cls, config = UNET_CONFIGS[kind]
+    torch.manual_seed(seed)
+    return (cls or diffusers_cls)(**config).eval()
+
+
+def tiny_unet_inputs(kind: str, batch: int = 2, seed: int = 1) -> tuple[tuple, dict]:
+    """Random ``(args, kwargs)`` for one forward of ``tiny_unet(kind)``."""
+    generator = torch.Generator().manual_seed(seed)
+    _, config = UNET_CONFIGS[kind]
+    size = config["sample_size"]
+    if kind == "svd":
+        sample = torch.randn(batch, 2, config["in_channels"], size, size, generator=generator)
+        return (sample, torch.tensor(0.5), torch.randn(batch, 1, 16, generator=generator)), {
+            "added_time_ids": torch.randn(batch, 3, generator=generator)
+        }
+    if kind == "ddpm":
+        return (torch.randn(batch, 3, size, size, generator=generator), torch.tensor(500)), {}
+    args = (torch.randn(batch, 4, size, size, generator=generator), torch.tensor(500), torch.randn(batch, 7, 16, generator=generator))
+    if kind == "sdxl":
+        return args, {"added_cond_kwargs": {"text_embeds": torch.randn(batch, 16, generator=generator), "time_ids": torch.randn(batch, 6, generator=generator)}}
+    return args, {}
+
+
+def tiny_clip_tokenizer(directory: str | None = None) -> CLIPTokenizer:
+    """A byte-level CLIP tokenizer with no merges, written to ``directory`` (a temporary one by default)."""
+    directory = directory or tempfile.mkdtemp(prefix="deepcache-tokenizer-")
+    characters = [chr(c) for c in range(ord("!"), ord("~") + 1)] + [chr(c) for c in range(161, 173)] + [chr(c) for c in range(174, 256)]
+    characters += [chr(256 + n) for n in range(256 - len(characters))]  # CLIP's bytes_to_unicode alphabet
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + characters + [c + "</w>" for c in characters]
+    with open(os.path.join(directory, "vocab.json"), "w") as file:
+        json.dump({token: index for index, token in enumerate(tokens)}, file)
+    with open(os.path.join(directory, "merges.txt"), "w") as file:
+        file.write("#version: 0.2\n")
+    return CLIPTokenizer(os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt"), model_max_length=77)
+
+
+def tiny_stable_diffusion_components(seed: int = 0) -> dict:
+    """Components of an SD 1.5-shaped pipeline (32 x 32 px images) with random weights."""
+    tokenizer = tiny_clip_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    ).eval()
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    ).eval()
+    return {
+        "unet": tiny_unet("sd1.5", seed),
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+        "safety_checker": None,
+        "feature_extractor": None,
+        "image_encoder": None,
+        "requires_safety_checker": False,
+    }

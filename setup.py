@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="deepcache",
+    version="0.1.0",
+    description="Training-free diffusion U-Net acceleration by caching deep features (DeepCache) on current diffusers",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["deepcache", "deepcache.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # Install torch first (README): a bare `torch` on a machine without it pulls a multi-GB CUDA build.
+        "torch>=2.1",
+        "diffusers>=0.42.1",
+        "transformers>=4.41",
+        "safetensors>=0.4",
+        "huggingface_hub>=0.23",
+        "numpy",
+        "Pillow",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    license="Apache-2.0",
+)
