@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import types
 from dataclasses import dataclass
 
 import torch
@@ -162,8 +163,13 @@ class _Tap(nn.Module):
 
 
 def _view(module: nn.Module, **children) -> nn.Module:
-    """A shallow copy of ``module`` sharing everything except the given child modules."""
+    """A shallow copy of ``module`` sharing everything except the given child modules.
+
+    An instance-level ``forward`` (a patch bound to the original module) is dropped, so the view
+    runs its class's forward over its own, cut, child lists.
+    """
     view = copy.copy(module)
+    view.__dict__.pop("forward", None)
     view._modules = {**module._modules, **children}
     return view
 
@@ -260,6 +266,9 @@ class DeepCacheUNetMixin:
             raise TypeError(f"`unet` must be a {cls._deepcache_parent.__name__}, but got {type(unet).__name__}.")
         BranchLayout.of(unet)  # fail now, not at the first cached step
         unet.__class__ = cls
+        for name, value in list(vars(unet).items()):  # e.g. accelerate's `_old_forward`: keep wrappers working
+            if getattr(value, "__func__", None) is cls._deepcache_parent.forward and getattr(value, "__self__", None) is unet:
+                setattr(unet, name, types.MethodType(cls.forward, unet))
         return unet
 
     def to_json_string(self) -> str:
