@@ -1,0 +1,69 @@
+"""FLOPs of full and cached U-Net steps, and the speedup they allow.
+
+Counting runs on the ``meta`` device: no memory, no time, and attention is included (on CPU
+tensors ``FlopCounterMode`` misses it, because the CPU attention kernel has no FLOP formula).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models import DeepCacheUNet2DConditionModel
+
+SD15_CONFIG = dict(
+    sample_size=64,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+)
+
+SDXL_CONFIG = dict(
+    sample_size=128,
+    block_out_channels=(320, 640, 1280),
+    layers_per_block=2,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+)
+
+
+def count_flops(function, *args, **kwargs) -> int:
+    with FlopCounterMode(display=False) as counter:
+        function(*args, **kwargs)
+    return counter.get_total_flops()
+
+
+def step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch: int) -> tuple[int, int]:
+    """FLOPs of one full and one cached step of a cache-aware ``unet`` at ``branch``."""
+    with torch.no_grad():
+        full = count_flops(unet, *args, **kwargs, cache_branch_id=branch, return_dict=False)
+        _, features = unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        cached = count_flops(unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features)
+    return full, cached
+
+
+def ideal_speedup(full: int, cached: int, num_steps: int, num_full_steps: int) -> float:
+    """Speedup if time followed FLOPs: all-full steps over the schedule's mix of full and cached."""
+    return num_steps * full / (num_full_steps * full + (num_steps - num_full_steps) * cached)
+
+
+def meta_unet_and_inputs(config: dict, batch: int = 2, text_tokens: int = 77):
+    """A cache-aware U-Net of ``config`` and inputs for it, on the meta device (CFG batch of 2)."""
+    with torch.device("meta"):
+        unet = DeepCacheUNet2DConditionModel(**config).eval()
+        size = config["sample_size"]
+        args = (torch.randn(batch, 4, size, size), torch.tensor(500), torch.randn(batch, text_tokens, config["cross_attention_dim"]))
+        kwargs = {}
+        if config.get("addition_embed_type") == "text_time":
+            kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(batch, 1280), "time_ids": torch.randn(batch, 6)}
+    return unet, args, kwargs
