@@ -1,0 +1,211 @@
+import json
+import re
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from deepcache import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel
+from deepcache.tiny import tiny_unet, tiny_unet_inputs
+
+
+def test_no_cache_arguments_equal_diffusers(models):
+    plain, cached, args, kwargs = models
+    assert torch.equal(cached(*args, **kwargs).sample, plain(*args, **kwargs).sample)
+    assert torch.equal(cached(*args, **kwargs, return_dict=False)[0], plain(*args, **kwargs, return_dict=False)[0])
+
+
+def test_full_step_equals_diffusers_on_every_branch(models):
+    plain, cached, args, kwargs = models
+    expected = plain(*args, **kwargs).sample
+    for branch in range(cached.deepcache_layout.num_branches):
+        output = cached(*args, **kwargs, cache_branch_id=branch)
+        assert isinstance(output, type(plain(*args, **kwargs)))
+        assert torch.equal(output.sample, expected), branch
+        sample, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        assert torch.equal(sample, expected) and torch.equal(features, output.features)
+
+
+def test_cached_step_fed_its_own_full_step_features_reproduces_the_full_step(models):
+    _, cached, args, kwargs = models
+    for branch in range(cached.deepcache_layout.num_branches):
+        full, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        step, returned = cached(*args, **kwargs, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+        assert torch.equal(step, full), branch
+        assert returned is features
+
+
+def _expected_modules(unet, branch: int) -> set[str]:
+    """Modules a cached step at ``branch`` runs, enumerated from the definition of the skip numbering."""
+    ran, skip = set(), 1
+    for i, block in enumerate(unet.down_blocks):
+        for j in range(len(block.resnets)):
+            if skip <= branch:
+                ran |= {f"down_blocks.{i}.resnets.{j}"} | ({f"down_blocks.{i}.attentions.{j}"} if getattr(block, "attentions", None) else set())
+            skip += 1
+        if block.downsamplers:
+            if skip <= branch:
+                ran.add(f"down_blocks.{i}.downsamplers.0")
+            skip += 1
+    consumed = skip - 1  # up layers consume the skips from the deepest one down to skip 0
+    for u, block in enumerate(unet.up_blocks):
+        for j in range(len(block.resnets)):
+            if consumed <= branch:
+                ran |= {f"up_blocks.{u}.resnets.{j}"} | ({f"up_blocks.{u}.attentions.{j}"} if getattr(block, "attentions", None) else set())
+                if block.upsamplers:
+                    ran.add(f"up_blocks.{u}.upsamplers.0")
+            consumed -= 1
+    return ran
+
+
+def _record_modules(unet):
+    pattern = re.compile(r"(down_blocks|up_blocks)\.\d+\.(resnets|attentions|downsamplers|upsamplers)\.\d+$|mid_block$")
+    ran = set()
+    for name, module in unet.named_modules():
+        if pattern.match(name):
+            module.register_forward_hook(lambda *_, name=name: ran.add(name))
+    return ran
+
+
+def test_cached_step_runs_exactly_the_shallow_modules_of_every_branch(models):
+    _, cached, args, kwargs = models
+    ran = _record_modules(cached)
+    for branch in range(cached.deepcache_layout.num_branches):
+        _, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        assert "mid_block" in ran
+        ran.clear()
+        cached(*args, **kwargs, cache_branch_id=branch, replicate_prev_features=features)
+        assert ran == _expected_modules(cached, branch), branch
+        ran.clear()
+
+
+def test_cached_ddpm_step_equals_a_hand_computed_shallow_pass():
+    unet = tiny_unet("ddpm", cls=DeepCacheUNet2DModel)
+    (x, t), _ = tiny_unet_inputs("ddpm")
+    deep = torch.randn(2, 8, 16, 16)  # stands for the tensor entering up_blocks[-1].resnets[1]
+    output = unet(x, t, cache_branch_id=1, replicate_prev_features=deep).sample
+
+    emb = unet.time_embedding(unet.time_proj(t[None] * torch.ones(2, dtype=t.dtype)))
+    skip0 = unet.conv_in(x)
+    skip1 = unet.down_blocks[0].resnets[0](skip0, emb)
+    up = unet.up_blocks[-1]
+    h = up.resnets[1](torch.cat([deep, skip1], dim=1), emb)
+    h = up.resnets[2](torch.cat([h, skip0], dim=1), emb)
+    expected = unet.conv_out(unet.conv_act(unet.conv_norm_out(h)))
+    torch.testing.assert_close(output, expected, rtol=0, atol=1e-6)
+
+
+def test_cached_sd_step_at_branch_0_equals_a_hand_computed_shallow_pass():
+    unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    (x, t, text), _ = tiny_unet_inputs("sd1.5")
+    deep = torch.randn(2, 8, 16, 16)  # stands for the tensor entering the last up layer
+    output = unet(x, t, text, cache_branch_id=0, replicate_prev_features=deep).sample
+
+    emb = unet.time_embedding(unet.time_proj(t[None].expand(2)).to(x.dtype))
+    up = unet.up_blocks[-1]
+    h = up.resnets[2](torch.cat([deep, unet.conv_in(x)], dim=1), emb)
+    h = up.attentions[2](h, encoder_hidden_states=text).sample
+    expected = unet.conv_out(unet.conv_act(unet.conv_norm_out(h)))
+    torch.testing.assert_close(output, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind, branches, blocks", [("sd1.5", 12, 4), ("sdxl", 9, 3)])
+def test_both_branch_numberings(kind, branches, blocks):
+    layout = tiny_unet(kind, cls=DeepCacheUNet2DConditionModel).deepcache_layout
+    assert layout.num_branches == branches
+    assert layout.resolve(cache_layer_id=0, cache_block_id=0) == 1
+    for layer_id in range(blocks):
+        for block_id in range(3 if layer_id < blocks - 1 else 2):  # 2 layers + downsampler; last block has none
+            branch = layout.resolve(cache_layer_id=layer_id, cache_block_id=block_id)
+            assert branch == layer_id * (2 + 1) + block_id + 1  # REFERENCE.md section 2
+            assert layout.fork_ids(branch) == (layer_id, block_id)
+    assert layout.resolve(cache_branch_id=0) == 0 and layout.resolve() is None
+
+
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        ({"cache_branch_id": 12}, ValueError, "`cache_branch_id` must be in [0, 11] for this U-Net, but got 12"),
+        ({"cache_branch_id": -1}, ValueError, "`cache_branch_id` must be in [0, 11]"),
+        ({"cache_branch_id": "1"}, TypeError, "`cache_branch_id` must be an integer in [0, 11]"),
+        ({"cache_branch_id": True}, TypeError, "`cache_branch_id` must be an integer"),
+        ({"cache_layer_id": 4, "cache_block_id": 0}, ValueError, "`cache_layer_id` must be in [0, 3]"),
+        ({"cache_layer_id": 3, "cache_block_id": 2}, ValueError, "`cache_block_id (for cache_layer_id=3)` must be in [0, 1]"),
+        ({"cache_layer_id": 0}, ValueError, "`cache_layer_id` and `cache_block_id` must be given together"),
+        ({"cache_branch_id": 1, "cache_layer_id": 0, "cache_block_id": 0}, ValueError, "Pass either `cache_branch_id`"),
+        ({"replicate_prev_features": torch.zeros(1)}, ValueError, "`replicate_prev_features` needs a branch"),
+    ],
+)
+def test_bad_branch_arguments_raise_clear_errors(arguments, error, message):
+    unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, _ = tiny_unet_inputs("sd1.5")
+    with pytest.raises(error, match=re.escape(message)):
+        unet(*args, **arguments)
+
+
+def test_from_unet_converts_in_place_without_copying_weights():
+    plain = tiny_unet("sd1.5")
+    args, _ = tiny_unet_inputs("sd1.5")
+    expected = plain(*args).sample
+    weight = plain.conv_in.weight
+    unet = DeepCacheUNet2DConditionModel.from_unet(plain)
+    assert unet is plain and type(unet) is DeepCacheUNet2DConditionModel and unet.conv_in.weight is weight
+    assert torch.equal(unet(*args).sample, expected)
+    assert DeepCacheUNet2DConditionModel.from_unet(unet) is unet
+    with pytest.raises(TypeError, match="`unet` must be a UNet2DConditionModel, but got UNet2DModel"):
+        DeepCacheUNet2DConditionModel.from_unet(tiny_unet("ddpm"))
+
+
+def test_from_pretrained_round_trip_keeps_plain_diffusers_checkpoints(tmp_path):
+    plain = tiny_unet("sdxl")
+    args, kwargs = tiny_unet_inputs("sdxl")
+    plain.save_pretrained(tmp_path / "unet")
+    unet = DeepCacheUNet2DConditionModel.from_pretrained(tmp_path, subfolder="unet").eval()
+    assert type(unet) is DeepCacheUNet2DConditionModel
+    assert torch.equal(unet(*args, **kwargs).sample, plain(*args, **kwargs).sample)
+
+    unet.save_pretrained(tmp_path / "resaved")
+    assert json.loads((tmp_path / "resaved" / "config.json").read_text())["_class_name"] == "UNet2DConditionModel"
+    again = UNet2DConditionModel.from_pretrained(tmp_path / "resaved").eval()
+    assert torch.equal(again(*args, **kwargs).sample, plain(*args, **kwargs).sample)
+
+
+def test_views_follow_changes_to_the_model():
+    plain, unet = tiny_unet("sd1.5"), tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, _ = tiny_unet_inputs("sd1.5")
+    unet(*args, cache_branch_id=4)  # builds and caches the views
+    for model in (plain, unet):
+        model.enable_freeu(s1=0.9, s2=0.2, b1=1.2, b2=1.4)  # attributes set on the up blocks
+    assert torch.equal(unet(*args, cache_branch_id=4).sample, plain(*args).sample)
+
+
+def test_the_model_holds_no_tensor_or_weight_copy_between_calls():
+    plain, unet = tiny_unet("sd1.5"), tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, _ = tiny_unet_inputs("sd1.5")
+    _, features = unet(*args, cache_branch_id=2, return_dict=False)
+    unet(*args, cache_branch_id=2, replicate_prev_features=features)
+    for views in unet.__dict__["_deepcache_views"].values():
+        assert views.tap.features is None and views.replay.features is None
+    assert list(unet.state_dict()) == list(plain.state_dict())
+    assert sum(p.numel() for p in unet.parameters()) == sum(p.numel() for p in plain.parameters())
+
+
+def test_torch_compile_builds_one_graph_per_step_kind():
+    unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, _ = tiny_unet_inputs("sd1.5")
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(unet, backend=counting_backend)
+    features = None
+    for step in range(7):
+        timestep = torch.tensor(900 - 100 * step)
+        replicate = None if step % 3 == 0 else features
+        sample, features = compiled(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate, return_dict=False)
+        expected = unet(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate).sample
+        torch.testing.assert_close(sample, expected)
+    assert len(graphs) == 2  # one for full steps, one for cached steps, however many steps run
