@@ -216,7 +216,11 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
 
 
 def _fingerprint(unet: nn.Module, branch: int) -> tuple:
-    """Identity of everything a view copies: changes when a module or attribute is replaced."""
+    """Identity of everything a view copies: changes when a module or attribute is replaced.
+
+    Ids suffice: a cached view's copies keep every old attribute value alive, so no replaced
+    value's id can be reused while its view exists.
+    """
     sources = [unet, *unet.down_blocks, *unet.up_blocks]
     return (branch, *(id(v) for m in sources for d in (m.__dict__, m._modules) for v in d.values()))
 
