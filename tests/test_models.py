@@ -209,3 +209,17 @@ def test_torch_compile_builds_one_graph_per_step_kind():
         expected = unet(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate).sample
         torch.testing.assert_close(sample, expected)
     assert len(graphs) == 2  # one for full steps, one for cached steps, however many steps run
+
+
+def test_instance_level_forward_patches_do_not_bypass_caching():
+    # What the original helper's disable() and accelerate's hooks leave: forwards bound as instance attributes.
+    plain, reference = tiny_unet("sd1.5"), tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, _ = tiny_unet_inputs("sd1.5")
+    plain.forward = plain.forward
+    plain._old_forward = plain.forward
+    plain.up_blocks[3].forward = plain.up_blocks[3].forward
+    unet = DeepCacheUNet2DConditionModel.from_unet(plain)
+    assert unet._old_forward.__func__ is DeepCacheUNet2DConditionModel.forward
+    _, features = reference(*args, cache_branch_id=1, return_dict=False)
+    cached = unet(*args, cache_branch_id=1, replicate_prev_features=features).sample
+    assert torch.equal(cached, reference(*args, cache_branch_id=1, replicate_prev_features=features).sample)
