@@ -215,6 +215,23 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
     return StepViews(full=full, tap=tap, cached=cached, replay=replay)
 
 
+def _without_deep_residuals(kwargs: dict) -> dict:
+    """ControlNet's residual for the mid block has no effect on a cached step, where no deep layer runs.
+
+    The stored feature already includes the residual of the full step that produced it. The
+    residual is replaced by a zero scalar, not dropped, so the shallow skips keep theirs.
+    T2I-Adapter residuals are added inside the down blocks a cached step cuts, so they are refused.
+    """
+    if kwargs.get("down_intrablock_additional_residuals") is not None or (
+        kwargs.get("down_block_additional_residuals") is not None and kwargs.get("mid_block_additional_residual") is None
+    ):
+        raise NotImplementedError("DeepCache's cached steps do not support T2I-Adapter residuals; run with caching off.")
+    residual = kwargs.get("mid_block_additional_residual")
+    if residual is None:
+        return kwargs
+    return {**kwargs, "mid_block_additional_residual": residual.new_zeros(())}
+
+
 def _fingerprint(unet: nn.Module, branch: int) -> tuple:
     """Identity of everything a view copies: changes when a module or attribute is replaced.
 
@@ -239,6 +256,18 @@ def step_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews:
         cache.clear()
         cache[key] = build_views(unet, layout, branch)
     return cache[key]
+
+
+def _swap_class(unet: nn.Module, old: type, new: type) -> None:
+    """Changes ``unet``'s class and rebinds instance attributes bound to the old ``forward``.
+
+    Wrappers such as accelerate's offloading hook keep the original forward as ``_old_forward``;
+    rebinding it keeps them calling the class's current forward.
+    """
+    unet.__class__ = new
+    for name, value in list(vars(unet).items()):
+        if getattr(value, "__func__", None) is old.forward and getattr(value, "__self__", None) is unet:
+            setattr(unet, name, types.MethodType(new.forward, unet))
 
 
 class DeepCacheUNetMixin:
@@ -269,10 +298,16 @@ class DeepCacheUNetMixin:
         if type(unet) is not cls._deepcache_parent:
             raise TypeError(f"`unet` must be a {cls._deepcache_parent.__name__}, but got {type(unet).__name__}.")
         BranchLayout.of(unet)  # fail now, not at the first cached step
-        unet.__class__ = cls
-        for name, value in list(vars(unet).items()):  # e.g. accelerate's `_old_forward`: keep wrappers working
-            if getattr(value, "__func__", None) is cls._deepcache_parent.forward and getattr(value, "__self__", None) is unet:
-                setattr(unet, name, types.MethodType(cls.forward, unet))
+        _swap_class(unet, cls._deepcache_parent, cls)
+        return unet
+
+    @classmethod
+    def restore(cls, unet: nn.Module) -> nn.Module:
+        """Undoes :meth:`from_unet`: the instance becomes a plain diffusers U-Net again, in place."""
+        if type(unet) is not cls:
+            raise TypeError(f"`unet` must be a {cls.__name__}, but got {type(unet).__name__}.")
+        unet.__dict__.pop("_deepcache_views", None)
+        _swap_class(unet, cls, cls._deepcache_parent)
         return unet
 
     def to_json_string(self) -> str:
@@ -331,6 +366,7 @@ class DeepCacheUNetMixin:
                 (sample,) = super(DeepCacheUNetMixin, views.full).forward(*args, **kwargs)
                 features = views.tap.features
             else:
+                kwargs = _without_deep_residuals(kwargs)
                 views.replay.features = replicate_prev_features
                 (sample,) = super(DeepCacheUNetMixin, views.cached).forward(*args, **kwargs)
                 features = replicate_prev_features

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .schedules import _check_positive_int, _check_pow, nonuniform_full_steps, uniform_full_steps
@@ -40,6 +41,10 @@ class DeepCacheConfig:
             _check_pow(self.pow)
         if self.center is not None and (isinstance(self.center, bool) or not isinstance(self.center, int) or self.center < 0):
             raise ValueError(f"`center` must be a non-negative integer step index, but got {self.center!r}.")
+
+    def as_kwargs(self) -> dict:
+        """The setting as keyword arguments of a DeepCache pipeline call."""
+        return dataclasses.asdict(self)
 
     @property
     def enabled(self) -> bool:

@@ -53,3 +53,15 @@ class DeepCacheUNet2DModel(DeepCacheUNetMixin, UNet2DModel):
 
     _deepcache_parent = UNet2DModel
     _deepcache_output = DeepCacheUNet2DOutput
+
+
+CACHE_AWARE_UNETS = (DeepCacheUNet2DConditionModel, DeepCacheUNetSpatioTemporalConditionModel, DeepCacheUNet2DModel)
+
+
+def cache_aware_class(unet: torch.nn.Module) -> type[DeepCacheUNetMixin]:
+    """The cache-aware class for ``unet``, a diffusers U-Net of one of the three supported classes."""
+    for cls in CACHE_AWARE_UNETS:
+        if type(unet) in (cls, cls._deepcache_parent):
+            return cls
+    supported = ", ".join(cls._deepcache_parent.__name__ for cls in CACHE_AWARE_UNETS)
+    raise TypeError(f"DeepCache supports U-Nets of the classes {supported}, but this pipeline's `unet` is a {type(unet).__name__}.")

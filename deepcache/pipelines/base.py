@@ -17,6 +17,7 @@ import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from ..config import DeepCacheConfig
+from ..models import cache_aware_class
 
 
 class DeepCacheRun:
@@ -65,22 +66,64 @@ class DeepCacheRun:
         self.call = 0
 
 
-class DeepCachePipelineMixin:
-    """Adds DeepCache's arguments to a diffusers pipeline's ``__call__``.
+def call_with_deepcache(pipeline, parent_call, args: tuple, kwargs: dict, config: DeepCacheConfig, default_branch: int):
+    """Runs ``parent_call(*args, **kwargs)`` with DeepCache hooked onto ``pipeline.unet`` for this call only.
 
-    Subclasses set ``_deepcache_unet_class`` (the cache-aware U-Net class their U-Net becomes) and
-    ``_deepcache_default_branch`` (the branch used when ``cache_interval > 1`` and none is given).
+    ``default_branch`` is used when ``config`` names no branch. With caching off, the parent call
+    runs untouched.
+    """
+    if not config.enabled:
+        return parent_call(*args, **kwargs)
+    unet = cache_aware_class(_unwrap(pipeline.unet)).from_unet(_unwrap(pipeline.unet))
+    branch = unet.deepcache_layout.resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
+    branch = default_branch if branch is None else branch
+    counts_by_callback = "callback_on_step_end" in inspect.signature(parent_call).parameters
+    run = DeepCacheRun(pipeline, config, branch, counts_by_callback)
+    if counts_by_callback:
+        kwargs = _chain_step_end(kwargs, run)
+    with contextlib.ExitStack() as cleanup:  # hooks go on whatever object the parent calls
+        cleanup.callback(pipeline.unet.register_forward_pre_hook(run.before_unet, with_kwargs=True).remove)
+        cleanup.callback(pipeline.unet.register_forward_hook(run.after_unet, with_kwargs=True).remove)
+        return parent_call(*args, **kwargs)
+
+
+class DeepCachePipelineMixin:
+    """Adds DeepCache's arguments to a diffusers pipeline's ``__call__``; everything else is the parent's.
+
+    A subclass lists the mixin first, then its diffusers parent, and sets ``deepcache_defaults``: the
+    reference's recommended setting for that model. Its branch is used when a call turns caching on
+    without naming one; scripts pass the whole setting with ``**pipe.deepcache_defaults.as_kwargs()``.
     """
 
-    _deepcache_unet_class: type
-    _deepcache_default_branch: int = 1
+    deepcache_defaults: DeepCacheConfig
+
+    def __call__(
+        self,
+        *args,
+        cache_interval: int = 1,
+        cache_layer_id: int | None = None,
+        cache_block_id: int | None = None,
+        cache_branch_id: int | None = None,
+        uniform: bool = True,
+        pow: float | None = None,
+        center: int | None = None,
+        **kwargs,
+    ):
+        """The diffusers parent's ``__call__``, plus the arguments of :class:`deepcache.DeepCacheConfig`.
+
+        With ``cache_interval=1`` (the default) it returns exactly what the parent returns.
+        """
+        config = DeepCacheConfig(cache_interval, cache_branch_id, cache_layer_id, cache_block_id, uniform, pow, center)
+        return call_with_deepcache(self, super().__call__, args, kwargs, config, self.deepcache_defaults.cache_branch_id)
 
     def register_modules(self, **kwargs):
-        if kwargs.get("unet") is not None:
-            self._deepcache_unet_class.from_unet(_unwrap(kwargs["unet"]))
+        unet = kwargs.get("unet")
+        if unet is not None:
+            cache_class = cache_aware_class(_unwrap(unet))
+            cache_class.from_unet(_unwrap(unet))
         super().register_modules(**kwargs)
-        if kwargs.get("unet") is not None:  # saved pipelines name the plain diffusers class
-            parent = self._deepcache_unet_class._deepcache_parent
+        if unet is not None:  # saved pipelines name the plain diffusers class
+            parent = cache_class._deepcache_parent
             self.register_to_config(unet=(parent.__module__.split(".")[0], parent.__name__))
 
     def to_json_string(self) -> str:
@@ -92,22 +135,6 @@ class DeepCachePipelineMixin:
     @classmethod
     def _deepcache_parent_name(cls) -> str:
         return next(c for c in cls.__mro__ if c.__module__.split(".")[0] == "diffusers").__name__
-
-    def _deepcache_call(self, parent_call, args, kwargs, config: DeepCacheConfig):
-        """Runs ``parent_call`` with DeepCache hooked onto the U-Net for this call only."""
-        if not config.enabled:
-            return parent_call(*args, **kwargs)
-        unet = self._deepcache_unet_class.from_unet(_unwrap(self.unet))
-        branch = unet.deepcache_layout.resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
-        branch = self._deepcache_default_branch if branch is None else branch
-        counts_by_callback = "callback_on_step_end" in inspect.signature(parent_call).parameters
-        run = DeepCacheRun(self, config, branch, counts_by_callback)
-        if counts_by_callback:
-            kwargs = _chain_step_end(kwargs, run)
-        with contextlib.ExitStack() as cleanup:  # hooks go on whatever object the parent calls
-            cleanup.callback(self.unet.register_forward_pre_hook(run.before_unet, with_kwargs=True).remove)
-            cleanup.callback(self.unet.register_forward_hook(run.after_unet, with_kwargs=True).remove)
-            return parent_call(*args, **kwargs)
 
 
 def _chain_step_end(kwargs: dict, run: DeepCacheRun) -> dict:

@@ -1,20 +1,19 @@
-"""Stable Diffusion 1.x / 2.x text-to-image with DeepCache."""
+"""Stable Diffusion 1.x / 2.x with DeepCache: text-to-image, image-to-image and inpainting."""
 
 from __future__ import annotations
 
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
 from ..config import DeepCacheConfig
-from ..models import DeepCacheUNet2DConditionModel
 from .base import DeepCachePipelineMixin
 
 
 class DeepCacheStableDiffusionPipeline(DeepCachePipelineMixin, StableDiffusionPipeline):
-    """``StableDiffusionPipeline`` whose ``__call__`` also takes DeepCache's arguments.
+    """``StableDiffusionPipeline`` (SD 1.5, 2.1) whose ``__call__`` also takes DeepCache's arguments.
 
     Without them (``cache_interval=1``) it returns exactly what ``StableDiffusionPipeline`` returns.
-    With ``cache_interval > 1`` and no branch given it caches at the reference's default for SD 1.5/2.1,
-    fork ``(cache_layer_id=0, cache_block_id=0)`` = branch 1.
+    ``deepcache_defaults`` is the reference script's setting: interval 5, fork ``(0, 0)`` = branch 1,
+    non-uniform schedule with ``pow=1.4`` and centre ``0.3 T`` (15 of 50 steps).
 
     Example:
         ```py
@@ -25,21 +24,24 @@ class DeepCacheStableDiffusionPipeline(DeepCachePipelineMixin, StableDiffusionPi
         ```
     """
 
-    _deepcache_unet_class = DeepCacheUNet2DConditionModel
-    _deepcache_default_branch = 1
+    deepcache_defaults = DeepCacheConfig(cache_interval=5, cache_branch_id=1, uniform=False, pow=1.4)
 
-    def __call__(
-        self,
-        *args,
-        cache_interval: int = 1,
-        cache_layer_id: int | None = None,
-        cache_block_id: int | None = None,
-        cache_branch_id: int | None = None,
-        uniform: bool = True,
-        pow: float | None = None,
-        center: int | None = None,
-        **kwargs,
-    ):
-        """``StableDiffusionPipeline.__call__``, plus the arguments of :class:`deepcache.DeepCacheConfig`."""
-        config = DeepCacheConfig(cache_interval, cache_branch_id, cache_layer_id, cache_block_id, uniform, pow, center)
-        return self._deepcache_call(super().__call__, args, kwargs, config)
+
+class DeepCacheStableDiffusionImg2ImgPipeline(DeepCachePipelineMixin, StableDiffusionImg2ImgPipeline):
+    """``StableDiffusionImg2ImgPipeline`` with DeepCache's arguments.
+
+    With ``strength < 1`` the schedule covers only the iterations that run, and the first is full.
+    ``deepcache_defaults``: the reference helper demo's interval 3, branch 0, uniform.
+    """
+
+    deepcache_defaults = DeepCacheConfig(cache_interval=3, cache_branch_id=0)
+
+
+class DeepCacheStableDiffusionInpaintPipeline(DeepCachePipelineMixin, StableDiffusionInpaintPipeline):
+    """``StableDiffusionInpaintPipeline`` (4- or 9-channel U-Nets) with DeepCache's arguments.
+
+    With ``strength < 1`` the schedule covers only the iterations that run, and the first is full.
+    ``deepcache_defaults``: the reference helper demo's interval 3, branch 0, uniform.
+    """
+
+    deepcache_defaults = DeepCacheConfig(cache_interval=3, cache_branch_id=0)

@@ -1,0 +1,24 @@
+"""Stable Video Diffusion (image-to-video) with DeepCache."""
+
+from __future__ import annotations
+
+from diffusers import StableVideoDiffusionPipeline
+
+from ..config import DeepCacheConfig
+from .base import DeepCachePipelineMixin
+
+
+class DeepCacheStableVideoDiffusionPipeline(DeepCachePipelineMixin, StableVideoDiffusionPipeline):
+    """``StableVideoDiffusionPipeline`` with DeepCache's arguments.
+
+    ``deepcache_defaults``: the reference SVD-XT script's interval 3, branch 1, uniform (25 steps).
+
+    Example:
+        ```py
+        >>> from deepcache import DeepCacheStableVideoDiffusionPipeline
+        >>> pipe = DeepCacheStableVideoDiffusionPipeline.from_pretrained("stabilityai/stable-video-diffusion-img2vid-xt")
+        >>> frames = pipe(image, decode_chunk_size=8, cache_interval=3, cache_branch_id=1).frames[0]
+        ```
+    """
+
+    deepcache_defaults = DeepCacheConfig(cache_interval=3, cache_branch_id=1)
