@@ -5,12 +5,24 @@ DeepCache (Ma et al., arXiv 2312.00858) on current diffusers, by subclassing rat
 
 from .branches import BranchLayout, DeepCacheUNetMixin
 from .config import DeepCacheConfig
+from .helper import DeepCacheSDHelper
 from .models import (
     DeepCacheUNet2DConditionModel,
     DeepCacheUNet2DModel,
     DeepCacheUNetSpatioTemporalConditionModel,
 )
-from .pipelines import DeepCacheStableDiffusionPipeline
+from .pipelines import (
+    DeepCacheDDIMPipeline,
+    DeepCacheDDPMPipeline,
+    DeepCacheLDMPipeline,
+    DeepCacheStableDiffusionImg2ImgPipeline,
+    DeepCacheStableDiffusionInpaintPipeline,
+    DeepCacheStableDiffusionPipeline,
+    DeepCacheStableDiffusionXLImg2ImgPipeline,
+    DeepCacheStableDiffusionXLInpaintPipeline,
+    DeepCacheStableDiffusionXLPipeline,
+    DeepCacheStableVideoDiffusionPipeline,
+)
 from .schedules import nonuniform_full_steps, uniform_full_steps
 
 __version__ = "0.1.0"

@@ -223,3 +223,38 @@ def test_instance_level_forward_patches_do_not_bypass_caching():
     _, features = reference(*args, cache_branch_id=1, return_dict=False)
     cached = unet(*args, cache_branch_id=1, replicate_prev_features=features).sample
     assert torch.equal(cached, reference(*args, cache_branch_id=1, replicate_prev_features=features).sample)
+
+
+def _controlnet_residuals(unet, args):
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(0)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8,)).eval()
+    for parameter in controlnet.parameters():  # from_unet zero-initialises the output convs: make residuals visible
+        torch.nn.init.normal_(parameter, std=0.1)
+    control = torch.rand(args[0].shape[0], 3, *args[0].shape[-2:], generator=torch.Generator().manual_seed(2))
+    down, mid = controlnet(*args, controlnet_cond=control, return_dict=False)
+    return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+
+
+def test_controlnet_residuals_full_and_cached_steps_on_every_branch():
+    """The stored feature already holds the full step's ControlNet residuals; a cached step adds only the shallow ones."""
+    plain, cached = tiny_unet("sd1.5"), tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, _ = tiny_unet_inputs("sd1.5")
+    residuals = _controlnet_residuals(plain, args)
+    expected = plain(*args, **residuals).sample
+    assert not torch.equal(expected, plain(*args).sample)
+    for branch in range(cached.deepcache_layout.num_branches):
+        full, features = cached(*args, **residuals, cache_branch_id=branch, return_dict=False)
+        assert torch.equal(full, expected), branch
+        step, _ = cached(*args, **residuals, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+        assert torch.equal(step, expected), branch
+
+
+def test_t2i_adapter_residuals_are_refused_on_cached_steps_only():
+    cached = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, _ = tiny_unet_inputs("sd1.5")
+    adapter = [torch.zeros(2, c, s, s) for c, s in ((8, 16), (16, 8), (16, 4), (32, 2))]
+    _, features = cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, return_dict=False)
+    with pytest.raises(NotImplementedError, match="T2I-Adapter"):
+        cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, replicate_prev_features=features)

@@ -77,10 +77,11 @@ def call_with_deepcache(pipeline, parent_call, args: tuple, kwargs: dict, config
     unet = cache_aware_class(_unwrap(pipeline.unet)).from_unet(_unwrap(pipeline.unet))
     branch = unet.deepcache_layout.resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
     branch = default_branch if branch is None else branch
-    counts_by_callback = "callback_on_step_end" in inspect.signature(parent_call).parameters
+    parameters = inspect.signature(parent_call).parameters
+    counts_by_callback = "callback_on_step_end" in parameters
     run = DeepCacheRun(pipeline, config, branch, counts_by_callback)
     if counts_by_callback:
-        kwargs = _chain_step_end(kwargs, run)
+        kwargs = _chain_step_end(kwargs, run, "callback_on_step_end_tensor_inputs" in parameters)
     with contextlib.ExitStack() as cleanup:  # hooks go on whatever object the parent calls
         cleanup.callback(pipeline.unet.register_forward_pre_hook(run.before_unet, with_kwargs=True).remove)
         cleanup.callback(pipeline.unet.register_forward_hook(run.after_unet, with_kwargs=True).remove)
@@ -137,18 +138,21 @@ class DeepCachePipelineMixin:
         return next(c for c in cls.__mro__ if c.__module__.split(".")[0] == "diffusers").__name__
 
 
-def _chain_step_end(kwargs: dict, run: DeepCacheRun) -> dict:
+def _chain_step_end(kwargs: dict, run: DeepCacheRun, takes_tensor_inputs: bool) -> dict:
     """Puts the run's iteration counter in front of the user's ``callback_on_step_end``."""
     user_callback = kwargs.get("callback_on_step_end")
-    tensor_inputs = kwargs.get("callback_on_step_end_tensor_inputs", [] if user_callback is None else ["latents"])
-    if isinstance(user_callback, (PipelineCallback, MultiPipelineCallbacks)):
-        tensor_inputs = user_callback.tensor_inputs
 
     def on_step_end(pipeline, step, timestep, callback_kwargs):
         run.end_iteration()
         return {} if user_callback is None else user_callback(pipeline, step, timestep, callback_kwargs)
 
-    return {**kwargs, "callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": tensor_inputs}
+    kwargs = {**kwargs, "callback_on_step_end": on_step_end}
+    if takes_tensor_inputs:
+        tensor_inputs = kwargs.get("callback_on_step_end_tensor_inputs", [] if user_callback is None else ["latents"])
+        if isinstance(user_callback, (PipelineCallback, MultiPipelineCallbacks)):
+            tensor_inputs = user_callback.tensor_inputs
+        kwargs["callback_on_step_end_tensor_inputs"] = tensor_inputs
+    return kwargs
 
 
 def _unwrap(module):
