@@ -13,8 +13,36 @@ import os
 import tempfile
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNet2DModel, UNetSpatioTemporalConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderKLTemporalDecoder,
+    DDIMPipeline,
+    DDIMScheduler,
+    DDPMPipeline,
+    DDPMScheduler,
+    EulerDiscreteScheduler,
+    LDMPipeline,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+    StableVideoDiffusionPipeline,
+    UNet2DConditionModel,
+    UNet2DModel,
+    UNetSpatioTemporalConditionModel,
+    VQModel,
+)
+from transformers import (
+    CLIPImageProcessor,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
 
 SD15_UNET = dict(
     sample_size=16,
@@ -77,13 +105,13 @@ UNET_CONFIGS = {
 }
 
 
-def tiny_unet(kind: str, seed: int = 0, cls: type | None = None) -> torch.nn.Module:
+def tiny_unet(kind: str, seed: int = 0, cls: type | None = None, **overrides) -> torch.nn.Module:
     """A random U-Net of ``kind`` (one of ``UNET_CONFIGS``), as ``cls`` or the diffusers class."""
     if kind not in UNET_CONFIGS:
         raise ValueError(f"`kind` must be one of {sorted(UNET_CONFIGS)}, but got {kind!r}.")
     diffusers_cls, config = UNET_CONFIGS[kind]
     torch.manual_seed(seed)
-    return (cls or diffusers_cls)(**config).eval()
+    return (cls or diffusers_cls)(**{**config, **overrides}).eval()
 
 
 def tiny_unet_inputs(kind: str, batch: int = 2, seed: int = 1) -> tuple[tuple, dict]:
@@ -117,24 +145,24 @@ def tiny_clip_tokenizer(directory: str | None = None) -> CLIPTokenizer:
     return CLIPTokenizer(os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt"), model_max_length=77)
 
 
-def tiny_stable_diffusion_components(seed: int = 0) -> dict:
-    """Components of an SD 1.5-shaped pipeline (32 x 32 px images) with random weights."""
-    tokenizer = tiny_clip_tokenizer()
-    torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    ).eval()
-    vae = AutoencoderKL(
+def _text_encoder(tokenizer: CLIPTokenizer, hidden_size: int, projection_dim: int | None = None) -> torch.nn.Module:
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        projection_dim=projection_dim or hidden_size,
+    )
+    return (CLIPTextModel(config) if projection_dim is None else CLIPTextModelWithProjection(config)).eval()
+
+
+def _vae() -> AutoencoderKL:
+    return AutoencoderKL(
         block_out_channels=(8, 16),
         down_block_types=("DownEncoderBlock2D",) * 2,
         up_block_types=("UpDecoderBlock2D",) * 2,
@@ -142,9 +170,19 @@ def tiny_stable_diffusion_components(seed: int = 0) -> dict:
         norm_num_groups=4,
         sample_size=32,
     ).eval()
+
+
+def tiny_stable_diffusion_components(seed: int = 0, unet_in_channels: int = 4) -> dict:
+    """Components of an SD 1.5-shaped pipeline (32 x 32 px images) with random weights.
+
+    ``unet_in_channels=9`` gives the layout of SD's inpainting checkpoints.
+    """
+    tokenizer = tiny_clip_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = _text_encoder(tokenizer, hidden_size=16)
     return {
-        "unet": tiny_unet("sd1.5", seed),
-        "vae": vae,
+        "unet": tiny_unet("sd1.5", seed, in_channels=unet_in_channels),
+        "vae": _vae(),
         "text_encoder": text_encoder,
         "tokenizer": tokenizer,
         "scheduler": DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1),
@@ -153,3 +191,106 @@ def tiny_stable_diffusion_components(seed: int = 0) -> dict:
         "image_encoder": None,
         "requires_safety_checker": False,
     }
+
+
+def tiny_stable_diffusion_xl_components(seed: int = 0, refiner: bool = False, unet_in_channels: int = 4) -> dict:
+    """Components of an SDXL-shaped pipeline (32 x 32 px) with random weights.
+
+    ``refiner=True`` gives the refiner's layout: no first text encoder, aesthetic-score time ids.
+    """
+    tokenizer = tiny_clip_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = None if refiner else _text_encoder(tokenizer, hidden_size=8)
+    text_encoder_2 = _text_encoder(tokenizer, hidden_size=8, projection_dim=16)
+    time_ids = 5 if refiner else 6  # the refiner replaces the target size with an aesthetic score
+    unet = tiny_unet(
+        "sdxl",
+        seed,
+        in_channels=unet_in_channels,
+        cross_attention_dim=8 if refiner else 16,
+        projection_class_embeddings_input_dim=16 + time_ids * SDXL_UNET["addition_time_embed_dim"],
+    )
+    components = {
+        "unet": unet,
+        "vae": _vae(),
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer": None if refiner else tokenizer,
+        "tokenizer_2": tokenizer,
+        "scheduler": EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, timestep_spacing="leading", steps_offset=1),
+        "image_encoder": None,
+        "feature_extractor": None,
+        "force_zeros_for_empty_prompt": True,
+        "add_watermarker": False,
+    }
+    if refiner:
+        components["requires_aesthetics_score"] = True
+    return components
+
+
+def tiny_stable_video_diffusion_components(seed: int = 0) -> dict:
+    """Components of a Stable Video Diffusion-shaped pipeline (64 x 64 px frames) with random weights."""
+    torch.manual_seed(seed)
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(hidden_size=16, intermediate_size=32, projection_dim=16, num_hidden_layers=2, num_attention_heads=2, image_size=224, patch_size=32)
+    ).eval()
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4).eval()
+    return {
+        "unet": tiny_unet("svd", seed),
+        "vae": vae,
+        "image_encoder": image_encoder,
+        "feature_extractor": CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}),
+        "scheduler": EulerDiscreteScheduler(
+            prediction_type="v_prediction", use_karras_sigmas=True, sigma_min=0.002, sigma_max=700.0, timestep_type="continuous", interpolation_type="linear"
+        ),
+    }
+
+
+def tiny_ddpm_components(seed: int = 0) -> dict:
+    """Components of a DDPM pipeline (16 x 16 px, CIFAR-10's block layout) with random weights."""
+    return {"unet": tiny_unet("ddpm", seed), "scheduler": DDPMScheduler(num_train_timesteps=1000)}
+
+
+def tiny_ldm_components(seed: int = 0) -> dict:
+    """Components of an unconditional latent-diffusion pipeline (16 x 16 px) with random weights."""
+    torch.manual_seed(seed)
+    vqvae = VQModel(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=3,
+        norm_num_groups=4,
+        num_vq_embeddings=32,
+    ).eval()
+    return {"vqvae": vqvae, "unet": tiny_unet("ddpm", seed, sample_size=8), "scheduler": DDIMScheduler(num_train_timesteps=1000)}
+
+
+TINY_PIPELINES = {
+    "sd": (StableDiffusionPipeline, tiny_stable_diffusion_components, {}),
+    "sd-img2img": (StableDiffusionImg2ImgPipeline, tiny_stable_diffusion_components, {}),
+    "sd-inpaint": (StableDiffusionInpaintPipeline, tiny_stable_diffusion_components, {"unet_in_channels": 9}),
+    "sdxl": (StableDiffusionXLPipeline, tiny_stable_diffusion_xl_components, {}),
+    "sdxl-img2img": (StableDiffusionXLImg2ImgPipeline, tiny_stable_diffusion_xl_components, {}),
+    "sdxl-refiner": (StableDiffusionXLImg2ImgPipeline, tiny_stable_diffusion_xl_components, {"refiner": True}),
+    "sdxl-inpaint": (StableDiffusionXLInpaintPipeline, tiny_stable_diffusion_xl_components, {"unet_in_channels": 9}),
+    "svd": (StableVideoDiffusionPipeline, tiny_stable_video_diffusion_components, {}),
+    "ddpm": (DDPMPipeline, tiny_ddpm_components, {}),
+    "ddim": (DDIMPipeline, tiny_ddpm_components, {}),
+    "ldm": (LDMPipeline, tiny_ldm_components, {}),
+}
+
+
+def tiny_pipeline(kind: str, cls: type | None = None, seed: int = 0):
+    """A random-weight pipeline of ``kind`` (one of ``TINY_PIPELINES``), as ``cls`` or the diffusers class."""
+    if kind not in TINY_PIPELINES:
+        raise ValueError(f"`kind` must be one of {sorted(TINY_PIPELINES)}, but got {kind!r}.")
+    diffusers_cls, components, options = TINY_PIPELINES[kind]
+    pipe = (cls or diffusers_cls)(**components(seed, **options))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_tiny_pipeline(kind: str, directory: str, seed: int = 0) -> str:
+    """Writes a random-weight pipeline of ``kind`` to ``directory``, loadable by ``from_pretrained``."""
+    tiny_pipeline(kind, seed=seed).save_pretrained(directory)
+    return directory
