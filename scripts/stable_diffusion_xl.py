@@ -1,0 +1,41 @@
+"""Stable Diffusion XL text-to-image, optionally with the refiner: baseline, then DeepCache.
+
+    python scripts/stable_diffusion_xl.py              # base: interval 3, branch 1, uniform
+    python scripts/stable_diffusion_xl.py --refine     # base to denoising_end, refiner from there, both cached
+"""
+
+import torch
+
+from deepcache import DeepCacheStableDiffusionXLImg2ImgPipeline, DeepCacheStableDiffusionXLPipeline
+from deepcache.examples import MODEL_HELP, caching_setting, compare, describe, load, script_arguments
+
+REFINER = "stabilityai/stable-diffusion-xl-refiner-1.0"
+
+
+def main(argv=None):
+    parser = script_arguments(__doc__.splitlines()[0], "stabilityai/stable-diffusion-xl-base-1.0", 50, "stable_diffusion_xl.png")
+    parser.add_argument("--prompt", default="a photo of an astronaut riding a horse on mars")
+    parser.add_argument("--refine", action="store_true", help="finish with the refiner (ensemble of experts)")
+    parser.add_argument("--refiner-model", default=REFINER, help=f"{MODEL_HELP} (default {REFINER})")
+    parser.add_argument("--high-noise-frac", type=float, default=0.8, help="share of the steps the base runs with --refine (default 0.8)")
+    args = parser.parse_args(argv)
+
+    base = load(DeepCacheStableDiffusionXLPipeline, args.model, args.device)
+    refiner = None
+    if args.refine:
+        refiner = load(DeepCacheStableDiffusionXLImg2ImgPipeline, args.refiner_model, args.device, text_encoder_2=base.text_encoder_2, vae=base.vae)
+    setting = caching_setting(base.deepcache_defaults, args)
+    print(f"DeepCache: {describe(setting)}{' on base and refiner' if refiner else ''}")
+
+    def generate(steps, **caching):
+        generator = torch.Generator(args.device).manual_seed(args.seed)
+        if refiner is None:
+            return base(args.prompt, num_inference_steps=steps, generator=generator, **caching).images
+        latents = base(args.prompt, num_inference_steps=steps, denoising_end=args.high_noise_frac, output_type="latent", generator=generator, **caching).images
+        return refiner(args.prompt, image=latents, num_inference_steps=steps, denoising_start=args.high_noise_frac, generator=generator, **caching).images
+
+    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output)
+
+
+if __name__ == "__main__":
+    main()
