@@ -15,9 +15,10 @@ setup(
         "transformers>=4.41",
         "safetensors>=0.4",
         "huggingface_hub>=0.23",
+        "accelerate>=0.31",  # offloading and fast loading in diffusers
         "numpy",
         "Pillow",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "peft>=0.15"]},  # peft: diffusers' LoRA loading, tested
     license="Apache-2.0",
 )
