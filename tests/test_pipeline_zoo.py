@@ -168,3 +168,16 @@ def test_helper_equals_the_pipeline_and_disable_restores_exactly(case):
     assert type(plain) is pipe_class and type(plain.unet) is unet_class and vars(plain.unet) == unet_dict
     assert not plain.unet._forward_hooks and not plain.unet._forward_pre_hooks
     assert np.array_equal(generate(plain, case), before)
+
+
+def test_from_pipe_shares_components_between_deepcache_pipelines():
+    plain = tiny_pipeline("sd")
+    text_to_image = deepcache.DeepCacheStableDiffusionPipeline.from_pipe(plain)
+    image_to_image = deepcache.DeepCacheStableDiffusionImg2ImgPipeline.from_pipe(text_to_image)
+    assert image_to_image.unet is text_to_image.unet is plain.unet
+    for pipe in (text_to_image, image_to_image):
+        pipe.set_progress_bar_config(disable=True)
+    assert np.array_equal(generate(text_to_image, "sd"), generate(tiny_pipeline("sd"), "sd"))
+    calls = _record_unet_calls(image_to_image)
+    generate(image_to_image, "sd-img2img", cache_interval=2)
+    assert [mid for _, mid in calls] == [True, False, True, False]

@@ -17,7 +17,7 @@ import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from ..config import DeepCacheConfig
-from ..models import cache_aware_class
+from ..models import CACHE_AWARE_UNETS, cache_aware_class
 
 
 class DeepCacheRun:
@@ -126,6 +126,14 @@ class DeepCachePipelineMixin:
         if unet is not None:  # saved pipelines name the plain diffusers class
             parent = cache_class._deepcache_parent
             self.register_to_config(unet=(parent.__module__.split(".")[0], parent.__name__))
+
+    @classmethod
+    def _get_signature_types(cls) -> dict:
+        """The parent's component types, plus the cache-aware U-Nets, so ``from_pipe`` passes them on."""
+        types = super()._get_signature_types()
+        if "unet" in types:
+            types["unet"] = (*types["unet"], *(c for c in CACHE_AWARE_UNETS if c._deepcache_parent in types["unet"]))
+        return types
 
     def to_json_string(self) -> str:
         """Saved pipelines are plain diffusers checkpoints: DeepCache changes no weight."""
