@@ -2,7 +2,8 @@
 
     python scripts/measure_speedup.py [--steps 50] [--repeats 3]
 
-Part 1 counts FLOPs on the meta device (no weights, attention included). Part 2 times a small
+Part 1 counts FLOPs on the meta device (no weights, attention included), per branch and for
+each SD / SDXL pipeline's default setting. Part 2 times a small
 SD 1.5-shaped U-Net on one CPU thread: 50 all-full steps against 50 uniformly cached ones,
 interleaved, median of the repeats.
 """
@@ -15,9 +16,21 @@ import time
 
 import torch
 
+import deepcache
 from deepcache import DeepCacheUNet2DConditionModel, uniform_full_steps
+from deepcache.examples import describe
 from deepcache.flops import SD15_CONFIG, SDXL_CONFIG, ideal_speedup, meta_unet_and_inputs, step_flops
 
+SD_PIPELINES = (
+    deepcache.DeepCacheStableDiffusionPipeline,
+    deepcache.DeepCacheStableDiffusionImg2ImgPipeline,
+    deepcache.DeepCacheStableDiffusionInpaintPipeline,
+)
+SDXL_PIPELINES = (
+    deepcache.DeepCacheStableDiffusionXLPipeline,
+    deepcache.DeepCacheStableDiffusionXLImg2ImgPipeline,
+    deepcache.DeepCacheStableDiffusionXLInpaintPipeline,
+)
 SMALL_CONFIG = dict(SD15_CONFIG, sample_size=32, block_out_channels=(32, 64, 128, 128), cross_attention_dim=64)
 
 
@@ -67,12 +80,27 @@ def wall_table(steps: int, repeats: int) -> None:
             print(f"| {interval} | {branch} | {median:.2f} | {measured:.2f}x | {ideal:.2f}x | {measured / ideal:.2f} |")
 
 
+def defaults_table(steps: int) -> None:
+    """FLOP-ideal speedup of each SD / SDXL pipeline's ``deepcache_defaults`` on the real U-Net."""
+    print(f"| pipeline | default setting | full steps of {steps} | ideal speedup |")
+    print("|---|---|---|---|")
+    for config, classes in ((SD15_CONFIG, SD_PIPELINES), (SDXL_CONFIG, SDXL_PIPELINES)):
+        unet, args, kwargs = meta_unet_and_inputs(config)
+        for cls in classes:
+            setting = cls.deepcache_defaults
+            full, cached = step_flops(unet, args, kwargs, setting.cache_branch_id)
+            num_full = len(setting.full_steps(steps))
+            speedup = ideal_speedup(full, cached, steps, num_full)
+            print(f"| {cls.__name__} | {describe(setting.as_kwargs())} | {num_full} | {speedup:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     flop_table()
+    defaults_table(args.steps)
     wall_table(args.steps, args.repeats)
 
 
