@@ -85,6 +85,8 @@ class DeepCacheSDHelper:
         if self.pipe is None:
             raise ValueError("DeepCacheSDHelper has no pipeline: pass it as `DeepCacheSDHelper(pipe)` or `enable(pipe)`.")
         self.disable()  # enabling twice is the same as once
+        if "_deepcache_helper" in vars(self.pipe):
+            raise ValueError("This pipeline already has another enabled DeepCacheSDHelper; call its `disable()` first.")
         _layout(self.pipe).resolve(self.config.cache_branch_id)
         pipe, unet = self.pipe, _unwrap(self.pipe.unet)
         converted = not isinstance(unet, DeepCacheUNetMixin)

@@ -177,6 +177,14 @@ def test_enable_twice_disable_twice_and_context_manager_restore_exactly():
     assert np.array_equal(generate(pipe), before)
 
 
+def test_a_second_helper_on_the_same_pipeline_is_refused():
+    pipe = sd_pipeline()
+    with DeepCacheSDHelper(pipe):
+        with pytest.raises(ValueError, match=re.escape("already has another enabled DeepCacheSDHelper")):
+            DeepCacheSDHelper(pipe).enable()
+    assert type(pipe) is StableDiffusionPipeline
+
+
 def test_enable_on_another_pipeline_releases_the_first():
     first, second = sd_pipeline(), sd_pipeline()
     helper = DeepCacheSDHelper(first)
