@@ -61,10 +61,10 @@ def load(pipeline_class, model: str, device: str, **kwargs):
         pipe = pipeline_class.from_pretrained(model, dtype=dtype, **kwargs)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = reason if len(reason) <= 160 else reason[:157] + "..."
         raise SystemExit(
-            f"error: cannot load {model!r}: {reason}\n"
-            "Pass --model a hub id you can download (network access, and `hf auth login` for gated models) "
-            "or a local directory written by save_pretrained."
+            f"error: cannot load {model!r} ({reason}); pass --model a hub id you can download (network access, "
+            "and `hf auth login` for gated models) or a local directory written by save_pretrained."
         ) from None
     return pipe.to(device)
 
