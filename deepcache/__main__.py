@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from . import DeepCacheStableDiffusionPipeline
+from .examples import psnr
 from .tiny import tiny_stable_diffusion_components
 
 
@@ -49,12 +50,10 @@ def main(argv: list[str] | None = None) -> None:
         cached, seconds = generate(**caching)
         times["deepcache"].append(seconds)
     base, fast = statistics.median(times["baseline"]), statistics.median(times["deepcache"])
-    mse = float(np.mean((baseline - cached) ** 2))
-    psnr = float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
     print(f"{args.steps} steps, batch {len(prompts)}, interval {args.cache_interval}, branch {args.cache_branch_id}")
     print(f"baseline  median {base:.3f} s over {args.repeats} runs")
     print(f"deepcache median {fast:.3f} s  ->  speedup {base / fast:.2f}x")
-    print(f"fidelity: PSNR {psnr:.1f} dB, max abs pixel difference {np.abs(baseline - cached).max():.4f}")
+    print(f"fidelity: PSNR {psnr(baseline, cached):.1f} dB, max abs pixel difference {np.abs(baseline - cached).max():.4f}")
 
     rows = [np.concatenate(list(images), axis=1) for images in (baseline, cached)]
     grid = (np.concatenate(rows, axis=0) * 255).round().astype(np.uint8)

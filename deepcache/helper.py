@@ -79,16 +79,14 @@ class DeepCacheSDHelper:
 
     def enable(self, pipe=None) -> None:
         """Makes ``pipe`` (or the helper's pipeline) cache at every call until :meth:`disable`."""
-        if pipe is not None and pipe is not self.pipe:
-            self.disable()
-            self.pipe = pipe
+        self.disable()  # enabling twice is the same as once; enabling another pipeline releases the first
+        self.pipe = pipe if pipe is not None else self.pipe
         if self.pipe is None:
             raise ValueError("DeepCacheSDHelper has no pipeline: pass it as `DeepCacheSDHelper(pipe)` or `enable(pipe)`.")
-        self.disable()  # enabling twice is the same as once
         if "_deepcache_helper" in vars(self.pipe):
             raise ValueError("This pipeline already has another enabled DeepCacheSDHelper; call its `disable()` first.")
-        _layout(self.pipe).resolve(self.config.cache_branch_id)
         pipe, unet = self.pipe, _unwrap(self.pipe.unet)
+        _layout(pipe).resolve(self.config.cache_branch_id)
         converted = not isinstance(unet, DeepCacheUNetMixin)
         cache_aware_class(unet).from_unet(unet)
         original_class = type(pipe)

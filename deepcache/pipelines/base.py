@@ -74,7 +74,8 @@ def call_with_deepcache(pipeline, parent_call, args: tuple, kwargs: dict, config
     """
     if not config.enabled:
         return parent_call(*args, **kwargs)
-    unet = cache_aware_class(_unwrap(pipeline.unet)).from_unet(_unwrap(pipeline.unet))
+    unet = _unwrap(pipeline.unet)
+    cache_aware_class(unet).from_unet(unet)
     branch = unet.deepcache_layout.resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
     branch = default_branch if branch is None else branch
     parameters = inspect.signature(parent_call).parameters
