@@ -18,7 +18,15 @@ setup(
         "accelerate>=0.31",  # offloading and fast loading in diffusers
         "numpy",
         "Pillow",
+        "torchmetrics>=1.4",  # PSNR, SSIM, Frechet distance and KID
     ],
-    extras_require={"test": ["pytest>=7", "peft>=0.15"]},  # peft: diffusers' LoRA loading, tested
+    # The embedded models' weights (safetensors) and configs.
+    package_data={"deepcache": ["data/*/*.json", "data/*/*.safetensors", "data/*/*/*.json", "data/*/*/*.safetensors"]},
+    extras_require={
+        "research": ["scikit-learn>=1.3", "matplotlib>=3.7"],  # the digits dataset; reproduction plots
+        # Inception FID. torch-fidelity needs torchvision: install the one matching your torch first.
+        "metrics": ["torch-fidelity>=0.3"],
+        "test": ["pytest>=7", "peft>=0.15", "scikit-learn>=1.3", "matplotlib>=3.7"],  # peft: diffusers' LoRA loading
+    },
     license="Apache-2.0",
 )

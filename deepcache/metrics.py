@@ -1,0 +1,126 @@
+"""Quality metrics for cached samples, computed by torchmetrics.
+
+Fidelity (does caching change the picture?): ``psnr`` and ``ssim`` of each cached sample against the
+uncached sample from the same noise. Distribution quality (are the pictures still good?): Frechet
+distance and KID on any feature extractor; ``digit_features()`` is the embedded classifier, which
+needs no download. ``inception_fid`` and ``clip_score`` are for users who have those weights.
+Images are float tensors (N, C, H, W) in [0, 1] unless said otherwise.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+
+def _check_pair(reference: torch.Tensor, candidate: torch.Tensor) -> None:
+    if reference.shape != candidate.shape or reference.ndim != 4:
+        raise ValueError(
+            f"`reference` and `candidate` must be image batches (N, C, H, W) of one shape, "
+            f"but got {tuple(reference.shape)} and {tuple(candidate.shape)}."
+        )
+
+
+def psnr(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of each candidate against its reference (images in [0, 1]); shape (N,)."""
+    _check_pair(reference, candidate)
+    return peak_signal_noise_ratio(candidate, reference, data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
+def ssim(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
+    """SSIM of each candidate against its reference (images in [0, 1]); shape (N,)."""
+    _check_pair(reference, candidate)
+    return structural_similarity_index_measure(candidate, reference, data_range=1.0, reduction="none")
+
+
+class _Features(torch.nn.Module):
+    """Adapts ``extract(images) -> (N, D)`` to torchmetrics' feature-extractor protocol."""
+
+    def __init__(self, extract, num_features: int):
+        super().__init__()
+        self.extract = extract
+        self.num_features = num_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.extract(images)
+
+
+def digit_features() -> _Features:
+    """The embedded digit classifier's 64 penultimate features; takes images in [0, 1]."""
+    from .embedded import load_classifier
+
+    classifier = load_classifier()
+    return _Features(lambda images: classifier.features(images * 2 - 1), classifier.num_features)
+
+
+class FeatureDistances:
+    """Frechet distance and KID of image sets to one reference set, on one feature extractor.
+
+    The reference features are computed once; ``distances(images)`` then scores any number of sets.
+    """
+
+    def __init__(self, reference: torch.Tensor, features: torch.nn.Module, kid_subset_size: int = 100, batch_size: int = 256):
+        if kid_subset_size < 2:
+            raise ValueError(f"`kid_subset_size` must be at least 2, but got {kid_subset_size}.")
+        self.batch_size = batch_size
+        self.kid_subset_size = kid_subset_size
+        self._fd = FrechetInceptionDistance(feature=features, reset_real_features=False)
+        with warnings.catch_warnings():  # its warning that it keeps all features: that is intended here
+            warnings.simplefilter("ignore", UserWarning)
+            self._kid = KernelInceptionDistance(feature=features, subset_size=kid_subset_size, reset_real_features=False)
+        self._update(reference, real=True)
+
+    def _update(self, images: torch.Tensor, real: bool) -> None:
+        with torch.no_grad():
+            for batch in images.split(self.batch_size):
+                self._fd.update(batch, real=real)
+                self._kid.update(batch, real=real)
+
+    def distances(self, images: torch.Tensor) -> dict[str, float]:
+        """``{"fd", "kid", "kid_std"}`` of ``images`` to the reference set."""
+        if len(images) < self.kid_subset_size:
+            raise ValueError(f"`images` needs at least kid_subset_size={self.kid_subset_size} samples, but got {len(images)}.")
+        self._fd.reset()
+        self._kid.reset()
+        self._update(images, real=False)
+        kid_mean, kid_std = self._kid.compute()
+        return {"fd": self._fd.compute().item(), "kid": kid_mean.item(), "kid_std": kid_std.item()}
+
+
+def inception_fid(reference: torch.Tensor, candidate: torch.Tensor, features: torch.nn.Module | None = None) -> float:
+    """FID on Inception-v3 pool features (``pip install 'deepcache[metrics]'``; downloads its weights once).
+
+    ``features`` replaces Inception by any extractor with the same protocol (used by the tests).
+    RGB images in [0, 1]; grayscale ones are repeated to three channels.
+    """
+    def rgb(images: torch.Tensor) -> torch.Tensor:
+        return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+    metric = FrechetInceptionDistance(feature=features if features is not None else 2048, normalize=True)
+    with torch.no_grad():
+        metric.update(rgb(reference), real=True)
+        metric.update(rgb(candidate), real=False)
+    return metric.compute().item()
+
+
+def clip_score(images: torch.Tensor, prompts: list[str], model: str = "openai/clip-vit-large-patch14") -> float:
+    """Mean CLIP score, 100 x max(cosine, 0) as in the paper, of images in [0, 1] and their prompts.
+
+    ``model`` is a hub id or a local folder holding a ``CLIPModel`` and its ``CLIPProcessor``.
+    Computed with transformers directly: torchmetrics 1.9's ``CLIPScore`` fails on transformers 5,
+    whose ``get_image_features`` returns an output object instead of a tensor.
+    """
+    if len(images) != len(prompts):
+        raise ValueError(f"`images` and `prompts` must have one prompt per image, but got {len(images)} and {len(prompts)}.")
+    from transformers import CLIPModel, CLIPProcessor
+
+    clip, processor = CLIPModel.from_pretrained(model).eval(), CLIPProcessor.from_pretrained(model)
+    pixels = list((images * 255).round().to(torch.uint8))
+    inputs = processor(text=prompts, images=pixels, return_tensors="pt", padding=True, truncation=True)
+    with torch.no_grad():
+        outputs = clip(**inputs)  # image_embeds and text_embeds come out L2-normalized
+    return (100 * (outputs.image_embeds * outputs.text_embeds).sum(-1)).clamp(min=0).mean().item()
