@@ -9,8 +9,6 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models import DeepCacheUNet2DConditionModel
-
 SD15_CONFIG = dict(
     sample_size=64,
     block_out_channels=(320, 640, 1280, 1280),
@@ -55,15 +53,3 @@ def step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch: int) ->
 def ideal_speedup(full: int, cached: int, num_steps: int, num_full_steps: int) -> float:
     """Speedup if time followed FLOPs: all-full steps over the schedule's mix of full and cached."""
     return num_steps * full / (num_full_steps * full + (num_steps - num_full_steps) * cached)
-
-
-def meta_unet_and_inputs(config: dict, batch: int = 2, text_tokens: int = 77):
-    """A cache-aware U-Net of ``config`` and inputs for it, on the meta device (CFG batch of 2)."""
-    with torch.device("meta"):
-        unet = DeepCacheUNet2DConditionModel(**config).eval()
-        size = config["sample_size"]
-        args = (torch.randn(batch, 4, size, size), torch.tensor(500), torch.randn(batch, text_tokens, config["cross_attention_dim"]))
-        kwargs = {}
-        if config.get("addition_embed_type") == "text_time":
-            kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(batch, 1280), "time_ids": torch.randn(batch, 6)}
-    return unet, args, kwargs

@@ -1,0 +1,335 @@
+"""Speed of cached U-Net denoising loops: FLOPs, wall time, memory, and the original helper.
+
+Only the U-Net loop is timed (DDIM updates included, text encoders and VAE not), since that is all
+caching changes. Speed does not depend on weight values, so the SD, SDXL and SVD architectures run
+with random weights; the embedded digits model runs with its trained weights. On CPU the runs use
+the threads they are given and are interleaved (baseline, then every setting, repeated) so that
+drifts in machine speed hit all alike; on CUDA they are timed with CUDA events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import statistics
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import torch
+from diffusers import DDIMScheduler
+from tqdm.auto import tqdm
+
+from .config import DeepCacheConfig
+from .flops import SD15_CONFIG, SDXL_CONFIG, ideal_speedup, step_flops
+from .models import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel, DeepCacheUNetSpatioTemporalConditionModel
+from .tiny import DDPM_UNET, SD15_UNET
+
+# Stable Video Diffusion (img2vid-xt) is diffusers' default UNetSpatioTemporalConditionModel config.
+SVD_CONFIG: dict = {}
+
+
+@dataclass(frozen=True)
+class BenchmarkModel:
+    """A U-Net architecture to benchmark and how to feed it: ``family`` picks the conditioning."""
+
+    unet_class: type
+    config: dict
+    family: str  # "pixel", "sd", "sdxl" or "svd"
+    size: tuple[int, int]  # sample height and width (latent size for latent models)
+    description: str
+    frames: int = 14
+
+    def pixels(self, size: tuple[int, int]) -> str:
+        scale = 1 if self.family == "pixel" else 8
+        return f"{size[0] * scale}x{size[1] * scale}"
+
+
+def _embedded_config() -> dict:
+    from .embedded import UNET_CONFIG
+
+    return UNET_CONFIG
+
+
+MODELS = {
+    "embedded": BenchmarkModel(DeepCacheUNet2DModel, {}, "pixel", (32, 32), "embedded digits DDPM (trained weights)"),
+    "sd1.5": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_CONFIG, "sd", (64, 64), "SD 1.5 U-Net (random weights)"),
+    "sdxl": BenchmarkModel(DeepCacheUNet2DConditionModel, SDXL_CONFIG, "sdxl", (128, 128), "SDXL U-Net (random weights)"),
+    "svd": BenchmarkModel(DeepCacheUNetSpatioTemporalConditionModel, SVD_CONFIG, "svd", (72, 128), "SVD-XT U-Net (random weights)"),
+    "tiny-sd": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_UNET, "sd", (16, 16), "tiny SD-shaped U-Net (tests)"),
+    "tiny-ddpm": BenchmarkModel(DeepCacheUNet2DModel, DDPM_UNET, "pixel", (16, 16), "tiny DDPM U-Net (tests)"),
+}
+
+
+def build_unet(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
+    """The cache-aware U-Net of ``MODELS[name]``: trained weights for "embedded", random otherwise."""
+    spec = _model(name)
+    if name == "embedded":
+        from .embedded import embedded_model_path
+
+        unet = DeepCacheUNet2DModel.from_pretrained(embedded_model_path(), subfolder="unet")
+    else:
+        torch.manual_seed(seed)
+        with torch.device(device) if str(device) == "meta" else contextlib.nullcontext():
+            unet = spec.unet_class(**spec.config)
+    unet = unet.to(device)
+    return (unet if dtype == torch.float32 else unet.to(dtype)).eval()
+
+
+def _model(name: str) -> BenchmarkModel:
+    if name not in MODELS:
+        raise ValueError(f"`model` must be one of {sorted(MODELS)}, but got {name!r}.")
+    return MODELS[name]
+
+
+@dataclass
+class LoopInputs:
+    """The noise a loop starts from, and everything else the U-Net takes besides sample and timestep."""
+
+    noise: torch.Tensor
+    kwargs: dict
+    conditioning: torch.Tensor | None = None  # SVD: image latents concatenated to every sample
+
+    def model_input(self, sample: torch.Tensor) -> torch.Tensor:
+        return sample if self.conditioning is None else torch.cat([sample, self.conditioning], dim=2)
+
+
+def loop_inputs(name: str, unet, batch: int, size: tuple[int, int] | None = None, frames: int | None = None, seed: int = 0) -> LoopInputs:
+    """Inputs for ``batch`` samples; conditional models get the doubled batch of classifier-free guidance."""
+    spec = _model(name)
+    height, width = size or spec.size
+    config = unet.config
+    device, dtype = unet.device, unet.dtype
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
+
+    if spec.family == "pixel":
+        return LoopInputs(randn(batch, config.in_channels, height, width), {})
+    rows = 2 * batch
+    if spec.family == "svd":
+        frames = frames or spec.frames
+        latent = config.out_channels
+        kwargs = {"encoder_hidden_states": randn(rows, 1, config.cross_attention_dim), "added_time_ids": randn(rows, 3)}
+        return LoopInputs(randn(rows, frames, latent, height, width), kwargs, randn(rows, frames, config.in_channels - latent, height, width))
+    kwargs = {"encoder_hidden_states": randn(rows, 77, config.cross_attention_dim)}
+    if spec.family == "sdxl":
+        kwargs["added_cond_kwargs"] = {"text_embeds": randn(rows, 1280), "time_ids": randn(rows, 6)}
+    return LoopInputs(randn(rows, config.in_channels, height, width), kwargs)
+
+
+def denoise(unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig | None = None) -> tuple[torch.Tensor, int]:
+    """A DDIM loop of ``steps`` U-Net calls: all full without ``setting``, else cached as it says.
+
+    Returns the final sample and the bytes of the cached feature (0 without caching).
+    """
+    scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
+    scheduler.set_timesteps(steps)
+    full_steps = set(setting.full_steps(steps)) if setting is not None else None
+    sample, features, cache_bytes = inputs.noise, None, 0
+    with torch.no_grad():
+        for step, timestep in enumerate(scheduler.timesteps):
+            model_input = inputs.model_input(sample)
+            if setting is None:
+                output = unet(model_input, timestep, **inputs.kwargs, return_dict=False)[0]
+            else:
+                cached = None if step in full_steps else features
+                output, features = unet(
+                    model_input, timestep, **inputs.kwargs, return_dict=False,
+                    cache_branch_id=setting.cache_branch_id, replicate_prev_features=cached,
+                )
+                cache_bytes = features.numel() * features.element_size()
+            sample = scheduler.step(output, timestep, sample).prev_sample
+    return sample, cache_bytes
+
+
+def denoise_with_original(helper_module, unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig) -> torch.Tensor:
+    """The same loop under the original DeepCache 0.1.1 helper (uniform schedules only)."""
+    plain = copy.copy(unet)  # shares every submodule; only its class differs
+    plain.__class__ = type(unet)._deepcache_parent
+    scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
+    scheduler.set_timesteps(steps)
+    helper = helper_module.DeepCacheSDHelper(pipe=SimpleNamespace(unet=plain, scheduler=scheduler))
+    helper.set_params(cache_interval=setting.cache_interval, cache_branch_id=setting.cache_branch_id)
+    helper.enable()
+    try:
+        sample = inputs.noise
+        with torch.no_grad():
+            for timestep in scheduler.timesteps:
+                output = plain(inputs.model_input(sample), timestep, **inputs.kwargs, return_dict=False)[0]
+                sample = scheduler.step(output, timestep, sample).prev_sample
+    finally:
+        helper.disable()  # its block patches sit on modules shared with `unet`
+    return sample
+
+
+class _Timer:
+    """Wall time of a callable: CUDA events on a GPU, ``perf_counter`` on CPU; and peak GPU memory."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, function):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            result = function()
+            end.record()
+            torch.cuda.synchronize()
+            return result, start.elapsed_time(end) / 1000, torch.cuda.max_memory_allocated()
+        start = time.perf_counter()
+        result = function()
+        return result, time.perf_counter() - start, None
+
+
+@dataclass
+class Row:
+    """One benchmarked setting; times are medians over the repeats."""
+
+    model: str
+    resolution: str
+    batch: int
+    steps: int
+    interval: int
+    branch: int
+    schedule: str
+    full_gflops: float
+    cached_gflops: float
+    ideal_speedup: float
+    baseline_s: float
+    deepcache_s: float
+    speedup: float
+    measured_over_ideal: float
+    baseline_peak_mb: float | None
+    deepcache_peak_mb: float | None
+    cache_mb: float
+    original_s: float | None = None
+    ours_over_original_speed: float | None = None
+    max_diff_vs_original: float | None = None
+    times: dict = field(default_factory=dict)
+
+
+def settings_grid(intervals, branches, schedules) -> list[DeepCacheConfig]:
+    for schedule in schedules:
+        if schedule not in ("uniform", "non-uniform"):
+            raise ValueError(f"`schedules` must contain 'uniform' or 'non-uniform', but got {schedule!r}.")
+    return [
+        DeepCacheConfig(cache_interval=interval, cache_branch_id=branch, uniform=schedule == "uniform")
+        for interval in intervals for branch in branches for schedule in schedules
+    ]
+
+
+def benchmark(
+    name: str,
+    settings: list[DeepCacheConfig],
+    steps: int = 50,
+    batch: int = 1,
+    size: tuple[int, int] | None = None,
+    frames: int | None = None,
+    repeats: int = 3,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    original=None,
+    progress: bool = True,
+) -> list[Row]:
+    """Benchmarks ``settings`` on model ``name`` against the all-full loop; see the module docstring.
+
+    ``original``: the original helper's module (``deepcache.original.load_original_helper``), to
+    run it on the same model, inputs and uniform settings in the same interleaved rounds.
+    """
+    if repeats < 1:
+        raise ValueError(f"`repeats` must be at least 1, but got {repeats}.")
+    spec = _model(name)
+    size = tuple(size) if size else spec.size
+    unet = build_unet(name, device, dtype)
+    inputs = loop_inputs(name, unet, batch, size, frames)
+    flops = branch_flops(name, {s.cache_branch_id for s in settings}, batch, size, frames)
+    timer = _Timer(unet.device)
+    with_original = [s for s in settings if original is not None and s.uniform]
+
+    def run_original(setting):
+        return denoise_with_original(original, unet, inputs, steps, setting)
+
+    # Warm-up: allocator, kernels and the per-branch views are built outside the timed runs.
+    denoise(unet, inputs, min(steps, 3))
+    for setting in settings:
+        denoise(unet, inputs, min(steps, 3), setting)
+    times = {"baseline": [], **{i: [] for i in range(len(settings))}, **{("original", i): [] for i in range(len(settings))}}
+    peaks, samples, cache_bytes = {}, {}, {}
+    total = repeats * (1 + len(settings) + len(with_original))
+    with tqdm(total=total, desc=f"benchmark {name}", disable=not progress) as bar:
+        for _ in range(repeats):
+            (samples["baseline"], _), seconds, peaks["baseline"] = timer(lambda: denoise(unet, inputs, steps))
+            times["baseline"].append(seconds)
+            bar.update()
+            for index, setting in enumerate(settings):
+                (samples[index], cache_bytes[index]), seconds, peaks[index] = timer(lambda: denoise(unet, inputs, steps, setting))
+                times[index].append(seconds)
+                bar.update()
+                if setting in with_original:
+                    samples[("original", index)], seconds, _ = timer(lambda: run_original(setting))
+                    times[("original", index)].append(seconds)
+                    bar.update()
+
+    baseline = statistics.median(times["baseline"])
+    rows = []
+    for index, setting in enumerate(settings):
+        full, cached = flops[setting.cache_branch_id]
+        ideal = ideal_speedup(full, cached, steps, len(setting.full_steps(steps)))
+        seconds = statistics.median(times[index])
+        row = Row(
+            model=name, resolution=spec.pixels(size), batch=batch, steps=steps, interval=setting.cache_interval,
+            branch=setting.cache_branch_id, schedule="uniform" if setting.uniform else "non-uniform",
+            full_gflops=full / 1e9, cached_gflops=cached / 1e9, ideal_speedup=ideal, baseline_s=baseline,
+            deepcache_s=seconds, speedup=baseline / seconds, measured_over_ideal=baseline / seconds / ideal,
+            baseline_peak_mb=_mb(peaks["baseline"]), deepcache_peak_mb=_mb(peaks[index]), cache_mb=cache_bytes[index] / 2**20,
+            times={"baseline": times["baseline"], "deepcache": times[index]},
+        )
+        if setting in with_original:
+            row.original_s = statistics.median(times[("original", index)])
+            row.ours_over_original_speed = row.original_s / seconds
+            row.max_diff_vs_original = (samples[index] - samples[("original", index)]).abs().max().item()
+            row.times["original"] = times[("original", index)]
+        rows.append(row)
+    return rows
+
+
+def _mb(value: int | None) -> float | None:
+    return None if value is None else value / 2**20
+
+
+def branch_flops(name: str, branches, batch: int = 1, size: tuple[int, int] | None = None, frames: int | None = None) -> dict[int, tuple[int, int]]:
+    """Full and cached FLOPs of one step per branch, counted on the meta device (no weights, attention included)."""
+    _model(name)
+    if name == "embedded":
+        unet = DeepCacheUNet2DModel(**_embedded_config()).to("meta")
+    else:
+        unet = build_unet(name, "meta")
+    inputs = loop_inputs(name, unet, batch, size, frames)
+    args = (inputs.model_input(inputs.noise), torch.tensor(500, device="meta"))
+    return {branch: step_flops(unet, args, inputs.kwargs, branch) for branch in sorted(branches)}
+
+
+COLUMNS = (
+    ("model", "model", "{}"), ("resolution", "res", "{}"), ("batch", "batch", "{}"), ("steps", "steps", "{}"),
+    ("interval", "N", "{}"), ("branch", "branch", "{}"), ("schedule", "schedule", "{}"),
+    ("full_gflops", "full GFLOPs", "{:.2f}"), ("cached_gflops", "cached GFLOPs", "{:.2f}"),
+    ("ideal_speedup", "FLOP-ideal", "{:.2f}x"), ("baseline_s", "baseline s", "{:.3f}"),
+    ("deepcache_s", "DeepCache s", "{:.3f}"), ("speedup", "speedup", "{:.2f}x"),
+    ("measured_over_ideal", "measured/ideal", "{:.2f}"), ("baseline_peak_mb", "peak MB base", "{:.0f}"),
+    ("deepcache_peak_mb", "peak MB cached", "{:.0f}"), ("cache_mb", "cache MB", "{:.2f}"),
+    ("original_s", "original s", "{:.3f}"), ("ours_over_original_speed", "ours vs original", "{:.2f}x"),
+    ("max_diff_vs_original", "max diff vs original", "{:.1e}"),
+)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """Rows as a markdown table; "n/a" where a value was not measured (CPU peak memory, no original)."""
+    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        cells = [("n/a" if getattr(row, key) is None else form.format(getattr(row, key))) for key, _, form in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

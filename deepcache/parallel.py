@@ -1,0 +1,31 @@
+"""Many samples, data-parallel: under ``accelerate launch`` each process takes its share of the seeds.
+
+The seeds are cut into fixed batches first and every batch draws each image's noise from that
+image's own seed, so a batch computes the same numbers whichever process runs it: the gathered
+result equals a single-process run for the same seeds.
+"""
+
+from __future__ import annotations
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+
+
+def sample_images(pipe, seeds: list[int], batch_size: int, **call_kwargs) -> torch.Tensor:
+    """Images (N, C, H, W) in [0, 1] for ``seeds`` from an unconditional pipeline, in seed order.
+
+    Every process returns the full gathered result. ``call_kwargs`` go to the pipeline call
+    (``num_inference_steps``, caching arguments, ...).
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be at least 1, but got {batch_size}.")
+    state = PartialState(cpu=not torch.cuda.is_available())
+    batches = [seeds[start : start + batch_size] for start in range(0, len(seeds), batch_size)]
+    mine = []
+    for index in range(state.process_index, len(batches), state.num_processes):
+        generators = [torch.Generator().manual_seed(seed) for seed in batches[index]]
+        images = pipe(batch_size=len(generators), generator=generators, output_type="np", **call_kwargs).images
+        mine.append((index, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()))
+    gathered = gather_object(mine) if state.num_processes > 1 else mine
+    return torch.cat([images for _, images in sorted(gathered, key=lambda item: item[0])]) if gathered else torch.empty(0)

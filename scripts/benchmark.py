@@ -1,0 +1,128 @@
+"""Benchmark DeepCache: FLOPs, FLOP-ideal and measured speedup, memory, and the original helper.
+
+    python scripts/benchmark.py --model embedded --intervals 2 3 5 --branches 0 1 2
+    python scripts/benchmark.py --model sd1.5 --resolution 256 --steps 20 --original fetch
+    python scripts/benchmark.py --model sd1.5 --device cuda --dtype fp16 --intervals 3 5 --branches 0 1 \
+        --schedules uniform non-uniform --json sd15.json --markdown sd15.md
+    python scripts/benchmark.py --defaults-table     # FLOP-ideal speedup of each pipeline's defaults
+
+Models: the embedded digits DDPM (trained weights) and the real SD 1.5, SDXL and SVD-XT U-Net
+architectures (random weights: speed does not depend on them). Only the U-Net denoising loop is
+timed; see ``deepcache.benchmark``. ``--original`` also runs the original DeepCache 0.1.1 helper on
+the same model and inputs (uniform settings) and reports the speed ratio and the largest output
+difference; give its wheel, its ``deepcache.py``, or ``fetch`` to download the wheel with pip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+import deepcache
+from deepcache.benchmark import MODELS, benchmark, branch_flops, markdown_table, settings_grid
+from deepcache.examples import describe
+from deepcache.flops import ideal_speedup
+from deepcache.original import load_original_helper
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def machine(device: str, threads: int) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {threads} thread(s), torch {torch.__version__}"
+
+
+PIPELINES = {
+    "sd1.5": ("StableDiffusion", "StableDiffusionImg2Img", "StableDiffusionInpaint"),
+    "sdxl": ("StableDiffusionXL", "StableDiffusionXLImg2Img", "StableDiffusionXLInpaint"),
+    "svd": ("StableVideoDiffusion",),
+    "embedded": ("DDPM", "DDIM"),
+}
+
+
+def defaults_table(steps: int) -> str:
+    """FLOP-ideal speedup of each pipeline's ``deepcache_defaults`` on its real U-Net architecture."""
+    lines = [f"| pipeline | U-Net | default setting | full steps of {steps} | FLOP-ideal speedup |", "|---|---|---|---|---|"]
+    for model, names in PIPELINES.items():
+        classes = [getattr(deepcache, f"DeepCache{name}Pipeline") for name in names]
+        flops = branch_flops(model, {cls.deepcache_defaults.cache_branch_id for cls in classes})
+        for cls in classes:
+            setting = cls.deepcache_defaults
+            num_full = len(setting.full_steps(steps))
+            speedup = ideal_speedup(*flops[setting.cache_branch_id], steps, num_full)
+            lines.append(f"| {cls.__name__} | {model} | {describe(setting.as_kwargs())} | {num_full} | {speedup:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model", default="embedded", choices=sorted(MODELS))
+    parser.add_argument("--intervals", type=int, nargs="+", default=[3, 5])
+    parser.add_argument("--branches", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--schedules", nargs="+", default=["uniform"], choices=["uniform", "non-uniform"])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=1, help="images per call (conditional models run twice that, for guidance)")
+    parser.add_argument("--resolution", type=int, nargs="+", help="image height [width] in pixels (default: the model's)")
+    parser.add_argument("--frames", type=int, help="SVD frames (default 14)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: stable timings)")
+    parser.add_argument("--original", help="the DeepCache 0.1.1 wheel or helper file, or 'fetch'")
+    parser.add_argument("--json", help="write the rows as JSON here")
+    parser.add_argument("--markdown", help="append the table to this markdown file")
+    parser.add_argument("--defaults-table", action="store_true", help="only print the FLOP-ideal speedup of every pipeline's defaults")
+    args = parser.parse_args(argv)
+    if args.defaults_table:
+        print(defaults_table(args.steps))
+        return
+
+    torch.set_num_threads(args.threads)
+    spec = MODELS[args.model]
+    size = None
+    if args.resolution:
+        if len(args.resolution) > 2:
+            parser.error("--resolution takes a height and at most one width")
+        height, width = args.resolution[0], args.resolution[-1]
+        scale = 1 if spec.family == "pixel" else 8
+        if height % scale or width % scale:
+            parser.error(f"--resolution of {args.model} must be a multiple of {scale}")
+        size = (height // scale, width // scale)
+    try:
+        settings = settings_grid(args.intervals, args.branches, args.schedules)
+        original = load_original_helper(None if args.original == "fetch" else args.original) if args.original else None
+        rows = benchmark(
+            args.model, settings, steps=args.steps, batch=args.batch, size=size, frames=args.frames,
+            repeats=args.repeats, device=args.device, dtype=DTYPES[args.dtype], original=original,
+        )
+    except (ValueError, OSError) as error:
+        sys.exit(f"error: {error}")
+
+    title = (
+        f"### {spec.description}: {args.steps} DDIM steps, {args.dtype}, median of {args.repeats} interleaved runs\n\n"
+        f"Machine: {machine(args.device, args.threads)}. Command: `python scripts/benchmark.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n"
+    )
+    table = markdown_table(rows)
+    print(f"\n{title}\n{table}")
+    if args.json:
+        payload = {"machine": machine(args.device, args.threads), "arguments": vars(args), "rows": [dataclasses.asdict(row) for row in rows]}
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+    if args.markdown:
+        with open(args.markdown, "a") as file:
+            file.write(f"{title}\n{table}\n\n")
+
+
+if __name__ == "__main__":
+    main()

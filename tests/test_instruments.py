@@ -1,0 +1,172 @@
+"""The measuring instruments: embedded model, benchmark, data-parallel sampling, reproduction, training."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline
+from deepcache.benchmark import benchmark, branch_flops, denoise, loop_inputs, build_unet, markdown_table, settings_grid
+from deepcache.embedded import UNET_CONFIG, embedded_model_path, load_classifier
+from deepcache.flops import ideal_speedup
+from deepcache.parallel import sample_images
+from deepcache.tiny import tiny_ddpm_components
+
+SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "scripts"
+
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_embedded_model_loads_from_its_path_and_fits_the_size_budget():
+    path = pathlib.Path(embedded_model_path())
+    pipe = DeepCacheDDPMPipeline.from_pretrained(path)
+    assert type(pipe.unet).__name__ == "DeepCacheUNet2DModel"
+    assert {key: pipe.unet.config[key] for key in UNET_CONFIG} == {key: (list(v) if isinstance(v, tuple) else v) for key, v in UNET_CONFIG.items()}
+    assert sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) <= 20 * 2**20
+    record = json.loads((path / "training.json").read_text())
+    assert record["seed"] == 0 and record["steps"] > 0 and record["unet"]["block_out_channels"] == [32, 64, 64, 64]
+
+
+def test_embedded_model_draws_digits_the_classifier_is_sure_of():
+    """Trained weights, not noise: the digit classifier is confident on what the model draws."""
+    from diffusers import DDIMScheduler
+
+    torch.manual_seed(0)
+    pipe = DeepCacheDDPMPipeline.from_pretrained(embedded_model_path())
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    images = sample_images(pipe, list(range(16)), 16, num_inference_steps=20)
+    confidence = load_classifier()(images * 2 - 1).softmax(-1).max(-1).values.mean().item()
+    noise = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert confidence > 0.8
+    assert load_classifier()(noise * 2 - 1).softmax(-1).max(-1).values.mean().item() < confidence
+
+
+def test_benchmark_counts_flops_times_and_matches_the_original_helper(original_helper):
+    settings = settings_grid([2], [1, 2], ["uniform", "non-uniform"])
+    rows = benchmark("tiny-ddpm", settings, steps=6, repeats=1, original=original_helper, progress=False)
+    flops = branch_flops("tiny-ddpm", [1, 2])
+    assert len(rows) == 4
+    for row, setting in zip(rows, settings):
+        full, cached = flops[setting.cache_branch_id]
+        assert row.full_gflops == full / 1e9 and row.cached_gflops == cached / 1e9 < row.full_gflops
+        assert row.ideal_speedup == ideal_speedup(full, cached, 6, len(setting.full_steps(6)))
+        assert row.speedup == row.baseline_s / row.deepcache_s and row.cache_mb > 0
+        assert row.baseline_peak_mb is None  # CPU: no allocator statistics
+        if setting.uniform:
+            assert row.max_diff_vs_original == 0.0 and row.ours_over_original_speed > 0
+        else:  # the original helper has no non-uniform schedule
+            assert row.original_s is None
+    table = markdown_table(rows)
+    assert table.count("\n") == 5 and "| tiny-ddpm | 16x16 | 1 | 6 | 2 | 1 | non-uniform |" in table
+
+
+def test_benchmark_loop_caches_what_the_schedule_says():
+    unet = build_unet("tiny-sd")
+    inputs = loop_inputs("tiny-sd", unet, batch=1)
+    baseline, no_cache = denoise(unet, inputs, 4)
+    every_step_full, _ = denoise(unet, inputs, 4, DeepCacheConfig(cache_interval=1, cache_branch_id=0))
+    cached, cache_bytes = denoise(unet, inputs, 4, DeepCacheConfig(cache_interval=2, cache_branch_id=0))
+    assert torch.allclose(every_step_full, baseline, atol=1e-5) and no_cache == 0
+    assert not torch.allclose(cached, baseline, atol=1e-4)
+    assert cache_bytes > 0
+
+
+def test_benchmark_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="`model` must be one of"):
+        benchmark("sd9", [])
+    with pytest.raises(ValueError, match="`schedules` must contain"):
+        settings_grid([3], [0], ["fast"])
+    with pytest.raises(ValueError, match="`repeats` must be at least 1"):
+        benchmark("tiny-ddpm", [], repeats=0)
+
+
+def test_benchmark_script_writes_json_and_markdown(tmp_path, capsys):
+    argv = ["--model", "tiny-sd", "--steps", "4", "--intervals", "2", "--branches", "0", "--repeats", "1",
+            "--json", str(tmp_path / "out.json"), "--markdown", str(tmp_path / "out.md")]
+    script("benchmark").main(argv)
+    payload = json.loads((tmp_path / "out.json").read_text())
+    assert payload["rows"][0]["interval"] == 2 and "thread" in payload["machine"]
+    assert "| tiny-sd | 128x128 |" in (tmp_path / "out.md").read_text()
+    with pytest.raises(SystemExit):
+        script("benchmark").main(["--model", "sd1.5", "--resolution", "100"])
+    assert "multiple of 8" in capsys.readouterr().err
+
+
+def test_sampling_in_two_processes_equals_one_process(tmp_path):
+    """accelerate launch, two CPU processes: each takes its share of the seeds; process 0 gathers."""
+    pipe = DeepCacheDDPMPipeline(**tiny_ddpm_components(0))
+    pipe.set_progress_bar_config(disable=True)
+    call = dict(num_inference_steps=4, cache_interval=2, cache_branch_id=1)
+    torch.set_num_threads(1)
+    single = sample_images(pipe, list(range(7)), 2, **call)
+    worker = tmp_path / "worker.py"
+    worker.write_text(
+        "import sys, torch\n"
+        "from accelerate import PartialState\n"
+        "from deepcache import DeepCacheDDPMPipeline\n"
+        "from deepcache.parallel import sample_images\n"
+        "from deepcache.tiny import tiny_ddpm_components\n"
+        "torch.set_num_threads(1)\n"
+        "pipe = DeepCacheDDPMPipeline(**tiny_ddpm_components(0))\n"
+        "pipe.set_progress_bar_config(disable=True)\n"
+        f"images = sample_images(pipe, list(range(7)), 2, **{call!r})\n"
+        "state = PartialState(cpu=True)\n"
+        "if state.is_main_process:\n"
+        "    torch.save((state.num_processes, images), sys.argv[1])\n"
+    )
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(worker), str(tmp_path / "out.pt")]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    processes, images = torch.load(tmp_path / "out.pt")
+    assert processes == 2
+    assert torch.equal(images, single)
+    with pytest.raises(ValueError, match="`batch_size` must be at least 1"):
+        sample_images(pipe, [0], 0)
+
+
+def test_reproduction_smoke_run(tmp_path):
+    reproduce = script("reproduce")
+    argv = ["--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "4",
+            "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0", "1",
+            "--output-dir", str(tmp_path)]
+    payload = reproduce.main(argv)
+    names = [run["name"] for run in payload["runs"]]
+    assert names == ["DDIM-4", "N=2 b2 uniform", "N=3 b2 non-uniform", "DDIM-3", "N=2 b0 uniform", "N=2 b1 uniform"]
+    baseline, cached = payload["runs"][0], payload["runs"][1]
+    assert baseline["psnr"] is None and 0 < cached["ssim"] < 1 and len(cached["fd"]) == 2
+    assert payload["runs"][3]["matches"] == "N=2 b2 uniform" and payload["samples_per_setting"] == 8
+    tables = (tmp_path / "tables.md").read_text()
+    assert "Real-vs-real floor" in tables and "| N=2 b2 uniform | 4 |" in tables
+    assert Image.open(tmp_path / "quality_vs_speedup.png").size[0] > 500
+    assert json.loads((tmp_path / "results.json").read_text())["runs"][1]["name"] == "N=2 b2 uniform"
+    with pytest.raises(SystemExit):
+        reproduce.main(["--samples", "10", "--kid-subset", "50"])
+
+
+def test_training_script_writes_loadable_models_and_their_records(tmp_path):
+    train_embedded = script("train_embedded")
+    with torch.enable_grad():  # conftest turns gradients off for every test
+        train_embedded.main(["ddpm", "--steps", "2", "--batch-size", "4", "--save-every", "1", "--threads", "1", "--output", str(tmp_path / "ddpm")])
+        train_embedded.main(["classifier", "--epochs", "1", "--threads", "1", "--output", str(tmp_path / "classifier")])
+    pipe = DeepCacheDDPMPipeline.from_pretrained(tmp_path / "ddpm")
+    assert pipe.unet.config.block_out_channels == [32, 64, 64, 64]
+    record = json.loads((tmp_path / "ddpm" / "training.json").read_text())
+    assert record["steps"] == 2 and record["seed"] == 0 and "sklearn digits" in record["dataset"]
+    from deepcache.embedded import DigitClassifier
+
+    classifier = DigitClassifier.load(tmp_path / "classifier")
+    assert classifier.feature_scale > 0 and "held_out_accuracy" in json.loads((tmp_path / "classifier" / "training.json").read_text())
