@@ -281,7 +281,7 @@ def benchmark(
         ideal = ideal_speedup(full, cached, steps, len(setting.full_steps(steps)))
         seconds = statistics.median(times[index])
         row = Row(
-            model=name, resolution=spec.pixels(size), batch=batch, steps=steps, interval=setting.cache_interval,
+            model=name, resolution=spec.pixels(size) + (f", {frames or spec.frames} frames" if spec.family == "svd" else ""), batch=batch, steps=steps, interval=setting.cache_interval,
             branch=setting.cache_branch_id, schedule="uniform" if setting.uniform else "non-uniform",
             full_gflops=full / 1e9, cached_gflops=cached / 1e9, ideal_speedup=ideal, baseline_s=baseline,
             deepcache_s=seconds, speedup=baseline / seconds, measured_over_ideal=baseline / seconds / ideal,

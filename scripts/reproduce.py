@@ -217,6 +217,9 @@ def plot(payload: dict, path: Path) -> None:
         fd_axis.errorbar(x, [r["fd"][0] for r in rows], yerr=[r["fd"][1] for r in rows], marker="o", capsize=3, label=label)
         cached = [r for r in rows if r["psnr"] is not None]
         psnr_axis.plot([r["ideal"] for r in cached], [r["psnr"] for r in cached], marker="o", label=label)
+        if "sweep" in label:  # name the branch of each point
+            for r in rows:
+                fd_axis.annotate(f"b{r['branch']}", (r["ideal"], r["fd"][0]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     floor = payload["real_vs_real"]["fd"][0]
     fd_axis.axhline(floor, color="grey", linestyle="--", label="real vs real")
     fd_axis.set(xlabel="FLOP-ideal speedup", ylabel="Frechet distance (classifier features)", title="Sample quality")
