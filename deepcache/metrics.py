@@ -68,10 +68,14 @@ class FeatureDistances:
             raise ValueError(f"`kid_subset_size` must be at least 2, but got {kid_subset_size}.")
         self.batch_size = batch_size
         self.kid_subset_size = kid_subset_size
-        self._fd = FrechetInceptionDistance(feature=features, reset_real_features=False)
+        # sync_on_compute=False: under torch.distributed torchmetrics would gather every process's
+        # features at compute(), but here one process scores sets it already holds whole.
+        self._fd = FrechetInceptionDistance(feature=features, reset_real_features=False, sync_on_compute=False)
         with warnings.catch_warnings():  # its warning that it keeps all features: that is intended here
             warnings.simplefilter("ignore", UserWarning)
-            self._kid = KernelInceptionDistance(feature=features, subset_size=kid_subset_size, reset_real_features=False)
+            self._kid = KernelInceptionDistance(
+                feature=features, subset_size=kid_subset_size, reset_real_features=False, sync_on_compute=False
+            )
         self._update(reference, real=True)
 
     def _update(self, images: torch.Tensor, real: bool) -> None:
@@ -87,7 +91,9 @@ class FeatureDistances:
         self._fd.reset()
         self._kid.reset()
         self._update(images, real=False)
-        kid_mean, kid_std = self._kid.compute()
+        with torch.random.fork_rng():  # KID draws random subsets: the same ones every time
+            torch.manual_seed(0)
+            kid_mean, kid_std = self._kid.compute()
         return {"fd": self._fd.compute().item(), "kid": kid_mean.item(), "kid_std": kid_std.item()}
 
 
@@ -100,7 +106,7 @@ def inception_fid(reference: torch.Tensor, candidate: torch.Tensor, features: to
     def rgb(images: torch.Tensor) -> torch.Tensor:
         return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
-    metric = FrechetInceptionDistance(feature=features if features is not None else 2048, normalize=True)
+    metric = FrechetInceptionDistance(feature=features if features is not None else 2048, normalize=True, sync_on_compute=False)
     with torch.no_grad():
         metric.update(rgb(reference), real=True)
         metric.update(rgb(candidate), real=False)

@@ -48,6 +48,7 @@ def parse(argv):
     parser.add_argument("--kid-subset", type=int, default=100, help="KID subset size (default 100)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process (default 1)")
     parser.add_argument("--output-dir", default="reproduction")
+    parser.add_argument("--reuse-samples", action="store_true", help="score the samples.pt of an earlier run instead of sampling")
     args = parser.parse_args(argv)
     if min(args.steps, args.samples, args.groups, args.batch_size) < 1:
         parser.error("--steps, --samples, --groups and --batch-size must be at least 1")
@@ -101,6 +102,12 @@ def main(argv: list[str] | None = None) -> dict | None:
     runs = settings(args, flops)
     seeds = list(range(args.samples * args.groups))
 
+    saved = Path(args.output_dir) / "samples.pt"
+    if args.reuse_samples:
+        if not state.is_main_process:
+            return None
+        samples, seconds = torch.load(saved)
+        return report(args, runs, {name: images.float() / 255 for name, images in samples.items()}, seconds, flops, state.num_processes)
     samples, seconds = {}, {}
     for index, run in enumerate(runs):
         start = time.perf_counter()
@@ -110,7 +117,10 @@ def main(argv: list[str] | None = None) -> dict | None:
             print(f"[{index + 1}/{len(runs)}] {run['name']}: {seconds[run['name']]:.1f} s", flush=True)
     if not state.is_main_process:
         return None
-    return report(args, runs, samples, seconds, flops, state.num_processes)
+    saved.parent.mkdir(parents=True, exist_ok=True)  # kept, so the scores can be recomputed (--reuse-samples)
+    quantized = {name: (images * 255).round().to(torch.uint8) for name, images in samples.items()}  # 8-bit, as saved images are
+    torch.save((quantized, seconds), saved)
+    return report(args, runs, {name: images.float() / 255 for name, images in quantized.items()}, seconds, flops, state.num_processes)
 
 
 def report(args, runs, samples, seconds, flops, processes: int) -> dict:

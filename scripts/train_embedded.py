@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup-steps", type=int, default=250)
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--save-every", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=15, help="classifier epochs (default 15)")
+    parser.add_argument("--epochs", type=int, default=30, help="classifier epochs (default 30)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     (train_ddpm if args.model == "ddpm" else train_classifier)(args)

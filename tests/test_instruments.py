@@ -16,7 +16,6 @@ from deepcache.benchmark import benchmark, branch_flops, denoise, loop_inputs, b
 from deepcache.embedded import UNET_CONFIG, embedded_model_path, load_classifier
 from deepcache.flops import ideal_speedup
 from deepcache.parallel import sample_images
-from deepcache.tiny import tiny_ddpm_components
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "scripts"
 
@@ -104,57 +103,43 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path, capsys):
     assert "multiple of 8" in capsys.readouterr().err
 
 
-def test_sampling_in_two_processes_equals_one_process(tmp_path):
-    """accelerate launch, two CPU processes: each takes its share of the seeds; process 0 gathers."""
-    pipe = DeepCacheDDPMPipeline(**tiny_ddpm_components(0))
-    pipe.set_progress_bar_config(disable=True)
-    call = dict(num_inference_steps=4, cache_interval=2, cache_branch_id=1)
-    torch.set_num_threads(1)
-    single = sample_images(pipe, list(range(7)), 2, **call)
-    worker = tmp_path / "worker.py"
-    worker.write_text(
-        "import sys, torch\n"
-        "from accelerate import PartialState\n"
-        "from deepcache import DeepCacheDDPMPipeline\n"
-        "from deepcache.parallel import sample_images\n"
-        "from deepcache.tiny import tiny_ddpm_components\n"
-        "torch.set_num_threads(1)\n"
-        "pipe = DeepCacheDDPMPipeline(**tiny_ddpm_components(0))\n"
-        "pipe.set_progress_bar_config(disable=True)\n"
-        f"images = sample_images(pipe, list(range(7)), 2, **{call!r})\n"
-        "state = PartialState(cpu=True)\n"
-        "if state.is_main_process:\n"
-        "    torch.save((state.num_processes, images), sys.argv[1])\n"
-    )
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", str(worker), str(tmp_path / "out.pt")]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    processes, images = torch.load(tmp_path / "out.pt")
-    assert processes == 2
-    assert torch.equal(images, single)
-    with pytest.raises(ValueError, match="`batch_size` must be at least 1"):
-        sample_images(pipe, [0], 0)
+REPRODUCE_SMOKE = ["--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "3",
+                   "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0", "1"]
 
 
-def test_reproduction_smoke_run(tmp_path):
+def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
+    """Two accelerate CPU processes take their shares of the seed batches; the gathered samples and
+    scores equal the one-process run's (batches of 3 over 8 seeds: uneven shares)."""
     reproduce = script("reproduce")
-    argv = ["--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "4",
-            "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0", "1",
-            "--output-dir", str(tmp_path)]
-    payload = reproduce.main(argv)
+    payload = reproduce.main([*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "one")])
     names = [run["name"] for run in payload["runs"]]
     assert names == ["DDIM-4", "N=2 b2 uniform", "N=3 b2 non-uniform", "DDIM-3", "N=2 b0 uniform", "N=2 b1 uniform"]
     baseline, cached = payload["runs"][0], payload["runs"][1]
     assert baseline["psnr"] is None and 0 < cached["ssim"] < 1 and len(cached["fd"]) == 2
     assert payload["runs"][3]["matches"] == "N=2 b2 uniform" and payload["samples_per_setting"] == 8
-    tables = (tmp_path / "tables.md").read_text()
+    tables = (tmp_path / "one" / "tables.md").read_text()
     assert "Real-vs-real floor" in tables and "| N=2 b2 uniform | 4 |" in tables
-    assert Image.open(tmp_path / "quality_vs_speedup.png").size[0] > 500
-    assert json.loads((tmp_path / "results.json").read_text())["runs"][1]["name"] == "N=2 b2 uniform"
+    assert Image.open(tmp_path / "one" / "quality_vs_speedup.png").size[0] > 500
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPTS / "reproduce.py"), *REPRODUCE_SMOKE,
+               "--output-dir", str(tmp_path / "two")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["processes"] == 2
+    one_samples, _ = torch.load(tmp_path / "one" / "samples.pt")
+    two_samples, _ = torch.load(tmp_path / "two" / "samples.pt")
+    assert one_samples.keys() == two_samples.keys()
+    assert all(torch.equal(one_samples[name], two_samples[name]) for name in one_samples)
+    assert [run["fd"] for run in two["runs"]] == [list(run["fd"]) for run in payload["runs"]]
+
+    rescored = reproduce.main([*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "two"), "--reuse-samples"])
+    assert [list(run["kid"]) for run in rescored["runs"]] == [run["kid"] for run in two["runs"]]
     with pytest.raises(SystemExit):
         reproduce.main(["--samples", "10", "--kid-subset", "50"])
+    with pytest.raises(ValueError, match="`batch_size` must be at least 1"):
+        sample_images(None, [0], 0)
 
 
 def test_training_script_writes_loadable_models_and_their_records(tmp_path):
