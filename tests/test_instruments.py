@@ -1,6 +1,5 @@
 """The measuring instruments: embedded model, benchmark, data-parallel sampling, reproduction, training."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -17,14 +16,7 @@ from deepcache.embedded import UNET_CONFIG, embedded_model_path, load_classifier
 from deepcache.flops import ideal_speedup
 from deepcache.parallel import sample_images
 
-SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "scripts"
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import SCRIPTS, script
 
 
 def test_embedded_model_loads_from_its_path_and_fits_the_size_budget():

@@ -1,8 +1,6 @@
 """Every example script runs end to end, offline, on tiny pipelines saved to local directories."""
 
-import importlib.util
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -11,14 +9,7 @@ from PIL import Image
 
 from deepcache.tiny import save_tiny_pipeline
 
-SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "scripts"
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import SCRIPTS, script
 
 
 @pytest.fixture(scope="module")
