@@ -21,6 +21,8 @@ from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
 from .config import DeepCacheConfig
+from .embedded import UNET_CONFIG as EMBEDDED_UNET
+from .embedded import embedded_model_path
 from .flops import SD15_CONFIG, SDXL_CONFIG, ideal_speedup, step_flops
 from .models import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel, DeepCacheUNetSpatioTemporalConditionModel
 from .tiny import DDPM_UNET, SD15_UNET
@@ -45,14 +47,8 @@ class BenchmarkModel:
         return f"{size[0] * scale}x{size[1] * scale}"
 
 
-def _embedded_config() -> dict:
-    from .embedded import UNET_CONFIG
-
-    return UNET_CONFIG
-
-
 MODELS = {
-    "embedded": BenchmarkModel(DeepCacheUNet2DModel, {}, "pixel", (32, 32), "embedded digits DDPM (trained weights)"),
+    "embedded": BenchmarkModel(DeepCacheUNet2DModel, EMBEDDED_UNET, "pixel", (32, 32), "embedded digits DDPM (trained weights)"),
     "sd1.5": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_CONFIG, "sd", (64, 64), "SD 1.5 U-Net (random weights)"),
     "sdxl": BenchmarkModel(DeepCacheUNet2DConditionModel, SDXL_CONFIG, "sdxl", (128, 128), "SDXL U-Net (random weights)"),
     "svd": BenchmarkModel(DeepCacheUNetSpatioTemporalConditionModel, SVD_CONFIG, "svd", (72, 128), "SVD-XT U-Net (random weights)"),
@@ -62,11 +58,9 @@ MODELS = {
 
 
 def build_unet(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
-    """The cache-aware U-Net of ``MODELS[name]``: trained weights for "embedded", random otherwise."""
+    """The cache-aware U-Net of ``MODELS[name]``: trained weights for "embedded" (except on meta), random otherwise."""
     spec = _model(name)
-    if name == "embedded":
-        from .embedded import embedded_model_path
-
+    if name == "embedded" and str(device) != "meta":
         unet = DeepCacheUNet2DModel.from_pretrained(embedded_model_path(), subfolder="unet")
     else:
         torch.manual_seed(seed)
@@ -303,11 +297,7 @@ def _mb(value: int | None) -> float | None:
 
 def branch_flops(name: str, branches, batch: int = 1, size: tuple[int, int] | None = None, frames: int | None = None) -> dict[int, tuple[int, int]]:
     """Full and cached FLOPs of one step per branch, counted on the meta device (no weights, attention included)."""
-    _model(name)
-    if name == "embedded":
-        unet = DeepCacheUNet2DModel(**_embedded_config()).to("meta")
-    else:
-        unet = build_unet(name, "meta")
+    unet = build_unet(name, "meta")
     inputs = loop_inputs(name, unet, batch, size, frames)
     args = (inputs.model_input(inputs.noise), torch.tensor(500, device="meta"))
     return {branch: step_flops(unet, args, inputs.kwargs, branch) for branch in sorted(branches)}

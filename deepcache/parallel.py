@@ -12,6 +12,11 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 
 
+def process_state() -> PartialState:
+    """This process's place among ``accelerate launch``'s processes; CPU ones when there is no GPU."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def sample_images(pipe, seeds: list[int], batch_size: int, **call_kwargs) -> torch.Tensor:
     """Images (N, C, H, W) in [0, 1] for ``seeds`` from an unconditional pipeline, in seed order.
 
@@ -20,12 +25,12 @@ def sample_images(pipe, seeds: list[int], batch_size: int, **call_kwargs) -> tor
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1, but got {batch_size}.")
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = process_state()
     batches = [seeds[start : start + batch_size] for start in range(0, len(seeds), batch_size)]
     mine = []
     for index in range(state.process_index, len(batches), state.num_processes):
         generators = [torch.Generator().manual_seed(seed) for seed in batches[index]]
         images = pipe(batch_size=len(generators), generator=generators, output_type="np", **call_kwargs).images
         mine.append((index, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()))
-    gathered = gather_object(mine) if state.num_processes > 1 else mine
+    gathered = gather_object(mine)
     return torch.cat([images for _, images in sorted(gathered, key=lambda item: item[0])]) if gathered else torch.empty(0)

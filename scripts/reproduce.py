@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from diffusers import DDIMScheduler
 
 from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline
 from deepcache.embedded import embedded_model_path, load_digits
 from deepcache.flops import ideal_speedup, step_flops
 from deepcache.metrics import FeatureDistances, digit_features, psnr, ssim
-from deepcache.parallel import sample_images
+from deepcache.parallel import process_state, sample_images
 
 
 def parse(argv):
@@ -60,12 +59,12 @@ def parse(argv):
 def settings(args, flops: dict[int, tuple[int, int]]) -> list[dict]:
     """Every run: name, group, call arguments and FLOP-ideal speedup over the baseline."""
     def cached(interval, branch, uniform, group):
-        call = dict(num_inference_steps=args.steps, cache_interval=interval, cache_branch_id=branch, uniform=uniform)
-        full, cached_flops = flops[branch]
-        num_full = len(DeepCacheConfig(**{k: v for k, v in call.items() if k != "num_inference_steps"}).full_steps(args.steps))
+        setting = DeepCacheConfig(cache_interval=interval, cache_branch_id=branch, uniform=uniform)
+        num_full = len(setting.full_steps(args.steps))
         schedule = "uniform" if uniform else "non-uniform"
-        return dict(name=f"N={interval} b{branch} {schedule}", group=group, interval=interval, branch=branch,
-                    schedule=schedule, call=call, ideal=ideal_speedup(full, cached_flops, args.steps, num_full))
+        return dict(name=f"N={interval} b{branch} {schedule}", group=group, interval=interval, branch=branch, schedule=schedule,
+                    call=dict(num_inference_steps=args.steps, **setting.as_kwargs()),
+                    ideal=ideal_speedup(*flops[branch], args.steps, num_full))
 
     runs = [dict(name=f"DDIM-{args.steps}", group="baseline", interval=1, branch=None, schedule="-",
                  call=dict(num_inference_steps=args.steps), ideal=1.0)]
@@ -87,7 +86,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse(argv)
     torch.set_num_threads(args.threads)
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = process_state()
     pipe = DeepCacheDDPMPipeline.from_pretrained(args.model or embedded_model_path())
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -104,22 +103,21 @@ def main(argv: list[str] | None = None) -> dict | None:
 
     saved = Path(args.output_dir) / "samples.pt"
     if args.reuse_samples:
-        if not state.is_main_process:
-            return None
-        samples, seconds = torch.load(saved)
-        return report(args, runs, {name: images.float() / 255 for name, images in samples.items()}, seconds, flops, state.num_processes)
-    samples, seconds = {}, {}
-    for index, run in enumerate(runs):
-        start = time.perf_counter()
-        samples[run["name"]] = sample_images(pipe, seeds, args.batch_size, **run["call"])
-        seconds[run["name"]] = time.perf_counter() - start
-        if state.is_main_process:
-            print(f"[{index + 1}/{len(runs)}] {run['name']}: {seconds[run['name']]:.1f} s", flush=True)
+        quantized, seconds = torch.load(saved)
+    else:
+        samples, seconds = {}, {}
+        for index, run in enumerate(runs):
+            start = time.perf_counter()
+            samples[run["name"]] = sample_images(pipe, seeds, args.batch_size, **run["call"])
+            seconds[run["name"]] = time.perf_counter() - start
+            if state.is_main_process:
+                print(f"[{index + 1}/{len(runs)}] {run['name']}: {seconds[run['name']]:.1f} s", flush=True)
+        quantized = {name: (images * 255).round().to(torch.uint8) for name, images in samples.items()}  # 8-bit, as saved images are
+        if state.is_main_process:  # kept, so the scores can be recomputed (--reuse-samples)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            torch.save((quantized, seconds), saved)
     if not state.is_main_process:
         return None
-    saved.parent.mkdir(parents=True, exist_ok=True)  # kept, so the scores can be recomputed (--reuse-samples)
-    quantized = {name: (images * 255).round().to(torch.uint8) for name, images in samples.items()}  # 8-bit, as saved images are
-    torch.save((quantized, seconds), saved)
     return report(args, runs, {name: images.float() / 255 for name, images in quantized.items()}, seconds, flops, state.num_processes)
 
 
