@@ -48,9 +48,9 @@ def train_classifier(args) -> None:
         accuracy = (model(images[held_out]).argmax(1) == labels[held_out]).float().mean().item()
         model.feature_scale = model.config["feature_scale"] = 1.0 / model.body(images).std(dim=0).mean().item()
     print(f"held-out accuracy {accuracy:.3f} on {len(held_out)} digits")
-    model.save(args.output or CLASSIFIER_DIR)
-    record = dict(seed=args.seed, epochs=args.epochs, batch_size=64, lr=2e-3, held_out_accuracy=round(accuracy, 4))
-    _write_record(Path(args.output or CLASSIFIER_DIR), record)
+    output = Path(args.output or CLASSIFIER_DIR)
+    model.save(output)
+    _write_record(output, dict(seed=args.seed, epochs=args.epochs, batch_size=64, lr=2e-3, held_out_accuracy=round(accuracy, 4)))
 
 
 def train_ddpm(args) -> None:
