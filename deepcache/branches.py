@@ -18,14 +18,17 @@ holds no state between calls.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .blocks import unit_forward
+from .views import cached_view, shallow_view
 
 
 @dataclass(frozen=True)
@@ -162,24 +165,12 @@ class _Tap(nn.Module):
         return self.block(hidden_states, *args, **kwargs)
 
 
-def _view(module: nn.Module, **children) -> nn.Module:
-    """A shallow copy of ``module`` sharing everything except the given child modules.
-
-    An instance-level ``forward`` (a patch bound to the original module) is dropped, so the view
-    runs its class's forward over its own, cut, child lists.
-    """
-    view = copy.copy(module)
-    view.__dict__.pop("forward", None)
-    view._modules = {**module._modules, **children}
-    return view
-
-
 def _layers(block: nn.Module, layers: slice, **children) -> nn.Module:
     """A view of ``block`` that runs only ``layers`` of its resnet (and attention) layers."""
     cut = {"resnets": nn.ModuleList(block.resnets[layers])}
     if getattr(block, "attentions", None) is not None:
         cut["attentions"] = nn.ModuleList(block.attentions[layers])
-    return _view(block, **cut, **children)
+    return shallow_view(block, **cut, **children)
 
 
 @dataclass
@@ -204,14 +195,14 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
         tap, deeper_part = _Tap(block), []
     else:  # split the block: its deeper layers, then the rest with the upsampler
         tap, deeper_part = _Tap(_layers(block, slice(layer, None))), [_layers(block, slice(0, layer), upsamplers=None)]
-    full = _view(unet, up_blocks=nn.ModuleList([*deeper_up, *deeper_part, tap, *shallower_up]))
+    full = shallow_view(unet, up_blocks=nn.ModuleList([*deeper_up, *deeper_part, tap, *shallower_up]))
 
     whole, down_layers = layout.down_cut(branch)
     down = list(unet.down_blocks[:whole])
     if down_layers:
         down.append(_layers(unet.down_blocks[whole], slice(0, down_layers), downsamplers=None))
     up = [tap.block, *shallower_up]
-    cached = _view(unet, down_blocks=nn.ModuleList(down), mid_block=(replay := _Replay()), up_blocks=nn.ModuleList(up))
+    cached = shallow_view(unet, down_blocks=nn.ModuleList(down), mid_block=(replay := _Replay()), up_blocks=nn.ModuleList(up))
     return StepViews(full=full, tap=tap, cached=cached, replay=replay)
 
 
@@ -230,32 +221,6 @@ def _without_deep_residuals(kwargs: dict) -> dict:
     if residual is None:
         return kwargs
     return {**kwargs, "mid_block_additional_residual": residual.new_zeros(())}
-
-
-def _fingerprint(unet: nn.Module, branch: int) -> tuple:
-    """Identity of everything a view copies: changes when a module or attribute is replaced.
-
-    Ids suffice: a cached view's copies keep every old attribute value alive, so no replaced
-    value's id can be reused while its view exists.
-    """
-    sources = [unet, *unet.down_blocks, *unet.up_blocks]
-    return (branch, *(id(v) for m in sources for d in (m.__dict__, m._modules) for v in d.values()))
-
-
-@torch.compiler.disable
-def step_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews:
-    """The views for ``branch``, built once and rebuilt only when the model changes.
-
-    Reusing the same view objects lets ``torch.compile`` keep one graph per step kind; the
-    fingerprint keeps them in step with ``train()``/``eval()``, FreeU, LoRA or swapped modules.
-    The cache lives outside ``_modules``, so it adds nothing to ``state_dict`` or ``parameters()``.
-    """
-    cache = unet.__dict__.setdefault("_deepcache_views", {})
-    key = _fingerprint(unet, branch)
-    if key not in cache:
-        cache.clear()
-        cache[key] = build_views(unet, layout, branch)
-    return cache[key]
 
 
 def _swap_class(unet: nn.Module, old: type, new: type) -> None:
@@ -327,9 +292,11 @@ class DeepCacheUNetMixin:
         cache_layer_id: int | None = None,
         cache_block_id: int | None = None,
         cache_branch_id: int | None = None,
+        block_cache_units: Sequence[str] | None = None,
+        block_cache_residuals: Mapping[str, torch.Tensor] | None = None,
         **kwargs,
     ):
-        """The parent's forward, plus DeepCache's arguments.
+        """The parent's forward, plus DeepCache's and Block Caching's arguments.
 
         Args:
             replicate_prev_features (`torch.Tensor`, *optional*): the ``features`` returned by the last
@@ -338,20 +305,29 @@ class DeepCacheUNetMixin:
                 connection index, 0 = conv_in's output).
             cache_layer_id, cache_block_id (`int`, *optional*): branch in the forked pipelines' numbering
                 (down block, layer inside it); ``(0, 0)`` is branch 1.
+            block_cache_units (`Sequence[str]`, *optional*): Block Caching units (see
+                :func:`deepcache.blocks.block_units`) whose residuals this step returns.
+            block_cache_residuals (`Mapping[str, torch.Tensor]`, *optional*): units that do not run at this
+                step, each with the residual to add to its input instead (from an earlier step's output).
 
         Returns:
-            Without a branch: exactly the parent's output. With one: ``(sample, features)`` when
-            ``return_dict=False``, else the parent's output dataclass with an extra ``features`` field.
+            Without a branch or units: exactly the parent's output. With a branch: ``(sample, features)``
+            when ``return_dict=False``, else the parent's output dataclass with an extra ``features``
+            field. With units: ``(sample, residuals)``, or the dataclass with ``block_residuals``.
         """
         parent_forward = super(DeepCacheUNetMixin, self).forward
         layout = BranchLayout.of(self)
         branch = layout.resolve(cache_branch_id, cache_layer_id, cache_block_id)
-        if branch is None:
-            if replicate_prev_features is not None:
-                raise ValueError(
-                    "`replicate_prev_features` needs a branch: pass `cache_branch_id` or "
-                    "(`cache_layer_id`, `cache_block_id`) as on the full step that produced it."
-                )
+        if block_cache_units is None and block_cache_residuals is not None:
+            raise ValueError("`block_cache_residuals` needs `block_cache_units`, the units whose residuals it holds.")
+        if branch is None and replicate_prev_features is not None:
+            raise ValueError(
+                "`replicate_prev_features` needs a branch: pass `cache_branch_id` or "
+                "(`cache_layer_id`, `cache_block_id`) as on the full step that produced it."
+            )
+        if branch is not None and block_cache_units is not None:
+            raise ValueError("DeepCache's branch and Block Caching's units cannot be combined in one forward; pass one.")
+        if branch is None and block_cache_units is None:
             return parent_forward(*args, **kwargs)
 
         if len(args) > self._return_dict_position:
@@ -360,18 +336,28 @@ class DeepCacheUNetMixin:
         else:
             return_dict = kwargs.pop("return_dict", True)
             kwargs["return_dict"] = False
-        views = step_views(self, layout, branch)
+        if branch is not None:
+            sample, extra = self._branch_forward(layout, branch, replicate_prev_features, args, kwargs)
+            output_field = "features"
+        else:
+            run_view = lambda view: super(DeepCacheUNetMixin, view).forward(*args, **kwargs)  # noqa: E731
+            sample, extra = unit_forward(self, run_view, block_cache_units, block_cache_residuals or {})
+            output_field = "block_residuals"
+        if not return_dict:
+            return sample, extra
+        return self._deepcache_output(sample=sample, **{output_field: extra})
+
+    def _branch_forward(self, layout: BranchLayout, branch: int, features: torch.Tensor | None, args, kwargs):
+        """A full step (``features`` is None) or a cached step at ``branch``: ``(sample, features)``."""
+        views = cached_view(self, ("branch", branch), lambda: build_views(self, layout, branch))
         try:
-            if replicate_prev_features is None:
+            if features is None:
                 (sample,) = super(DeepCacheUNetMixin, views.full).forward(*args, **kwargs)
                 features = views.tap.features
             else:
                 kwargs = _without_deep_residuals(kwargs)
-                views.replay.features = replicate_prev_features
+                views.replay.features = features
                 (sample,) = super(DeepCacheUNetMixin, views.cached).forward(*args, **kwargs)
-                features = replicate_prev_features
         finally:  # the model keeps no tensor between calls
             views.tap.features = views.replay.features = None
-        if not return_dict:
-            return sample, features
-        return self._deepcache_output(sample=sample, features=features)
+        return sample, features

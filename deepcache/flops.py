@@ -7,6 +7,7 @@ tensors ``FlopCounterMode`` misses it, because the CPU attention kernel has no F
 from __future__ import annotations
 
 import torch
+from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 SD15_CONFIG = dict(
@@ -48,6 +49,28 @@ def step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch: int) ->
         _, features = unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
         cached = count_flops(unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features)
     return full, cached
+
+
+def unit_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, units: tuple[str, ...]) -> tuple[int, dict[str, int]]:
+    """FLOPs of one forward of ``unet`` on these inputs, and of each Block Caching unit in it.
+
+    Counted on a float32 ``meta`` copy of the architecture (built from ``unet.config``), so the
+    inputs may be on any device and of any dtype: only their shapes matter.
+    """
+    parent = getattr(type(unet), "_deepcache_parent", type(unet))
+    with torch.device("meta"):
+        meta_unet = parent.from_config(unet.config)
+    args, kwargs = tree_map(_float32_meta, (args, kwargs))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        meta_unet(*args, **kwargs)
+    by_module = {name.split(".", 1)[-1]: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    return counter.get_total_flops(), {unit: by_module.get(unit, 0) for unit in units}
+
+
+def _float32_meta(value):
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.to("meta", torch.float32) if value.is_floating_point() else value.to("meta")
 
 
 def ideal_speedup(full: int, cached: int, num_steps: int, num_full_steps: int) -> float:

@@ -4,7 +4,7 @@
 ``UNetSpatioTemporalConditionModel`` or ``UNet2DModel`` (SD, SDXL, their img2img/inpaint/ControlNet
 variants, SVD, DDPM, ...). ``enable()`` swaps two classes on the instances it is given, never on
 shared classes: the U-Net becomes cache-aware and the pipeline a per-class subclass whose
-``__call__`` runs each call through :func:`deepcache.pipelines.call_with_deepcache`. ``disable()``
+``__call__`` runs each call through :func:`deepcache.pipelines.call_with_caching`. ``disable()``
 swaps both back, so the pipeline computes exactly what it computed before.
 """
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import functools
 
-from .branches import BranchLayout, DeepCacheUNetMixin
+from .branches import DeepCacheUNetMixin
 from .config import DeepCacheConfig
 from .models import cache_aware_class
-from .pipelines.base import DeepCachePipelineMixin, _unwrap, call_with_deepcache
+from .block_schedules import BlockCacheSchedule
+from .pipelines.base import DeepCachePipelineMixin, _unwrap, branch_layout, call_with_caching, check_caching
 
 SKIP_MODES = ("uniform", "non-uniform")
 
@@ -45,6 +46,7 @@ class DeepCacheSDHelper:
     def __init__(self, pipe=None):
         self.pipe = pipe
         self.config = DeepCacheConfig(cache_branch_id=0)
+        self.block_cache: BlockCacheSchedule | None = None
         self._undo = None  # set while enabled
 
     def set_params(
@@ -54,6 +56,7 @@ class DeepCacheSDHelper:
         skip_mode: str = "uniform",
         pow: float | None = None,
         center: int | None = None,
+        block_cache: BlockCacheSchedule | None = None,
     ) -> None:
         """Sets how the pipeline caches; takes effect at its next call.
 
@@ -63,15 +66,18 @@ class DeepCacheSDHelper:
             skip_mode (`str`, defaults to `"uniform"`): ``"uniform"`` or ``"non-uniform"`` (paper Eq. 7).
             pow (`float`, *optional*): non-uniform power (> 1), 1.4 if not given.
             center (`int`, *optional*): non-uniform centre iteration, ``round(0.3 * T)`` if not given.
+            block_cache (`BlockCacheSchedule`, *optional*): Block Caching instead of DeepCache (leave
+                ``cache_interval`` at 1); see :func:`deepcache.profile_blocks`.
         """
         if skip_mode not in SKIP_MODES:
             raise ValueError(f"`skip_mode` must be one of {SKIP_MODES}, but got {skip_mode!r}.")
         if cache_branch_id is None:
             raise TypeError("`cache_branch_id` must be an integer, but got None.")
         config = DeepCacheConfig(cache_interval, cache_branch_id, uniform=skip_mode == "uniform", pow=pow, center=center)
+        check_caching(config, block_cache)
         if self.pipe is not None:
-            _layout(self.pipe).resolve(cache_branch_id)  # a bad branch fails here, not mid-generation
-        self.config = config
+            branch_layout(self.pipe).resolve(cache_branch_id)  # a bad branch fails here, not mid-generation
+        self.config, self.block_cache = config, block_cache
 
     @property
     def enabled(self) -> bool:
@@ -86,7 +92,7 @@ class DeepCacheSDHelper:
         if "_deepcache_helper" in vars(self.pipe):
             raise ValueError("This pipeline already has another enabled DeepCacheSDHelper; call its `disable()` first.")
         pipe, unet = self.pipe, _unwrap(self.pipe.unet)
-        _layout(pipe).resolve(self.config.cache_branch_id)
+        branch_layout(pipe).resolve(self.config.cache_branch_id)
         converted = not isinstance(unet, DeepCacheUNetMixin)
         cache_aware_class(unet).from_unet(unet)
         original_class = type(pipe)
@@ -115,12 +121,6 @@ class DeepCacheSDHelper:
         self.disable()
 
 
-def _layout(pipe) -> BranchLayout:
-    unet = _unwrap(pipe.unet)
-    cache_aware_class(unet)  # a clear TypeError for unsupported U-Nets
-    return BranchLayout.of(unet)
-
-
 @functools.cache
 def _with_helper_call(pipeline_class: type) -> type:
     """A subclass of ``pipeline_class`` whose ``__call__`` applies the instance's helper.
@@ -132,9 +132,10 @@ def _with_helper_call(pipeline_class: type) -> type:
 
     @functools.wraps(pipeline_class.__call__)
     def __call__(self, *args, **kwargs):
-        config = self.__dict__["_deepcache_helper"].config
+        helper = self.__dict__["_deepcache_helper"]
         parent_call = super(diffusers_parent or subclass, self).__call__
-        return call_with_deepcache(self, parent_call, args, kwargs, config, config.cache_branch_id)
+        config = helper.config
+        return call_with_caching(self, parent_call, args, kwargs, config, config.cache_branch_id, helper.block_cache)
 
     subclass = type(pipeline_class.__name__, (pipeline_class,), {"__call__": __call__, "__module__": pipeline_class.__module__})
     subclass.__qualname__ = pipeline_class.__qualname__

@@ -1,4 +1,4 @@
-"""Cache-aware U-Nets: the diffusers classes, with DeepCache's branch arguments on ``forward``."""
+"""Cache-aware U-Nets: the diffusers classes, with DeepCache's and Block Caching's arguments on ``forward``."""
 
 from __future__ import annotations
 
@@ -15,41 +15,44 @@ from ..branches import DeepCacheUNetMixin
 
 @dataclass
 class DeepCacheUNet2DConditionOutput(UNet2DConditionOutput):
-    """``UNet2DConditionOutput`` plus the deep ``features`` to pass to the next cached step."""
+    """``UNet2DConditionOutput`` plus DeepCache's ``features`` or Block Caching's residuals."""
 
     features: torch.Tensor | None = None
+    block_residuals: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
 class DeepCacheUNetSpatioTemporalConditionOutput(UNetSpatioTemporalConditionOutput):
-    """``UNetSpatioTemporalConditionOutput`` plus the deep ``features`` for the next cached step."""
+    """``UNetSpatioTemporalConditionOutput`` plus DeepCache's ``features`` or Block Caching's residuals."""
 
     features: torch.Tensor | None = None
+    block_residuals: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
 class DeepCacheUNet2DOutput(UNet2DOutput):
-    """``UNet2DOutput`` plus the deep ``features`` to pass to the next cached step."""
+    """``UNet2DOutput`` plus DeepCache's ``features`` or Block Caching's residuals."""
 
     features: torch.Tensor | None = None
+    block_residuals: dict[str, torch.Tensor] | None = None
 
 
 class DeepCacheUNet2DConditionModel(DeepCacheUNetMixin, UNet2DConditionModel):
-    """``UNet2DConditionModel`` (Stable Diffusion 1.x/2.x, SDXL) with DeepCache's branch arguments."""
+    """``UNet2DConditionModel`` (Stable Diffusion 1.x/2.x, SDXL) with DeepCache's and Block Caching's arguments."""
 
     _deepcache_parent = UNet2DConditionModel
     _deepcache_output = DeepCacheUNet2DConditionOutput
 
 
 class DeepCacheUNetSpatioTemporalConditionModel(DeepCacheUNetMixin, UNetSpatioTemporalConditionModel):
-    """``UNetSpatioTemporalConditionModel`` (Stable Video Diffusion) with DeepCache's branch arguments."""
+    """``UNetSpatioTemporalConditionModel`` (Stable Video Diffusion) with DeepCache's and Block Caching's arguments."""
 
     _deepcache_parent = UNetSpatioTemporalConditionModel
     _deepcache_output = DeepCacheUNetSpatioTemporalConditionOutput
 
 
 class DeepCacheUNet2DModel(DeepCacheUNetMixin, UNet2DModel):
-    """``UNet2DModel`` (DDPM, unconditional latent diffusion) with DeepCache's branch arguments."""
+    """``UNet2DModel`` (DDPM, unconditional latent diffusion) with DeepCache's and Block Caching's arguments."""
 
     _deepcache_parent = UNet2DModel
     _deepcache_output = DeepCacheUNet2DOutput

@@ -1,4 +1,4 @@
-from .base import DeepCachePipelineMixin, DeepCacheRun, call_with_deepcache
+from .base import BlockCacheRun, DeepCachePipelineMixin, DeepCacheRun, call_with_caching, call_with_run
 from .ddpm import DeepCacheDDIMPipeline, DeepCacheDDPMPipeline, DeepCacheLDMPipeline
 from .stable_diffusion import (
     DeepCacheStableDiffusionImg2ImgPipeline,

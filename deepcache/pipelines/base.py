@@ -1,9 +1,10 @@
 """What every DeepCache pipeline adds to its diffusers parent: caching arguments, nothing else.
 
-A pipeline call with ``cache_interval > 1`` creates a :class:`DeepCacheRun` and hooks it onto the
-U-Net for that call only. The parent's ``__call__`` runs unchanged; on each U-Net call the run adds
-the branch and, on cached steps, the stored features. The hooks are removed and the run dropped
-when the call ends, also when it raises, so no call can see another's features.
+A pipeline call with ``cache_interval > 1`` creates a :class:`DeepCacheRun` (with ``block_cache``, a
+:class:`BlockCacheRun`) and hooks it onto the U-Net for that call only. The parent's ``__call__``
+runs unchanged; on each U-Net call the run adds the caching arguments and, on cached steps, what
+it stored. The hooks are removed and the run dropped when the call ends, also when it raises, so
+no call can see another's features.
 """
 
 from __future__ import annotations
@@ -16,31 +17,63 @@ import json
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
+from ..block_schedules import BlockCacheSchedule
+from ..branches import BranchLayout
+from ..blocks import block_units
 from ..config import DeepCacheConfig
 from ..models import CACHE_AWARE_UNETS, cache_aware_class
 
 
-class DeepCacheRun:
-    """The state of one pipeline call: loop iteration, schedule and cached features.
+class LoopRun:
+    """The state of one pipeline call: which loop iteration and which U-Net call within it.
 
     Iterations are counted at the pipeline's step-end callback when it has one (so several U-Net
-    calls in one iteration, such as separate cond/uncond passes, each keep their own features);
-    otherwise each U-Net call is one iteration.
+    calls in one iteration, such as separate cond/uncond passes, each keep their own cache);
+    otherwise each U-Net call is one iteration. Subclasses implement the two hooks.
     """
 
-    def __init__(self, pipeline, config: DeepCacheConfig, branch: int, counts_by_callback: bool):
+    def __init__(self, pipeline):
         self.pipeline = pipeline
-        self.config = config
-        self.branch = branch
-        self.counts_by_callback = counts_by_callback
-        self.full_steps: frozenset[int] | None = None
+        self.counts_by_callback = False  # set by call_with_run
         self.iteration = 0
         self.call = 0  # U-Net call within the iteration
-        self.features: dict[int, torch.Tensor] = {}
 
     def num_iterations(self) -> int:
         steps = getattr(self.pipeline, "_num_timesteps", None)
         return steps if steps else len(self.pipeline.scheduler.timesteps)
+
+    def before_unet(self, unet, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        raise NotImplementedError
+
+    def after_unet(self, unet, args: tuple, kwargs: dict, output):
+        raise NotImplementedError
+
+    def next_call(self) -> None:
+        self.call += 1
+        if not self.counts_by_callback:
+            self.end_iteration()
+
+    def end_iteration(self) -> None:
+        self.iteration += 1
+        self.call = 0
+
+
+def split_output(output, field: str):
+    """``(extra, output)``: a cache-aware U-Net's extra output, and what the parent would have returned."""
+    if isinstance(output, tuple):
+        return output[1], output[:1]
+    return getattr(output, field), dataclasses.replace(output, **{field: None})
+
+
+class DeepCacheRun(LoopRun):
+    """One DeepCache call: the schedule's full steps and the deep features of the last full step."""
+
+    def __init__(self, pipeline, config: DeepCacheConfig, branch: int):
+        super().__init__(pipeline)
+        self.config = config
+        self.branch = branch
+        self.full_steps: frozenset[int] | None = None
+        self.features: dict[int, torch.Tensor] = {}
 
     def before_unet(self, unet, args, kwargs):
         if self.full_steps is None:  # the loop is starting: its length is known now
@@ -50,43 +83,89 @@ class DeepCacheRun:
         return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features}
 
     def after_unet(self, unet, args, kwargs, output):
-        if isinstance(output, tuple):
-            self.features[self.call] = output[1]
-            output = output[:1]
-        else:
-            self.features[self.call] = output.features
-            output = dataclasses.replace(output, features=None)
-        self.call += 1
-        if not self.counts_by_callback:
-            self.end_iteration()
-        return output  # what the parent U-Net would have returned
-
-    def end_iteration(self) -> None:
-        self.iteration += 1
-        self.call = 0
+        self.features[self.call], output = split_output(output, "features")
+        self.next_call()
+        return output
 
 
-def call_with_deepcache(pipeline, parent_call, args: tuple, kwargs: dict, config: DeepCacheConfig, default_branch: int):
-    """Runs ``parent_call(*args, **kwargs)`` with DeepCache hooked onto ``pipeline.unet`` for this call only.
+class BlockCacheRun(LoopRun):
+    """One Block Caching call: the schedule and each unit's last computed residual."""
 
-    ``default_branch`` is used when ``config`` names no branch. With caching off, the parent call
-    runs untouched.
+    def __init__(self, pipeline, schedule: BlockCacheSchedule):
+        super().__init__(pipeline)
+        self.schedule = schedule
+        self.checked = False
+        self.residuals: dict[int, dict[str, torch.Tensor]] = {}
+
+    def before_unet(self, unet, args, kwargs):
+        if not self.checked:  # the loop is starting: its length is known now
+            self.schedule.check_fits(self.num_iterations(), block_units(_unwrap(unet), "all"))
+            self.checked = True
+        stored = self.residuals.get(self.call)
+        reused = self.schedule.reused_units(self.iteration) if stored else ()
+        residuals = {unit: stored[unit] for unit in reused}
+        return args, {**kwargs, "block_cache_units": self.schedule.units, "block_cache_residuals": residuals}
+
+    def after_unet(self, unet, args, kwargs, output):
+        self.residuals[self.call], output = split_output(output, "block_residuals")
+        self.next_call()
+        return output
+
+
+def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun):
+    """Runs ``parent_call(*args, **kwargs)`` with ``run`` hooked onto ``pipeline.unet`` for this call only.
+
+    The hooks are removed when the call ends, also when it raises; ``run`` is dropped with them.
     """
-    if not config.enabled:
-        return parent_call(*args, **kwargs)
     unet = _unwrap(pipeline.unet)
     cache_aware_class(unet).from_unet(unet)
-    branch = unet.deepcache_layout.resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
-    branch = default_branch if branch is None else branch
     parameters = inspect.signature(parent_call).parameters
-    counts_by_callback = "callback_on_step_end" in parameters
-    run = DeepCacheRun(pipeline, config, branch, counts_by_callback)
-    if counts_by_callback:
+    run.counts_by_callback = "callback_on_step_end" in parameters
+    if run.counts_by_callback:
         kwargs = _chain_step_end(kwargs, run, "callback_on_step_end_tensor_inputs" in parameters)
     with contextlib.ExitStack() as cleanup:  # hooks go on whatever object the parent calls
         cleanup.callback(pipeline.unet.register_forward_pre_hook(run.before_unet, with_kwargs=True).remove)
         cleanup.callback(pipeline.unet.register_forward_hook(run.after_unet, with_kwargs=True).remove)
         return parent_call(*args, **kwargs)
+
+
+def call_with_caching(
+    pipeline,
+    parent_call,
+    args: tuple,
+    kwargs: dict,
+    config: DeepCacheConfig,
+    default_branch: int,
+    block_cache: BlockCacheSchedule | None = None,
+):
+    """Runs ``parent_call(*args, **kwargs)`` with DeepCache (``config``) or Block Caching (``block_cache``).
+
+    ``default_branch`` is used when ``config`` names no branch. With both off, the parent call
+    runs untouched; both on is refused.
+    """
+    check_caching(config, block_cache)
+    if block_cache is not None:
+        return call_with_run(pipeline, parent_call, args, kwargs, BlockCacheRun(pipeline, block_cache))
+    if not config.enabled:
+        return parent_call(*args, **kwargs)
+    branch = branch_layout(pipeline).resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
+    run = DeepCacheRun(pipeline, config, default_branch if branch is None else branch)
+    return call_with_run(pipeline, parent_call, args, kwargs, run)
+
+
+def check_caching(config: DeepCacheConfig, block_cache) -> None:
+    """Refuses a ``block_cache`` that is not a schedule, and DeepCache and Block Caching together."""
+    if block_cache is None:
+        return
+    if not isinstance(block_cache, BlockCacheSchedule):
+        raise TypeError(
+            f"`block_cache` must be a BlockCacheSchedule (e.g. `profile.schedule(delta)`), but got {type(block_cache).__name__}."
+        )
+    if config.enabled:
+        raise ValueError(
+            "DeepCache (`cache_interval` > 1) and Block Caching (`block_cache`) cannot be combined, "
+            f"but got cache_interval={config.cache_interval} and a block_cache schedule; pass one."
+        )
 
 
 class DeepCachePipelineMixin:
@@ -109,14 +188,17 @@ class DeepCachePipelineMixin:
         uniform: bool = True,
         pow: float | None = None,
         center: int | None = None,
+        block_cache: BlockCacheSchedule | None = None,
         **kwargs,
     ):
-        """The diffusers parent's ``__call__``, plus the arguments of :class:`deepcache.DeepCacheConfig`.
+        """The diffusers parent's ``__call__``, plus the arguments of :class:`deepcache.DeepCacheConfig`
+        and ``block_cache``, a :class:`deepcache.BlockCacheSchedule` for Block Caching.
 
-        With ``cache_interval=1`` (the default) it returns exactly what the parent returns.
+        With neither (the default) it returns exactly what the parent returns.
         """
         config = DeepCacheConfig(cache_interval, cache_branch_id, cache_layer_id, cache_block_id, uniform, pow, center)
-        return call_with_deepcache(self, super().__call__, args, kwargs, config, self.deepcache_defaults.cache_branch_id)
+        default_branch = self.deepcache_defaults.cache_branch_id
+        return call_with_caching(self, super().__call__, args, kwargs, config, default_branch, block_cache)
 
     def register_modules(self, **kwargs):
         unet = kwargs.get("unet")
@@ -144,10 +226,10 @@ class DeepCachePipelineMixin:
 
     @classmethod
     def _deepcache_parent_name(cls) -> str:
-        return next(c for c in cls.__mro__ if c.__module__.split(".")[0] == "diffusers").__name__
+        return diffusers_class(cls).__name__
 
 
-def _chain_step_end(kwargs: dict, run: DeepCacheRun, takes_tensor_inputs: bool) -> dict:
+def _chain_step_end(kwargs: dict, run: LoopRun, takes_tensor_inputs: bool) -> dict:
     """Puts the run's iteration counter in front of the user's ``callback_on_step_end``."""
     user_callback = kwargs.get("callback_on_step_end")
 
@@ -162,6 +244,18 @@ def _chain_step_end(kwargs: dict, run: DeepCacheRun, takes_tensor_inputs: bool) 
             tensor_inputs = user_callback.tensor_inputs
         kwargs["callback_on_step_end_tensor_inputs"] = tensor_inputs
     return kwargs
+
+
+def branch_layout(pipeline) -> BranchLayout:
+    """The branch layout of ``pipeline.unet``; a clear ``TypeError`` for an unsupported U-Net class."""
+    unet = _unwrap(pipeline.unet)
+    cache_aware_class(unet)
+    return BranchLayout.of(unet)
+
+
+def diffusers_class(pipeline_class: type) -> type:
+    """The first diffusers class in ``pipeline_class``'s MRO: the pipeline DeepCache extends."""
+    return next(c for c in pipeline_class.__mro__ if c.__module__.split(".")[0] == "diffusers")
 
 
 def _unwrap(module):

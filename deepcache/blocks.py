@@ -1,0 +1,119 @@
+"""Block Caching's mechanism (Wimbauer et al., arXiv 2312.03209), shared by every U-Net type.
+
+A *unit* is one attention (transformer) block or one resnet inside a U-Net's down, mid or up blocks,
+named by its module path, e.g. ``"down_blocks.1.attentions.0"``. Down- and upsamplers are never
+units. A unit's *residual* is what it adds to its input, ``output - input``; for a resnet that
+changes the channel count, whose output cannot be added to its input, it is the whole output.
+
+A step that *reuses* a unit does not run it: it adds the residual of the last step that computed
+the unit to the unit's current input. As with DeepCache's branches, the parent class's own
+``forward`` runs on a view of the U-Net whose layer lists hold wrappers around the units; the
+residuals go in and out as arguments, so the model keeps no state between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .views import cached_view, shallow_view
+
+UNIT_KINDS = {"attentions": ("attentions",), "resnets": ("resnets",), "all": ("resnets", "attentions")}
+
+
+def block_units(unet: nn.Module, units: str = "attentions") -> tuple[str, ...]:
+    """Names of ``unet``'s units of a kind, in the order the forward runs them.
+
+    Args:
+        units (`str`, defaults to `"attentions"`): ``"attentions"`` (the paper's choice: transformer
+            and attention blocks), ``"resnets"``, or ``"all"``.
+    """
+    if units not in UNIT_KINDS:
+        raise ValueError(f"`units` must be one of {sorted(UNIT_KINDS)}, but got {units!r}.")
+    names = []
+    for prefix, block in _blocks(unet):
+        layers = {kind: getattr(block, kind, None) or () for kind in UNIT_KINDS[units]}
+        for index in range(max(map(len, layers.values()), default=0)):  # resnet i runs before attention i
+            for kind, modules in layers.items():
+                if index < len(modules) and modules[index] is not None:
+                    names.append(f"{prefix}.{kind}.{index}")
+    return tuple(names)
+
+
+def _blocks(unet: nn.Module):
+    yield from ((f"down_blocks.{i}", block) for i, block in enumerate(unet.down_blocks))
+    if unet.mid_block is not None:
+        yield "mid_block", unet.mid_block
+    yield from ((f"up_blocks.{i}", block) for i, block in enumerate(unet.up_blocks))
+
+
+class _ReusableUnit(nn.Module):
+    """Runs a unit and records its residual, or, given one to reuse, adds it to the input instead."""
+
+    def __init__(self, unit: nn.Module):
+        super().__init__()
+        self.unit = unit
+        self.reuse: torch.Tensor | None = None
+        self.residual: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        if self.reuse is not None:
+            output = hidden_states + self.reuse if self.reuse.shape == hidden_states.shape else self.reuse
+            return (output,) if kwargs.get("return_dict", True) is False else output  # transformers: a tuple
+        output = self.unit(hidden_states, *args, **kwargs)
+        tensor = output[0] if isinstance(output, tuple) else output
+        self.residual = tensor - hidden_states if tensor.shape == hidden_states.shape else tensor
+        return output
+
+
+def _build_unit_view(unet: nn.Module, units: tuple[str, ...]) -> tuple[nn.Module, dict[str, _ReusableUnit]]:
+    known = block_units(unet, "all")
+    unknown = [name for name in units if name not in known]
+    if unknown:
+        raise ValueError(
+            f"Block Caching units {unknown} are not in this {type(unet).__name__}; its units are {list(known)}."
+        )
+    wrappers = {name: _ReusableUnit(unet.get_submodule(name)) for name in units}
+    views = {}
+    for prefix, block in _blocks(unet):
+        lists = {}
+        for kind in UNIT_KINDS["all"]:
+            modules = getattr(block, kind, None)
+            if modules is not None and any(f"{prefix}.{kind}.{i}" in wrappers for i in range(len(modules))):
+                lists[kind] = nn.ModuleList([wrappers.get(f"{prefix}.{kind}.{i}", m) for i, m in enumerate(modules)])
+        views[prefix] = shallow_view(block, **lists) if lists else block
+    down = nn.ModuleList([views[f"down_blocks.{i}"] for i in range(len(unet.down_blocks))])
+    up = nn.ModuleList([views[f"up_blocks.{i}"] for i in range(len(unet.up_blocks))])
+    view = shallow_view(unet, down_blocks=down, up_blocks=up, mid_block=views.get("mid_block"))
+    return view, wrappers
+
+
+def unit_forward(
+    unet: nn.Module,
+    run_view: Callable[[nn.Module], tuple],
+    units: Sequence[str],
+    residuals: Mapping[str, torch.Tensor],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Runs ``run_view`` (the parent forward) on a view where ``units`` record or reuse residuals.
+
+    Returns the sample and every unit's residual at this step: new for the units that ran, the
+    given one for those that were reused.
+    """
+    if isinstance(units, str):
+        raise TypeError(f"`block_cache_units` must be a sequence of unit names, but got the string {units!r}.")
+    units = tuple(units)
+    stray = [name for name in residuals if name not in units]
+    if stray:
+        raise ValueError(f"`block_cache_residuals` has units {stray} that are not in `block_cache_units`.")
+    view, wrappers = cached_view(unet, ("units", units), lambda: _build_unit_view(unet, units))
+    try:
+        for name, wrapper in wrappers.items():
+            wrapper.reuse = residuals.get(name)
+        (sample,) = run_view(view)
+        computed = {name: wrapper.residual if wrapper.reuse is None else wrapper.reuse for name, wrapper in wrappers.items()}
+    finally:  # the model keeps no tensor between calls
+        for wrapper in wrappers.values():
+            wrapper.reuse = wrapper.residual = None
+    return sample, computed

@@ -1,0 +1,53 @@
+"""Views: shallow copies of a U-Net and its blocks that share every module and weight.
+
+Both caching techniques run the diffusers parent's own ``forward`` on a view whose child lists are
+cut (DeepCache) or hold wrappers (Block Caching). Views are cached on the U-Net and rebuilt when
+the U-Net changes, so the model itself carries no per-call state.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def shallow_view(module: nn.Module, **children) -> nn.Module:
+    """A shallow copy of ``module`` sharing everything except the given child modules.
+
+    An instance-level ``forward`` (a patch bound to the original module) is dropped, so the view
+    runs its class's forward over its own, cut, child lists.
+    """
+    view = copy.copy(module)
+    view.__dict__.pop("forward", None)
+    view._modules = {**module._modules, **children}
+    return view
+
+
+def _fingerprint(unet: nn.Module) -> tuple:
+    """Identity of everything a view copies: changes when a module or attribute is replaced.
+
+    Ids suffice: a cached view's copies keep every old attribute value alive, so no replaced
+    value's id can be reused while its view exists.
+    """
+    blocks = [*unet.down_blocks, *([unet.mid_block] if unet.mid_block is not None else []), *unet.up_blocks]
+    layer_lists = [getattr(b, kind) for b in blocks for kind in ("resnets", "attentions") if getattr(b, kind, None) is not None]
+    sources = [unet, *blocks, *layer_lists]
+    return tuple(id(v) for m in sources for d in (m.__dict__, m._modules) for v in d.values())
+
+
+@torch.compiler.disable
+def cached_view(unet: nn.Module, key, build):
+    """``build()``'s views of ``unet`` for ``key``, built once and rebuilt only when the model changes.
+
+    Reusing the same view objects lets ``torch.compile`` keep one graph per step kind; the
+    fingerprint keeps them in step with ``train()``/``eval()``, FreeU, LoRA or swapped modules.
+    The cache lives outside ``_modules``, so it adds nothing to ``state_dict`` or ``parameters()``.
+    """
+    cache = unet.__dict__.setdefault("_deepcache_views", {})
+    key = (key, _fingerprint(unet))
+    if key not in cache:
+        cache.clear()
+        cache[key] = build()
+    return cache[key]
