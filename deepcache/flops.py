@@ -59,7 +59,7 @@ def unit_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, units: tuple[st
     """
     parent = getattr(type(unet), "_deepcache_parent", type(unet))
     with torch.device("meta"):
-        meta_unet = parent.from_config(unet.config)
+        meta_unet = parent.from_config(unet.config).to("meta")  # legacy torch.Tensor(...) buffers ignore the context
     args, kwargs = tree_map(_float32_meta, (args, kwargs))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         meta_unet(*args, **kwargs)

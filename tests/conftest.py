@@ -4,6 +4,7 @@ import torch
 import deepcache
 from deepcache.original import load_original_helper
 from deepcache.tiny import tiny_unet, tiny_unet_inputs
+from helpers import CASES
 
 CACHE_CLASSES = {
     "sd1.5": deepcache.DeepCacheUNet2DConditionModel,
@@ -21,6 +22,12 @@ def _no_grad():
 
 @pytest.fixture(params=sorted(CACHE_CLASSES))
 def kind(request):
+    return request.param
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request):
+    """A tiny pipeline kind of ``helpers.CASES``."""
     return request.param
 
 

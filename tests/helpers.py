@@ -1,7 +1,13 @@
-"""Shared by the tests: the example and research scripts, loaded as modules."""
+"""Shared by the tests: the example and research scripts, loaded as modules, and a call per tiny pipeline."""
 
 import importlib.util
 import pathlib
+
+import numpy as np
+import torch
+from PIL import Image
+
+import deepcache
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "scripts"
 
@@ -12,3 +18,48 @@ def script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+STEPS = 7
+
+
+def _image(size):
+    return Image.fromarray((np.random.RandomState(0).rand(size, size, 3) * 255).astype(np.uint8))
+
+
+def _mask(size):
+    return Image.fromarray(np.pad(np.full((size // 2, size // 2), 255, np.uint8), size // 4))
+
+
+# kind: (DeepCache class, call arguments, loop iterations those arguments run)
+CASES = {
+    "sd": (deepcache.DeepCacheStableDiffusionPipeline, dict(prompt="a red cube"), STEPS),
+    "sd-img2img": (deepcache.DeepCacheStableDiffusionImg2ImgPipeline, dict(prompt="a red cube", image=_image(32), strength=0.6), 4),
+    "sd-inpaint": (
+        deepcache.DeepCacheStableDiffusionInpaintPipeline,
+        dict(prompt="a red cube", image=_image(32), mask_image=_mask(32), strength=0.75),
+        5,
+    ),
+    "sdxl": (deepcache.DeepCacheStableDiffusionXLPipeline, dict(prompt="a red cube", height=32, width=32), STEPS),
+    "sdxl-img2img": (deepcache.DeepCacheStableDiffusionXLImg2ImgPipeline, dict(prompt="a red cube", image=_image(32), strength=0.6), 4),
+    "sdxl-refiner": (
+        deepcache.DeepCacheStableDiffusionXLImg2ImgPipeline,
+        dict(prompt="a red cube", image=_image(32), denoising_start=0.5),
+        4,
+    ),
+    "sdxl-inpaint": (
+        deepcache.DeepCacheStableDiffusionXLInpaintPipeline,
+        dict(prompt="a red cube", image=_image(32), mask_image=_mask(32), height=32, width=32, strength=0.75),
+        5,
+    ),
+    "svd": (deepcache.DeepCacheStableVideoDiffusionPipeline, dict(image=_image(64), num_frames=2, height=64, width=64, decode_chunk_size=2), STEPS),
+    "ddpm": (deepcache.DeepCacheDDPMPipeline, dict(batch_size=2), STEPS),
+    "ddim": (deepcache.DeepCacheDDIMPipeline, dict(batch_size=2, eta=0.5), STEPS),
+    "ldm": (deepcache.DeepCacheLDMPipeline, dict(batch_size=2), STEPS),
+}
+
+
+def generate(pipe, kind, **kwargs):
+    arguments = {**CASES[kind][1], "num_inference_steps": STEPS, **kwargs}
+    output = pipe(**arguments, generator=torch.Generator().manual_seed(0), output_type="np")
+    return np.asarray(output.frames if kind == "svd" else output.images)
