@@ -2,8 +2,11 @@
 
 A *unit* is one attention (transformer) block or one resnet inside a U-Net's down, mid or up blocks,
 named by its module path, e.g. ``"down_blocks.1.attentions.0"``. Down- and upsamplers are never
-units. A unit's *residual* is what it adds to its input, ``output - input``; for a resnet that
-changes the channel count, whose output cannot be added to its input, it is the whole output.
+units. A unit's *residual* is its residual branch: its output minus its skip path. The skip path is
+the input for attention blocks, and ``conv_shortcut(input) / output_scale_factor`` for a
+``ResnetBlock2D`` (so a resnet that changes the channel count keeps its 1x1 shortcut, which still
+runs on reuse). A unit with no such split (a spatio-temporal resnet that changes channels) caches
+its whole output.
 
 A step that *reuses* a unit does not run it: it adds the residual of the last step that computed
 the unit to the unit's current input. As with DeepCache's branches, the parent class's own
@@ -13,9 +16,11 @@ residuals go in and out as arguments, so the model keeps no state between calls.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
 from .views import cached_view, shallow_view
@@ -49,8 +54,25 @@ def _blocks(unet: nn.Module):
     yield from ((f"up_blocks.{i}", block) for i, block in enumerate(unet.up_blocks))
 
 
+def shortcut_splits(unit: nn.Module) -> bool:
+    """Whether ``unit`` is a resnet whose skip path is its (optional) 1x1 shortcut, with no resampling."""
+    return isinstance(unit, ResnetBlock2D) and unit.upsample is None and unit.downsample is None
+
+
+def _skip_path(unit: nn.Module, hidden_states: torch.Tensor, output_shape: torch.Size, shortcut=None) -> torch.Tensor | None:
+    """What ``unit`` adds its residual branch to, or ``None`` when its whole output is cached.
+
+    ``shortcut`` is ``unit.conv_shortcut(hidden_states)`` when the unit's own forward computed it.
+    """
+    if shortcut_splits(unit):
+        if unit.conv_shortcut is not None:
+            shortcut = unit.conv_shortcut(hidden_states) if shortcut is None else shortcut
+        return (hidden_states if unit.conv_shortcut is None else shortcut) / unit.output_scale_factor
+    return hidden_states if hidden_states.shape == output_shape else None
+
+
 class _ReusableUnit(nn.Module):
-    """Runs a unit and records its residual, or, given one to reuse, adds it to the input instead."""
+    """Runs a unit and records its residual, or, given one to reuse, adds it to the skip path instead."""
 
     def __init__(self, unit: nn.Module):
         super().__init__()
@@ -60,11 +82,18 @@ class _ReusableUnit(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
         if self.reuse is not None:
-            output = hidden_states + self.reuse if self.reuse.shape == hidden_states.shape else self.reuse
+            skip = _skip_path(self.unit, hidden_states, self.reuse.shape)
+            output = self.reuse if skip is None else skip + self.reuse
             return (output,) if kwargs.get("return_dict", True) is False else output  # transformers: a tuple
-        output = self.unit(hidden_states, *args, **kwargs)
+        shortcut = []
+        with contextlib.ExitStack() as stack:  # keep the shortcut the unit computes, rather than computing it twice
+            if shortcut_splits(self.unit) and self.unit.conv_shortcut is not None:
+                hook = self.unit.conv_shortcut.register_forward_hook(lambda module, args, out: shortcut.append(out))
+                stack.callback(hook.remove)
+            output = self.unit(hidden_states, *args, **kwargs)
         tensor = output[0] if isinstance(output, tuple) else output
-        self.residual = tensor - hidden_states if tensor.shape == hidden_states.shape else tensor
+        skip = _skip_path(self.unit, hidden_states, tensor.shape, shortcut[0] if shortcut else None)
+        self.residual = tensor if skip is None else tensor - skip
         return output
 
 

@@ -10,6 +10,8 @@ import torch
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
+from .blocks import shortcut_splits
+
 SD15_CONFIG = dict(
     sample_size=64,
     block_out_channels=(320, 640, 1280, 1280),
@@ -52,7 +54,9 @@ def step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch: int) ->
 
 
 def unit_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, units: tuple[str, ...]) -> tuple[int, dict[str, int]]:
-    """FLOPs of one forward of ``unet`` on these inputs, and of each Block Caching unit in it.
+    """FLOPs of one forward of ``unet`` on these inputs, and what reusing each Block Caching unit saves.
+
+    A reused resnet still runs its 1x1 ``conv_shortcut``, so that is not saved.
 
     Counted on a float32 ``meta`` copy of the architecture (built from ``unet.config``), so the
     inputs may be on any device and of any dtype: only their shapes matter.
@@ -64,7 +68,11 @@ def unit_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, units: tuple[st
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         meta_unet(*args, **kwargs)
     by_module = {name.split(".", 1)[-1]: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
-    return counter.get_total_flops(), {unit: by_module.get(unit, 0) for unit in units}
+    saved = {}
+    for unit in units:
+        kept = by_module.get(f"{unit}.conv_shortcut", 0) if shortcut_splits(meta_unet.get_submodule(unit)) else 0
+        saved[unit] = by_module.get(unit, 0) - kept
+    return counter.get_total_flops(), saved
 
 
 def _float32_meta(value):
