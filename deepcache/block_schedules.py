@@ -99,6 +99,11 @@ class BlockCacheSchedule:
         """The units that reuse their residual at loop iteration ``step`` (none past the last)."""
         return self._reused[step] if step < self.num_steps else ()
 
+    def recorded_units(self, step: int) -> tuple[str, ...]:
+        """The units computed at ``step`` whose residual the next iteration reuses: only those are kept."""
+        following = set(self.reused_units(step + 1))
+        return tuple(u for u in self.units if u in following and u not in self.reused_units(step))
+
     def check_fits(self, num_steps: int, units: Sequence[str]) -> None:
         """Raises a ``ValueError`` unless a run of ``num_steps`` iterations over ``units`` can use it."""
         if num_steps != self.num_steps:

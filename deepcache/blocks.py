@@ -78,6 +78,7 @@ class _ReusableUnit(nn.Module):
         super().__init__()
         self.unit = unit
         self.reuse: torch.Tensor | None = None
+        self.record = False
         self.residual: torch.Tensor | None = None
 
     def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
@@ -85,6 +86,8 @@ class _ReusableUnit(nn.Module):
             skip = _skip_path(self.unit, hidden_states, self.reuse.shape)
             output = self.reuse if skip is None else skip + self.reuse
             return (output,) if kwargs.get("return_dict", True) is False else output  # transformers: a tuple
+        if not self.record:
+            return self.unit(hidden_states, *args, **kwargs)
         shortcut = []
         with contextlib.ExitStack() as stack:  # keep the shortcut the unit computes, rather than computing it twice
             if shortcut_splits(self.unit) and self.unit.conv_shortcut is not None:
@@ -97,22 +100,17 @@ class _ReusableUnit(nn.Module):
         return output
 
 
-def _build_unit_view(unet: nn.Module, units: tuple[str, ...]) -> tuple[nn.Module, dict[str, _ReusableUnit]]:
-    known = block_units(unet, "all")
-    unknown = [name for name in units if name not in known]
-    if unknown:
-        raise ValueError(
-            f"Block Caching units {unknown} are not in this {type(unet).__name__}; its units are {list(known)}."
-        )
-    wrappers = {name: _ReusableUnit(unet.get_submodule(name)) for name in units}
+def _build_unit_view(unet: nn.Module) -> tuple[nn.Module, dict[str, _ReusableUnit]]:
+    """A view of ``unet`` with every unit wrapped; a wrapper with nothing to do just runs its unit."""
+    wrappers = {name: _ReusableUnit(unet.get_submodule(name)) for name in block_units(unet, "all")}
     views = {}
     for prefix, block in _blocks(unet):
         lists = {}
         for kind in UNIT_KINDS["all"]:
             modules = getattr(block, kind, None)
-            if modules is not None and any(f"{prefix}.{kind}.{i}" in wrappers for i in range(len(modules))):
+            if modules is not None:
                 lists[kind] = nn.ModuleList([wrappers.get(f"{prefix}.{kind}.{i}", m) for i, m in enumerate(modules)])
-        views[prefix] = shallow_view(block, **lists) if lists else block
+        views[prefix] = shallow_view(block, **lists)
     down = nn.ModuleList([views[f"down_blocks.{i}"] for i in range(len(unet.down_blocks))])
     up = nn.ModuleList([views[f"up_blocks.{i}"] for i in range(len(unet.up_blocks))])
     view = shallow_view(unet, down_blocks=down, up_blocks=up, mid_block=views.get("mid_block"))
@@ -125,24 +123,25 @@ def unit_forward(
     units: Sequence[str],
     residuals: Mapping[str, torch.Tensor],
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Runs ``run_view`` (the parent forward) on a view where ``units`` record or reuse residuals.
+    """Runs ``run_view`` (the parent forward) on a view where ``units`` record and ``residuals`` are reused.
 
-    Returns the sample and every unit's residual at this step: new for the units that ran, the
-    given one for those that were reused.
+    Returns the sample and the residual at this step of each of ``units``: new for those that ran,
+    the given one for those that were reused. Units in neither argument run as usual.
     """
     if isinstance(units, str):
         raise TypeError(f"`block_cache_units` must be a sequence of unit names, but got the string {units!r}.")
-    units = tuple(units)
-    stray = [name for name in residuals if name not in units]
-    if stray:
-        raise ValueError(f"`block_cache_residuals` has units {stray} that are not in `block_cache_units`.")
-    view, wrappers = cached_view(unet, ("units", units), lambda: _build_unit_view(unet, units))
+    view, wrappers = cached_view(unet, "units", lambda: _build_unit_view(unet))
+    unknown = [name for name in (*units, *residuals) if name not in wrappers]
+    if unknown:
+        raise ValueError(f"Block Caching units {unknown} are not in this {type(unet).__name__}; its units are {list(wrappers)}.")
     try:
-        for name, wrapper in wrappers.items():
-            wrapper.reuse = residuals.get(name)
+        for name in units:
+            wrappers[name].record = True
+        for name, residual in residuals.items():
+            wrappers[name].reuse = residual
         (sample,) = run_view(view)
-        computed = {name: wrapper.residual if wrapper.reuse is None else wrapper.reuse for name, wrapper in wrappers.items()}
+        recorded = {name: wrappers[name].residual if wrappers[name].reuse is None else wrappers[name].reuse for name in units}
     finally:  # the model keeps no tensor between calls
         for wrapper in wrappers.values():
-            wrapper.reuse = wrapper.residual = None
-    return sample, computed
+            wrapper.reuse, wrapper.record, wrapper.residual = None, False, None
+    return sample, recorded

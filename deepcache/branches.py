@@ -308,7 +308,7 @@ class DeepCacheUNetMixin:
             block_cache_units (`Sequence[str]`, *optional*): Block Caching units (see
                 :func:`deepcache.blocks.block_units`) whose residuals this step returns.
             block_cache_residuals (`Mapping[str, torch.Tensor]`, *optional*): units that do not run at this
-                step, each with the residual to add to its input instead (from an earlier step's output).
+                step, each with the residual to add to its skip path instead (from an earlier step's output).
 
         Returns:
             Without a branch or units: exactly the parent's output. With a branch: ``(sample, features)``
@@ -318,16 +318,15 @@ class DeepCacheUNetMixin:
         parent_forward = super(DeepCacheUNetMixin, self).forward
         layout = BranchLayout.of(self)
         branch = layout.resolve(cache_branch_id, cache_layer_id, cache_block_id)
-        if block_cache_units is None and block_cache_residuals is not None:
-            raise ValueError("`block_cache_residuals` needs `block_cache_units`, the units whose residuals it holds.")
+        blocks = block_cache_units is not None or block_cache_residuals is not None
         if branch is None and replicate_prev_features is not None:
             raise ValueError(
                 "`replicate_prev_features` needs a branch: pass `cache_branch_id` or "
                 "(`cache_layer_id`, `cache_block_id`) as on the full step that produced it."
             )
-        if branch is not None and block_cache_units is not None:
+        if branch is not None and blocks:
             raise ValueError("DeepCache's branch and Block Caching's units cannot be combined in one forward; pass one.")
-        if branch is None and block_cache_units is None:
+        if branch is None and not blocks:
             return parent_forward(*args, **kwargs)
 
         if len(args) > self._return_dict_position:
@@ -341,7 +340,7 @@ class DeepCacheUNetMixin:
             output_field = "features"
         else:
             run_view = lambda view: super(DeepCacheUNetMixin, view).forward(*args, **kwargs)  # noqa: E731
-            sample, extra = unit_forward(self, run_view, block_cache_units, block_cache_residuals or {})
+            sample, extra = unit_forward(self, run_view, block_cache_units or (), block_cache_residuals or {})
             output_field = "block_residuals"
         if not return_dict:
             return sample, extra

@@ -89,25 +89,26 @@ class DeepCacheRun(LoopRun):
 
 
 class BlockCacheRun(LoopRun):
-    """One Block Caching call: the schedule and each unit's last computed residual."""
+    """One Block Caching call: the schedule and the residuals that later iterations reuse."""
 
     def __init__(self, pipeline, schedule: BlockCacheSchedule):
         super().__init__(pipeline)
         self.schedule = schedule
         self.checked = False
-        self.residuals: dict[int, dict[str, torch.Tensor]] = {}
+        self.residuals: dict[int, dict[str, torch.Tensor]] = {}  # per U-Net call of the iteration
 
     def before_unet(self, unet, args, kwargs):
         if not self.checked:  # the loop is starting: its length is known now
             self.schedule.check_fits(self.num_iterations(), block_units(_unwrap(unet), "all"))
             self.checked = True
-        stored = self.residuals.get(self.call)
-        reused = self.schedule.reused_units(self.iteration) if stored else ()
-        residuals = {unit: stored[unit] for unit in reused}
-        return args, {**kwargs, "block_cache_units": self.schedule.units, "block_cache_residuals": residuals}
+        stored = self.residuals.setdefault(self.call, {})
+        reused = {unit: stored[unit] for unit in self.schedule.reused_units(self.iteration) if unit in stored}
+        recorded = self.schedule.recorded_units(self.iteration)
+        return args, {**kwargs, "block_cache_units": recorded, "block_cache_residuals": reused}
 
     def after_unet(self, unet, args, kwargs, output):
-        self.residuals[self.call], output = split_output(output, "block_residuals")
+        recorded, output = split_output(output, "block_residuals")
+        self.residuals[self.call].update(recorded)
         self.next_call()
         return output
 
