@@ -7,7 +7,9 @@ Every setting samples the same seeds (``--groups`` groups of ``--samples``; the 
 bars) with ``--steps`` DDIM steps, data-parallel across processes:
 - quality vs interval N (uniform and non-uniform, the paper's Tables 2 and 5);
 - plain DDIM with fewer steps at the FLOPs of each uniform N (the paper's equal-throughput claim);
-- a branch sweep at N = 5 (the paper's Figure 6 / Table 6).
+- a branch sweep at N = 5 (the paper's Figure 6 / Table 6);
+- Block Caching (arXiv 2312.03209) at several thresholds delta, for attention units only (the Block
+  Caching paper's choice) and for all units, with schedules from a profile over separate seeds.
 Quality: PSNR and SSIM of each sample against the uncached sample from the same noise (fidelity),
 and Frechet distance and KID on the embedded digit classifier's features against one half of the
 real digits; the other half gives the real-vs-real floor. Process 0 writes ``results.json``,
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler
 
-from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline
+from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline, profile_blocks
 from deepcache.embedded import embedded_model_path, load_digits
 from deepcache.flops import ideal_speedup, step_flops
 from deepcache.metrics import FeatureDistances, digit_features, psnr, ssim
@@ -44,10 +46,15 @@ def parse(argv):
     parser.add_argument("--branch", type=int, default=2, help="cached branch of the interval runs (default 2, the paper's)")
     parser.add_argument("--sweep-interval", type=int, default=5)
     parser.add_argument("--sweep-branches", type=int, nargs="+", default=[0, 1, 2, 4, 8])
+    parser.add_argument("--block-units", nargs="*", choices=["attentions", "resnets", "all"], default=["attentions", "all"],
+                        help="unit kinds of the Block Caching runs (default attentions all; none: no Block Caching)")
+    parser.add_argument("--block-deltas", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2], help="Block Caching thresholds")
+    parser.add_argument("--profile-runs", type=int, default=2, help="profiling runs of --batch-size samples (default 2)")
     parser.add_argument("--kid-subset", type=int, default=100, help="KID subset size (default 100)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process (default 1)")
     parser.add_argument("--output-dir", default="reproduction")
-    parser.add_argument("--reuse-samples", action="store_true", help="score the samples.pt of an earlier run instead of sampling")
+    parser.add_argument("--reuse-samples", action="store_true",
+                        help="reuse the samples.pt of an earlier run for the settings it has; sample only the others")
     args = parser.parse_args(argv)
     if min(args.steps, args.samples, args.groups, args.batch_size) < 1:
         parser.error("--steps, --samples, --groups and --batch-size must be at least 1")
@@ -56,7 +63,7 @@ def parse(argv):
     return args
 
 
-def settings(args, flops: dict[int, tuple[int, int]]) -> list[dict]:
+def settings(args, flops: dict[int, tuple[int, int]], profiles: dict) -> list[dict]:
     """Every run: name, group, call arguments and FLOP-ideal speedup over the baseline."""
     def cached(interval, branch, uniform, group):
         setting = DeepCacheConfig(cache_interval=interval, cache_branch_id=branch, uniform=uniform)
@@ -76,6 +83,12 @@ def settings(args, flops: dict[int, tuple[int, int]]) -> list[dict]:
                          call=dict(num_inference_steps=steps), ideal=args.steps / steps, matches=run["name"]))
     done = {r["name"] for r in runs}
     runs += [r for b in args.sweep_branches if (r := cached(args.sweep_interval, b, True, "branch sweep"))["name"] not in done]
+    for units, profile in profiles.items():
+        for delta in args.block_deltas:
+            schedule = profile.schedule(delta)
+            runs.append(dict(name=f"Block Caching {units} delta={delta:g}", group="block caching", units=units, delta=delta,
+                             interval=1, branch=None, schedule="-", call=dict(num_inference_steps=args.steps, block_cache=schedule),
+                             ideal=1 / schedule.flop_fraction))
     return runs
 
 
@@ -98,26 +111,30 @@ def main(argv: list[str] | None = None) -> dict | None:
         meta_args = (torch.empty(1, config.in_channels, config.sample_size, config.sample_size), torch.tensor(500))
     branches = {args.branch, *args.sweep_branches}
     flops = {b: step_flops(meta_unet, meta_args, {}, b) for b in sorted(branches)}
-    runs = settings(args, flops)
+    profile_seeds = range(10**6, 10**6 + args.profile_runs)  # not among the evaluation seeds
+    profiles = {units: profile_blocks(pipe, seeds=profile_seeds, units=units, batch_size=args.batch_size,
+                                      num_inference_steps=args.steps, progress=state.is_main_process)
+                for units in dict.fromkeys(args.block_units)}  # fmt: skip
+    runs = settings(args, flops, profiles)
     seeds = list(range(args.samples * args.groups))
 
     saved = Path(args.output_dir) / "samples.pt"
-    if args.reuse_samples:
-        quantized, seconds = torch.load(saved)
-    else:
-        samples, seconds = {}, {}
-        for index, run in enumerate(runs):
-            start = time.perf_counter()
-            samples[run["name"]] = sample_images(pipe, seeds, args.batch_size, **run["call"])
-            seconds[run["name"]] = time.perf_counter() - start
-            if state.is_main_process:
-                print(f"[{index + 1}/{len(runs)}] {run['name']}: {seconds[run['name']]:.1f} s", flush=True)
-        quantized = {name: (images * 255).round().to(torch.uint8) for name, images in samples.items()}  # 8-bit, as saved images are
-        if state.is_main_process:  # kept, so the scores can be recomputed (--reuse-samples)
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            torch.save((quantized, seconds), saved)
+    quantized, seconds = torch.load(saved) if args.reuse_samples and saved.exists() else ({}, {})
+    missing = [run for run in runs if run["name"] not in quantized]
+    for index, run in enumerate(missing):
+        start = time.perf_counter()
+        images = sample_images(pipe, seeds, args.batch_size, **run["call"])
+        quantized[run["name"]] = (images * 255).round().to(torch.uint8)  # 8-bit, as saved images are
+        seconds[run["name"]] = time.perf_counter() - start
+        if state.is_main_process:
+            print(f"[{index + 1}/{len(missing)}] {run['name']}: {seconds[run['name']]:.1f} s", flush=True)
+    if missing and state.is_main_process:  # kept, so the scores can be recomputed (--reuse-samples)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        torch.save((quantized, seconds), saved)
     if not state.is_main_process:
         return None
+    for units, profile in profiles.items():
+        profile.save(Path(args.output_dir) / f"block_profile_{units}.json")
     return report(args, runs, {name: images.float() / 255 for name, images in quantized.items()}, seconds, flops, state.num_processes)
 
 
@@ -139,6 +156,7 @@ def report(args, runs, samples, seconds, flops, processes: int) -> dict:
         images = samples[run["name"]]
         scores = [distances.distances(group) for group in grouped(images)]
         row = {k: v for k, v in run.items() if k != "call"}
+        row.update({"flop_fraction": run["call"]["block_cache"].flop_fraction} if "block_cache" in run["call"] else {})
         row.update(
             steps=run["call"]["num_inference_steps"], seconds=seconds[run["name"]], speedup=base_seconds / seconds[run["name"]],
             psnr=psnr(baseline, images).clamp(max=100).mean().item() if run is not runs[0] else None,
@@ -185,12 +203,14 @@ def tables(payload: dict) -> str:
         "",
     ]
     groups = [("interval", "Quality vs interval N (branch %d)" % args["branch"]), ("fewer steps", "Plain DDIM with fewer steps at equal FLOPs"),
-              ("branch sweep", f"Branch sweep at N = {args['sweep_interval']}, uniform")]
+              ("branch sweep", f"Branch sweep at N = {args['sweep_interval']}, uniform"),
+              ("block caching", "Block Caching (no scale-shift), profiled over %d separate runs" % args["profile_runs"])]
     head = "| setting | steps | FLOP-ideal speedup | measured speedup | PSNR vs baseline (dB) | SSIM vs baseline | FD | KID x1000 |"
     for group, title in groups:
+        if not family(payload, group):
+            continue
         lines += [f"### {title}", "", head, "|---|---|---|---|---|---|---|---|"]
-        rows = [payload["runs"][0], *family(payload, group)]
-        for r in rows:
+        for r in [payload["runs"][0], *family(payload, group)]:
             name = r["name"] + (f" (= FLOPs of {r['matches']})" if r.get("matches") else "")
             fidelity = ("-", "-") if r["psnr"] is None else (f"{r['psnr']:.1f}", f"{r['ssim']:.3f}")
             lines.append(f"| {name} | {r['steps']} | {r['ideal']:.2f}x | {r['speedup']:.2f}x | {fidelity[0]} | {fidelity[1]} | "
@@ -215,6 +235,8 @@ def plot(payload: dict, path: Path) -> None:
         "DeepCache, non-uniform": [r for r in family(payload, "interval") if r["schedule"] == "non-uniform"],
         "DDIM, fewer steps": family(payload, "fewer steps"),
         f"branch sweep, N={payload['arguments']['sweep_interval']}": family(payload, "branch sweep"),
+        **{f"Block Caching, {units}": [r for r in family(payload, "block caching") if r["units"] == units]
+           for units in payload["arguments"]["block_units"]},
     }
     figure, (fd_axis, psnr_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
     for label, rows in families.items():

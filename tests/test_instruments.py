@@ -96,7 +96,8 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path, capsys):
 
 
 REPRODUCE_SMOKE = ["--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "3",
-                   "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0", "1"]
+                   "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0", "1",
+                   "--block-units", "all", "--block-deltas", "0.1", "--profile-runs", "1"]
 
 
 def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
@@ -105,12 +106,15 @@ def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
     reproduce = script("reproduce")
     payload = reproduce.main([*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "one")])
     names = [run["name"] for run in payload["runs"]]
-    assert names == ["DDIM-4", "N=2 b2 uniform", "N=3 b2 non-uniform", "DDIM-3", "N=2 b0 uniform", "N=2 b1 uniform"]
+    assert names == ["DDIM-4", "N=2 b2 uniform", "N=3 b2 non-uniform", "DDIM-3", "N=2 b0 uniform", "N=2 b1 uniform",
+                     "Block Caching all delta=0.1"]
     baseline, cached = payload["runs"][0], payload["runs"][1]
     assert baseline["psnr"] is None and 0 < cached["ssim"] < 1 and len(cached["fd"]) == 2
     assert payload["runs"][3]["matches"] == "N=2 b2 uniform" and payload["samples_per_setting"] == 8
+    block = payload["runs"][-1]
+    assert block["ideal"] == pytest.approx(1 / block["flop_fraction"]) and block["ideal"] > 1 and block["psnr"] > 0
     tables = (tmp_path / "one" / "tables.md").read_text()
-    assert "Real-vs-real floor" in tables and "| N=2 b2 uniform | 4 |" in tables
+    assert "Real-vs-real floor" in tables and "| N=2 b2 uniform | 4 |" in tables and "### Block Caching" in tables
     assert Image.open(tmp_path / "one" / "quality_vs_speedup.png").size[0] > 500
 
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -126,8 +130,11 @@ def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
     assert all(torch.equal(one_samples[name], two_samples[name]) for name in one_samples)
     assert [run["fd"] for run in two["runs"]] == [list(run["fd"]) for run in payload["runs"]]
 
-    rescored = reproduce.main([*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "two"), "--reuse-samples"])
-    assert [list(run["kid"]) for run in rescored["runs"]] == [run["kid"] for run in two["runs"]]
+    # Reusing samples scores the stored settings again and samples only the new one.
+    rescored = reproduce.main([*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "two"), "--reuse-samples", "--block-deltas", "0.1", "0.5"])
+    assert [list(run["kid"]) for run in rescored["runs"][:-1]] == [run["kid"] for run in two["runs"]]
+    stored, seconds = torch.load(tmp_path / "two" / "samples.pt")
+    assert list(stored)[-1] == "Block Caching all delta=0.5" and len(stored) == len(seconds) == len(names) + 1
     with pytest.raises(SystemExit):
         reproduce.main(["--samples", "10", "--kid-subset", "50"])
     with pytest.raises(ValueError, match="`batch_size` must be at least 1"):
