@@ -9,7 +9,7 @@ runs on reuse). A unit with no such split (a spatio-temporal resnet that changes
 its whole output.
 
 A step that *reuses* a unit does not run it: it adds the residual of the last step that computed
-the unit to the unit's current input. As with DeepCache's branches, the parent class's own
+the unit to the skip path of the unit's current input. As with DeepCache's branches, the parent class's own
 ``forward`` runs on a view of the U-Net whose layer lists hold wrappers around the units; the
 residuals go in and out as arguments, so the model keeps no state between calls.
 """
@@ -65,9 +65,9 @@ def _skip_path(unit: nn.Module, hidden_states: torch.Tensor, output_shape: torch
     ``shortcut`` is ``unit.conv_shortcut(hidden_states)`` when the unit's own forward computed it.
     """
     if shortcut_splits(unit):
-        if unit.conv_shortcut is not None:
-            shortcut = unit.conv_shortcut(hidden_states) if shortcut is None else shortcut
-        return (hidden_states if unit.conv_shortcut is None else shortcut) / unit.output_scale_factor
+        if unit.conv_shortcut is None:
+            return hidden_states / unit.output_scale_factor
+        return (unit.conv_shortcut(hidden_states) if shortcut is None else shortcut) / unit.output_scale_factor
     return hidden_states if hidden_states.shape == output_shape else None
 
 

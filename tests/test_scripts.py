@@ -7,6 +7,7 @@ import sys
 import pytest
 from PIL import Image
 
+import deepcache
 from deepcache.tiny import save_tiny_pipeline
 
 from helpers import SCRIPTS, script
@@ -86,3 +87,19 @@ def test_unreachable_weights_end_with_one_line_not_a_traceback(tmp_path):
         assert "Traceback" not in result.stderr
         last_line = result.stderr.strip().splitlines()[-1]
         assert last_line.startswith("error: cannot load") and "pass --model a hub id you can download" in last_line
+
+
+@pytest.mark.parametrize("kind, argv", [("ddpm", ["--batch-size", "2"]), ("sd", ["--prompts", "a red cube", "--units", "attentions"])])
+def test_block_caching_script(saved, tmp_path, kind, argv):
+    rows = script("block_caching").main(["--model", saved(kind), *argv, "--steps", "4", "--deltas", "0", "100", "--repeats", "1",
+                                        "--profile-seeds", "1", "--output-dir", str(tmp_path)])
+    exact, cached = rows
+    assert exact["flop_fraction"] == 1 and exact["psnr"] == 100 and exact["mean_recomputes"] == 4  # delta 0: uncached
+    assert cached["flop_fraction"] < 1 and cached["mean_recomputes"] == 1 and cached["psnr"] < 100
+    assert deepcache.BlockCacheSchedule.load(tmp_path / "schedule-100.json").recompute == dict.fromkeys(cached_units(tmp_path), (0,))
+    assert "| 100 | 1.0 |" in (tmp_path / "results.md").read_text()
+    assert Image.open(tmp_path / "profile.png").size[0] > 500 and (tmp_path / "samples.png").exists()
+
+
+def cached_units(directory):
+    return deepcache.BlockCacheProfile.load(directory / "profile.json").units
