@@ -236,10 +236,10 @@ def _swap_class(unet: nn.Module, old: type, new: type) -> None:
 
 
 class DeepCacheUNetMixin:
-    """Adds DeepCache's branch arguments to a diffusers U-Net's ``forward``; nothing else changes.
+    """Adds DeepCache's and Block Caching's arguments to a diffusers U-Net's ``forward``; nothing else changes.
 
     Subclasses name the diffusers class they extend in ``_deepcache_parent`` and the output dataclass
-    (the parent's, plus a ``features`` field) in ``_deepcache_output``.
+    (the parent's, plus ``features`` and ``block_residuals`` fields) in ``_deepcache_output``.
     """
 
     _deepcache_parent: type
