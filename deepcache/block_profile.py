@@ -91,12 +91,16 @@ class BlockCacheProfile:
                 f"`speedup` {speedup} is out of reach: caching these {len(self.units)} units gives at most "
                 f"{reachable:.3f}x in FLOPs. Profile more units (e.g. `units='all'`) or ask for less."
             )
+
+        def reaches(delta: float) -> bool:
+            return 1 / self.flop_fraction(derive_schedule(self.changes, delta)) >= speedup
+
         low, high = 0.0, max(sum(curve) for curve in self.changes.values())
-        if 1 / self.flop_fraction(derive_schedule(self.changes, low)) >= speedup:
+        if reaches(low):
             return low
         while high - low > tolerance:
             middle = (low + high) / 2
-            if 1 / self.flop_fraction(derive_schedule(self.changes, middle)) >= speedup:
+            if reaches(middle):
                 high = middle
             else:
                 low = middle

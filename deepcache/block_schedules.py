@@ -91,18 +91,28 @@ class BlockCacheSchedule:
         return tuple(self.recompute)
 
     @cached_property
+    def _computed(self) -> dict[str, frozenset[int]]:
+        return {unit: frozenset(steps) for unit, steps in self.recompute.items()}
+
+    @cached_property
     def _reused(self) -> tuple[tuple[str, ...], ...]:
-        computed = {unit: set(steps) for unit, steps in self.recompute.items()}
-        return tuple(tuple(u for u in self.units if step not in computed[u]) for step in range(self.num_steps))
+        return tuple(tuple(u for u in self.units if step not in self._computed[u]) for step in range(self.num_steps))
 
     def reused_units(self, step: int) -> tuple[str, ...]:
         """The units that reuse their residual at loop iteration ``step`` (none past the last)."""
         return self._reused[step] if step < self.num_steps else ()
 
+    @cached_property
+    def _recorded(self) -> tuple[tuple[str, ...], ...]:
+        computed = self._computed  # the last step has no next one, so records nothing
+        kept = (
+            tuple(u for u in self.units if step in computed[u] and step + 1 not in computed[u]) for step in range(self.num_steps - 1)
+        )
+        return (*kept, ())
+
     def recorded_units(self, step: int) -> tuple[str, ...]:
         """The units computed at ``step`` whose residual the next iteration reuses: only those are kept."""
-        following = set(self.reused_units(step + 1))
-        return tuple(u for u in self.units if u in following and u not in self.reused_units(step))
+        return self._recorded[step] if step < self.num_steps else ()
 
     def check_fits(self, num_steps: int, units: Sequence[str]) -> None:
         """Raises a ``ValueError`` unless a run of ``num_steps`` iterations over ``units`` can use it."""

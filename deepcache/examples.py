@@ -76,8 +76,8 @@ def compare(baseline: Callable[[int], list], deepcache: Callable[[int], list], s
     """
     if warmup_steps:
         baseline(warmup_steps), deepcache(warmup_steps)
-    base_images, base_seconds = _timed(baseline, steps)
-    cache_images, cache_seconds = _timed(deepcache, steps)
+    base_images, base_seconds = timed(baseline, steps)
+    cache_images, cache_seconds = timed(deepcache, steps)
     speedup = base_seconds / cache_seconds
     print(f"baseline:  {base_seconds:.2f} s")
     print(f"DeepCache: {cache_seconds:.2f} s")
@@ -92,12 +92,13 @@ def compare(baseline: Callable[[int], list], deepcache: Callable[[int], list], s
     return speedup
 
 
-def _timed(generate: Callable[[int], list], steps: int) -> tuple[list, float]:
+def timed(function: Callable, *args) -> tuple:
+    """``(function(*args), seconds)``, with the GPU synchronised before and after."""
     _synchronize()
     start = time.perf_counter()
-    images = generate(steps)
+    result = function(*args)
     _synchronize()
-    return images, time.perf_counter() - start
+    return result, time.perf_counter() - start
 
 
 def _synchronize() -> None:

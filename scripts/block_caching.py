@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline
 
 from deepcache import DeepCacheSDHelper, profile_blocks
 from deepcache.embedded import embedded_model_path
-from deepcache.examples import MODEL_HELP, side_by_side
+from deepcache.examples import MODEL_HELP, side_by_side, timed
 from deepcache.metrics import psnr, ssim
 
 
@@ -61,12 +60,9 @@ def main(argv=None) -> list[dict]:
         pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe = pipe.to(args.device)
     pipe.set_progress_bar_config(disable=True)
-    call = {"num_inference_steps": args.steps}
-    call.update({"prompt": args.prompts} if args.prompts else {"batch_size": args.batch_size})
-
-    prompts = call.pop("prompt", None)
-    profile = profile_blocks(pipe, prompts, args.profile_seeds, units=args.units, **call)
-    call.update({"prompt": prompts} if prompts else {})
+    call = {"num_inference_steps": args.steps} if args.prompts else {"num_inference_steps": args.steps, "batch_size": args.batch_size}
+    profile = profile_blocks(pipe, args.prompts, args.profile_seeds, units=args.units, **call)
+    call.update({"prompt": args.prompts} if args.prompts else {})
     profile.save(output / "profile.json")
     deltas = args.deltas if args.speedups is None else [profile.delta_for_speedup(s) for s in args.speedups]
     schedules = [profile.schedule(delta) for delta in deltas]
@@ -86,9 +82,8 @@ def main(argv=None) -> list[dict]:
     seconds, outputs = {i: [] for i in range(len(settings))}, {}
     for _ in range(args.repeats):  # interleaved, so drifts in machine speed hit every setting alike
         for index, schedule in enumerate(settings):
-            start = _now(args.device)
-            outputs[index] = generate(schedule)
-            seconds[index].append(_now(args.device) - start)
+            outputs[index], elapsed = timed(generate, schedule)
+            seconds[index].append(elapsed)
     helper.disable()
 
     base_seconds = statistics.median(seconds[0])
@@ -123,12 +118,6 @@ def results_table(args, profile, base_seconds: float, rows: list[dict]) -> str:
         lines.append(f"| {r['delta']:.3g} | {r['mean_recomputes']:.1f} | {r['flop_fraction']:.3f} | {r['ideal_speedup']:.2f}x | "
                      f"{r['speedup']:.2f}x | {r['psnr']:.1f} | {r['ssim']:.3f} |")
     return "\n".join(lines) + "\n"
-
-
-def _now(device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 def _pil(images: torch.Tensor):
