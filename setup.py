@@ -21,7 +21,7 @@ setup(
         "torchmetrics>=1.4",  # PSNR, SSIM, Frechet distance and KID
     ],
     # The embedded models' weights (safetensors) and configs.
-    package_data={"deepcache": ["data/*/*.json", "data/*/*.safetensors", "data/*/*/*.json", "data/*/*/*.safetensors"]},
+    package_data={"deepcache": ["embedded/data/*/*.json", "embedded/data/*/*.safetensors", "embedded/data/*/*/*.json", "embedded/data/*/*/*.safetensors"]},
     extras_require={
         "research": ["scikit-learn>=1.3", "matplotlib>=3.7"],  # the digits dataset; reproduction plots
         # Inception FID. torch-fidelity needs torchvision: install the one matching your torch first.

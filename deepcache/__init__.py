@@ -1,33 +1,81 @@
 """deepcache: training-free diffusion U-Net acceleration by caching deep features across steps.
 
 DeepCache (Ma et al., arXiv 2312.00858) and Block Caching (Wimbauer et al., arXiv 2312.03209) on
-current diffusers, by subclassing rather than forking.
+current diffusers, by subclassing rather than forking. The product lives in ``schedules`` (settings
+and schedules as data), ``models`` (cache-aware U-Nets and the caching mechanisms) and
+``pipelines`` (pipelines, the plug-and-play helper, profiling); the instruments in ``evaluation``,
+``embedded`` (models shipped with the package) and ``testing`` (tiny random pipelines).
+Every public name is importable from here and loads its module on first use.
 """
 
-from .block_profile import BlockCacheProfile, profile_blocks
-from .block_schedules import BlockCacheSchedule, recompute_steps
-from .blocks import block_units
+from typing import TYPE_CHECKING
 
-from .branches import BranchLayout, DeepCacheUNetMixin
-from .config import DeepCacheConfig
-from .helper import DeepCacheSDHelper
-from .models import (
-    DeepCacheUNet2DConditionModel,
-    DeepCacheUNet2DModel,
-    DeepCacheUNetSpatioTemporalConditionModel,
-)
-from .pipelines import (
-    DeepCacheDDIMPipeline,
-    DeepCacheDDPMPipeline,
-    DeepCacheLDMPipeline,
-    DeepCacheStableDiffusionImg2ImgPipeline,
-    DeepCacheStableDiffusionInpaintPipeline,
-    DeepCacheStableDiffusionPipeline,
-    DeepCacheStableDiffusionXLImg2ImgPipeline,
-    DeepCacheStableDiffusionXLInpaintPipeline,
-    DeepCacheStableDiffusionXLPipeline,
-    DeepCacheStableVideoDiffusionPipeline,
-)
-from .schedules import nonuniform_full_steps, uniform_full_steps
+from ._lazy import lazy_exports
 
+_EXPORTS = {
+    ".schedules": (
+        "BlockCacheProfile",
+        "BlockCacheSchedule",
+        "DeepCacheConfig",
+        "nonuniform_full_steps",
+        "recompute_steps",
+        "uniform_full_steps",
+    ),
+    ".models": (
+        "BranchLayout",
+        "DeepCacheUNet2DConditionModel",
+        "DeepCacheUNet2DModel",
+        "DeepCacheUNetMixin",
+        "DeepCacheUNetSpatioTemporalConditionModel",
+        "block_units",
+    ),
+    ".pipelines": (
+        "DeepCacheDDIMPipeline",
+        "DeepCacheDDPMPipeline",
+        "DeepCacheLDMPipeline",
+        "DeepCacheSDHelper",
+        "DeepCacheStableDiffusionImg2ImgPipeline",
+        "DeepCacheStableDiffusionInpaintPipeline",
+        "DeepCacheStableDiffusionPipeline",
+        "DeepCacheStableDiffusionXLImg2ImgPipeline",
+        "DeepCacheStableDiffusionXLInpaintPipeline",
+        "DeepCacheStableDiffusionXLPipeline",
+        "DeepCacheStableVideoDiffusionPipeline",
+        "profile_blocks",
+    ),
+}
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
+    from .models import (
+        BranchLayout,
+        DeepCacheUNet2DConditionModel,
+        DeepCacheUNet2DModel,
+        DeepCacheUNetMixin,
+        DeepCacheUNetSpatioTemporalConditionModel,
+        block_units,
+    )
+    from .pipelines import (
+        DeepCacheDDIMPipeline,
+        DeepCacheDDPMPipeline,
+        DeepCacheLDMPipeline,
+        DeepCacheSDHelper,
+        DeepCacheStableDiffusionImg2ImgPipeline,
+        DeepCacheStableDiffusionInpaintPipeline,
+        DeepCacheStableDiffusionPipeline,
+        DeepCacheStableDiffusionXLImg2ImgPipeline,
+        DeepCacheStableDiffusionXLInpaintPipeline,
+        DeepCacheStableDiffusionXLPipeline,
+        DeepCacheStableVideoDiffusionPipeline,
+        profile_blocks,
+    )
+    from .schedules import (
+        BlockCacheProfile,
+        BlockCacheSchedule,
+        DeepCacheConfig,
+        nonuniform_full_steps,
+        recompute_steps,
+        uniform_full_steps,
+    )
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 __version__ = "0.1.0"

@@ -16,10 +16,10 @@ import torch
 from diffusers import DDIMScheduler
 from PIL import Image
 
-from . import DeepCacheDDPMPipeline
 from .embedded import embedded_model_path
-from .examples import describe, side_by_side
-from .metrics import psnr, ssim
+from .evaluation.examples import describe, side_by_side
+from .evaluation.metrics import psnr, ssim
+from .pipelines.ddpm import DeepCacheDDPMPipeline
 
 ROW = 8  # images per row of the saved picture
 

@@ -8,7 +8,7 @@
 
 Models: the embedded digits DDPM (trained weights) and the real SD 1.5, SDXL and SVD-XT U-Net
 architectures (random weights: speed does not depend on them). Only the U-Net denoising loop is
-timed; see ``deepcache.benchmark``. ``--original`` also runs the original DeepCache 0.1.1 helper on
+timed; see ``deepcache.evaluation.benchmark``. ``--original`` also runs the original DeepCache 0.1.1 helper on
 the same model and inputs (uniform settings) and reports the speed ratio and the largest output
 difference; give its wheel, its ``deepcache.py``, or ``fetch`` to download the wheel with pip.
 """
@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 import deepcache
-from deepcache.benchmark import MODELS, benchmark, branch_flops, markdown_table, settings_grid
-from deepcache.examples import describe
-from deepcache.flops import ideal_speedup
-from deepcache.original import load_original_helper
+from deepcache.evaluation.benchmark import MODELS, benchmark, branch_flops, markdown_table, settings_grid
+from deepcache.evaluation.examples import describe
+from deepcache.models.flops import ideal_speedup
+from deepcache.evaluation.original import load_original_helper
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

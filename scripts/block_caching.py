@@ -24,8 +24,8 @@ from diffusers import DDIMScheduler, DiffusionPipeline
 
 from deepcache import DeepCacheSDHelper, profile_blocks
 from deepcache.embedded import embedded_model_path
-from deepcache.examples import MODEL_HELP, side_by_side, timed
-from deepcache.metrics import psnr, ssim
+from deepcache.evaluation.examples import MODEL_HELP, side_by_side, timed
+from deepcache.evaluation.metrics import psnr, ssim
 
 
 def parse(argv):

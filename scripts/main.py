@@ -19,7 +19,7 @@ from diffusers import (
 )
 
 from deepcache import DeepCacheSDHelper
-from deepcache.examples import MODEL_HELP, compare, demo_image, demo_mask, describe, load
+from deepcache.evaluation.examples import MODEL_HELP, compare, demo_image, demo_mask, describe, load
 
 # model type: (diffusers pipeline, default weights, inputs, default steps, (interval, branch))
 MODEL_TYPES = {

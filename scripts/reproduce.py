@@ -29,9 +29,9 @@ from diffusers import DDIMScheduler
 
 from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline, profile_blocks
 from deepcache.embedded import embedded_model_path, load_digits
-from deepcache.flops import ideal_speedup, step_flops
-from deepcache.metrics import FeatureDistances, digit_features, psnr, ssim
-from deepcache.parallel import process_state, sample_images
+from deepcache.models.flops import ideal_speedup, step_flops
+from deepcache.evaluation.metrics import FeatureDistances, digit_features, psnr, ssim
+from deepcache.evaluation.parallel import process_state, sample_images
 
 
 def parse(argv):

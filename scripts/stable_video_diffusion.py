@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from deepcache import DeepCacheStableVideoDiffusionPipeline
-from deepcache.examples import caching_setting, compare, demo_image, describe, load, script_arguments
+from deepcache.evaluation.examples import caching_setting, compare, demo_image, describe, load, script_arguments
 
 
 def main(argv=None):

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import deepcache
-from deepcache.original import load_original_helper
-from deepcache.tiny import tiny_unet, tiny_unet_inputs
+from deepcache.evaluation.original import load_original_helper
+from deepcache.testing import tiny_unet, tiny_unet_inputs
 from helpers import CASES
 
 CACHE_CLASSES = {

@@ -59,7 +59,12 @@ CASES = {
 }
 
 
+def call(pipe, kind, **kwargs):
+    """The pipeline's output for the kind's arguments, seed 0 and numpy images, overridden by ``kwargs``."""
+    generator = torch.Generator().manual_seed(0)
+    return pipe(**{**CASES[kind][1], "num_inference_steps": STEPS, "generator": generator, "output_type": "np", **kwargs})
+
+
 def generate(pipe, kind, **kwargs):
-    arguments = {**CASES[kind][1], "num_inference_steps": STEPS, **kwargs}
-    output = pipe(**arguments, generator=torch.Generator().manual_seed(0), output_type="np")
+    output = call(pipe, kind, **kwargs)
     return np.asarray(output.frames if kind == "svd" else output.images)

@@ -9,10 +9,10 @@ from diffusers.models.resnet import ResnetBlock2D
 
 import deepcache
 from deepcache import BlockCacheProfile, BlockCacheSchedule, block_units, profile_blocks, recompute_steps
-from deepcache.block_profile import relative_l1
-from deepcache.block_schedules import derive_schedule, flop_fraction
+from deepcache.pipelines.profiling import relative_l1
+from deepcache.schedules.block_caching import derive_schedule, flop_fraction
 from deepcache.pipelines import BlockCacheRun
-from deepcache.tiny import tiny_pipeline, tiny_unet, tiny_unet_inputs
+from deepcache.testing import tiny_pipeline, tiny_unet, tiny_unet_inputs
 from conftest import CACHE_CLASSES
 from helpers import CASES, STEPS, generate
 
@@ -215,13 +215,13 @@ def test_each_call_reuses_the_units_the_schedule_says(monkeypatch):
     pipe, profile = _profile("sd", units="all")
     schedule = profile.schedule(0.3)
     assert any(schedule.reused_units(k) for k in range(STEPS)) and any(len(s) > 1 for s in schedule.recompute.values())
-    seen, unit_forward = [], deepcache.branches.unit_forward
+    seen, unit_forward = [], deepcache.models.branches.unit_forward
 
     def spy(unet, run_view, units, residuals):
         seen.append(tuple(residuals))
         return unit_forward(unet, run_view, units, residuals)
 
-    monkeypatch.setattr(deepcache.branches, "unit_forward", spy)
+    monkeypatch.setattr(deepcache.models.branches, "unit_forward", spy)
     generate(pipe, "sd", block_cache=schedule)
     assert seen == [schedule.reused_units(k) for k in range(STEPS)]
 

@@ -18,7 +18,7 @@ from diffusers import (
 )
 
 from deepcache import DeepCacheSDHelper, DeepCacheUNet2DModel, nonuniform_full_steps
-from deepcache.tiny import tiny_pipeline, tiny_stable_diffusion_components, tiny_unet
+from deepcache.testing import tiny_pipeline, tiny_stable_diffusion_components, tiny_unet
 
 STEPS = 10
 

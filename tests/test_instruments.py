@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline
-from deepcache.benchmark import benchmark, branch_flops, denoise, loop_inputs, build_unet, markdown_table, settings_grid
+from deepcache.evaluation.benchmark import benchmark, branch_flops, denoise, loop_inputs, build_unet, markdown_table, settings_grid
 from deepcache.embedded import UNET_CONFIG, embedded_model_path, load_classifier
-from deepcache.flops import ideal_speedup
-from deepcache.parallel import sample_images
+from deepcache.models.flops import ideal_speedup
+from deepcache.evaluation.parallel import sample_images
 
 from helpers import SCRIPTS, script
 

@@ -8,7 +8,7 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
 from deepcache import DeepCacheSDHelper, DeepCacheStableDiffusionPipeline
-from deepcache.tiny import tiny_pipeline, tiny_unet_inputs
+from deepcache.testing import tiny_pipeline, tiny_unet_inputs
 
 
 def generate(pipe, **kwargs):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from deepcache.metrics import FeatureDistances, clip_score, digit_features, inception_fid, psnr, ssim
+from deepcache.evaluation.metrics import FeatureDistances, clip_score, digit_features, inception_fid, psnr, ssim
 
 
 class Flatten(torch.nn.Module):
@@ -65,7 +65,7 @@ def test_inception_fid_takes_a_stand_in_extractor():
 def test_clip_score_loads_a_local_clip_and_matches_its_cosine(tmp_path):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from deepcache.tiny import tiny_clip_tokenizer
+    from deepcache.testing import tiny_clip_tokenizer
 
     torch.manual_seed(0)
     config = CLIPConfig(

@@ -6,7 +6,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from deepcache import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel
-from deepcache.tiny import tiny_unet, tiny_unet_inputs
+from deepcache.testing import tiny_unet, tiny_unet_inputs
 
 
 def test_no_cache_arguments_equal_diffusers(models):

@@ -9,7 +9,7 @@ from diffusers import HeunDiscreteScheduler, StableDiffusionPipeline
 
 from deepcache import DeepCacheStableDiffusionPipeline, DeepCacheUNet2DConditionModel, nonuniform_full_steps
 from deepcache.pipelines import DeepCacheRun
-from deepcache.tiny import tiny_stable_diffusion_components
+from deepcache.testing import tiny_stable_diffusion_components
 
 STEPS = 10
 

@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import deepcache
 from deepcache import DeepCacheSDHelper, nonuniform_full_steps, uniform_full_steps
-from deepcache.tiny import TINY_PIPELINES, tiny_pipeline
+from deepcache.testing import TINY_PIPELINES, tiny_pipeline
 from helpers import CASES, generate
 
 def test_every_tiny_pipeline_has_a_case():

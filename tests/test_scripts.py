@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import deepcache
-from deepcache.tiny import save_tiny_pipeline
+from deepcache.testing import save_tiny_pipeline
 
 from helpers import SCRIPTS, script
 

@@ -1,3 +1,9 @@
+"""Models: the cache-aware U-Nets and the mechanisms they run, once for every U-Net type.
+Views that share weights, DeepCache branches, Block Caching units, and what each kind of step costs in FLOPs.
+"""
+
+from .blocks import block_units
+from .branches import BranchLayout, DeepCacheUNetMixin
 from .unets import (
     CACHE_AWARE_UNETS,
     DeepCacheUNet2DConditionModel,

@@ -10,7 +10,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 
-from ..branches import DeepCacheUNetMixin
+from .branches import DeepCacheUNetMixin
 
 
 @dataclass

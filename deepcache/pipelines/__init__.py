@@ -1,13 +1,46 @@
-from .base import BlockCacheRun, DeepCachePipelineMixin, DeepCacheRun, call_with_caching, call_with_run
-from .ddpm import DeepCacheDDIMPipeline, DeepCacheDDPMPipeline, DeepCacheLDMPipeline
-from .stable_diffusion import (
-    DeepCacheStableDiffusionImg2ImgPipeline,
-    DeepCacheStableDiffusionInpaintPipeline,
-    DeepCacheStableDiffusionPipeline,
-)
-from .stable_diffusion_xl import (
-    DeepCacheStableDiffusionXLImg2ImgPipeline,
-    DeepCacheStableDiffusionXLInpaintPipeline,
-    DeepCacheStableDiffusionXLPipeline,
-)
-from .stable_video_diffusion import DeepCacheStableVideoDiffusionPipeline
+"""Pipelines: each diffusers pipeline plus caching arguments (its whole signature), the per-call runs,
+the plug-and-play helper and Block Caching profiling. Names load on first use.
+"""
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    ".ddpm": ("DeepCacheDDIMPipeline", "DeepCacheDDPMPipeline", "DeepCacheLDMPipeline"),
+    ".helper": ("DeepCacheSDHelper",),
+    ".mixin": ("DeepCachePipelineMixin",),
+    ".profiling": ("profile_blocks",),
+    ".runs": ("BlockCacheRun", "DeepCacheRun", "call_with_caching", "call_with_run"),
+    ".stable_diffusion": (
+        "DeepCacheStableDiffusionImg2ImgPipeline",
+        "DeepCacheStableDiffusionInpaintPipeline",
+        "DeepCacheStableDiffusionPipeline",
+    ),
+    ".stable_diffusion_xl": (
+        "DeepCacheStableDiffusionXLImg2ImgPipeline",
+        "DeepCacheStableDiffusionXLInpaintPipeline",
+        "DeepCacheStableDiffusionXLPipeline",
+    ),
+    ".stable_video_diffusion": ("DeepCacheStableVideoDiffusionPipeline",),
+}
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
+    from .ddpm import DeepCacheDDIMPipeline, DeepCacheDDPMPipeline, DeepCacheLDMPipeline
+    from .helper import DeepCacheSDHelper
+    from .mixin import DeepCachePipelineMixin
+    from .profiling import profile_blocks
+    from .runs import BlockCacheRun, DeepCacheRun, call_with_caching, call_with_run
+    from .stable_diffusion import (
+        DeepCacheStableDiffusionImg2ImgPipeline,
+        DeepCacheStableDiffusionInpaintPipeline,
+        DeepCacheStableDiffusionPipeline,
+    )
+    from .stable_diffusion_xl import (
+        DeepCacheStableDiffusionXLImg2ImgPipeline,
+        DeepCacheStableDiffusionXLInpaintPipeline,
+        DeepCacheStableDiffusionXLPipeline,
+    )
+    from .stable_video_diffusion import DeepCacheStableVideoDiffusionPipeline
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

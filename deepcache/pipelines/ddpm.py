@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from diffusers import DDIMPipeline, DDPMPipeline, LDMPipeline
 
-from ..config import DeepCacheConfig
-from .base import DeepCachePipelineMixin
+from ..schedules import DeepCacheConfig
+from .mixin import DeepCachePipelineMixin
 
 # The paper's CIFAR-10 setting: interval 5 at paper branch 3 = helper branch 2, uniform.
 _PAPER_DDPM_SETTING = DeepCacheConfig(cache_interval=5, cache_branch_id=2)

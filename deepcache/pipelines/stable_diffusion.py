@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
-from ..config import DeepCacheConfig
-from .base import DeepCachePipelineMixin
+from ..schedules import DeepCacheConfig
+from .mixin import DeepCachePipelineMixin
 
 
 class DeepCacheStableDiffusionPipeline(DeepCachePipelineMixin, StableDiffusionPipeline):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from diffusers import StableVideoDiffusionPipeline
 
-from ..config import DeepCacheConfig
-from .base import DeepCachePipelineMixin
+from ..schedules import DeepCacheConfig
+from .mixin import DeepCachePipelineMixin
 
 
 class DeepCacheStableVideoDiffusionPipeline(DeepCachePipelineMixin, StableVideoDiffusionPipeline):

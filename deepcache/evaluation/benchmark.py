@@ -20,12 +20,39 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
-from .config import DeepCacheConfig
-from .embedded import UNET_CONFIG as EMBEDDED_UNET
-from .embedded import embedded_model_path
-from .flops import SD15_CONFIG, SDXL_CONFIG, ideal_speedup, step_flops
-from .models import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel, DeepCacheUNetSpatioTemporalConditionModel
-from .tiny import DDPM_UNET, SD15_UNET
+from ..embedded import UNET_CONFIG as EMBEDDED_UNET
+from ..embedded import embedded_model_path
+from ..models import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel, DeepCacheUNetSpatioTemporalConditionModel
+from ..models.flops import ideal_speedup, step_flops
+from ..schedules import DeepCacheConfig
+from ..testing import DDPM_UNET, SD15_UNET
+
+# The real architectures' U-Net configs (random weights: speed and FLOPs do not depend on them).
+SD15_CONFIG = dict(
+    sample_size=64,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+)
+
+SDXL_CONFIG = dict(
+    sample_size=128,
+    block_out_channels=(320, 640, 1280),
+    layers_per_block=2,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+)
+
 
 # Stable Video Diffusion (img2vid-xt) is diffusers' default UNetSpatioTemporalConditionModel config.
 SVD_CONFIG: dict = {}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .schedules import _check_positive_int
+from .deepcache import _check_positive_int
 
 
 def recompute_steps(changes: Sequence[float], delta: float) -> tuple[int, ...]:

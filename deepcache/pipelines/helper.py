@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import functools
 
-from .branches import DeepCacheUNetMixin
-from .config import DeepCacheConfig
-from .models import cache_aware_class
-from .block_schedules import BlockCacheSchedule
-from .pipelines.base import DeepCachePipelineMixin, _unwrap, branch_layout, call_with_caching, check_caching
+from ..models import DeepCacheUNetMixin, cache_aware_class
+from ..schedules import BlockCacheSchedule, DeepCacheConfig
+from .mixin import DeepCachePipelineMixin
+from .runs import branch_layout, call_with_caching, check_caching, diffusers_class, unwrap
 
 SKIP_MODES = ("uniform", "non-uniform")
 
@@ -91,7 +90,7 @@ class DeepCacheSDHelper:
             raise ValueError("DeepCacheSDHelper has no pipeline: pass it as `DeepCacheSDHelper(pipe)` or `enable(pipe)`.")
         if "_deepcache_helper" in vars(self.pipe):
             raise ValueError("This pipeline already has another enabled DeepCacheSDHelper; call its `disable()` first.")
-        pipe, unet = self.pipe, _unwrap(self.pipe.unet)
+        pipe, unet = self.pipe, unwrap(self.pipe.unet)
         branch_layout(pipe).resolve(self.config.cache_branch_id)
         converted = not isinstance(unet, DeepCacheUNetMixin)
         cache_aware_class(unet).from_unet(unet)
@@ -128,14 +127,14 @@ def _with_helper_call(pipeline_class: type) -> type:
     It keeps the parent's name, so ``save_pretrained`` while enabled writes the usual checkpoint.
     On a DeepCache pipeline it calls the diffusers parent: the helper's setting replaces the call's.
     """
-    diffusers_parent = DeepCachePipelineMixin if issubclass(pipeline_class, DeepCachePipelineMixin) else None
+    called = diffusers_class(pipeline_class) if issubclass(pipeline_class, DeepCachePipelineMixin) else pipeline_class
+    parent_call = called.__call__
 
-    @functools.wraps(pipeline_class.__call__)
+    @functools.wraps(parent_call)  # the signature, name and docstring of the call it makes
     def __call__(self, *args, **kwargs):
         helper = self.__dict__["_deepcache_helper"]
-        parent_call = super(diffusers_parent or subclass, self).__call__
         config = helper.config
-        return call_with_caching(self, parent_call, args, kwargs, config, config.cache_branch_id, helper.block_cache)
+        return call_with_caching(self, parent_call.__get__(self), args, kwargs, config, config.cache_branch_id, helper.block_cache)
 
     subclass = type(pipeline_class.__name__, (pipeline_class,), {"__call__": __call__, "__module__": pipeline_class.__module__})
     subclass.__qualname__ = pipeline_class.__qualname__

@@ -1,4 +1,4 @@
-"""What every DeepCache pipeline adds to its diffusers parent: caching arguments, nothing else.
+"""The state of one cached pipeline call, and how it is hooked onto the U-Net for that call only.
 
 A pipeline call with ``cache_interval > 1`` creates a :class:`DeepCacheRun` (with ``block_cache``, a
 :class:`BlockCacheRun`) and hooks it onto the U-Net for that call only. The parent's ``__call__``
@@ -12,16 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-import json
 
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
-from ..block_schedules import BlockCacheSchedule
-from ..branches import BranchLayout
-from ..blocks import block_units
-from ..config import DeepCacheConfig
-from ..models import CACHE_AWARE_UNETS, cache_aware_class
+from ..models import BranchLayout, block_units, cache_aware_class
+from ..schedules import BlockCacheSchedule, DeepCacheConfig
 
 
 class LoopRun:
@@ -99,7 +95,7 @@ class BlockCacheRun(LoopRun):
 
     def before_unet(self, unet, args, kwargs):
         if not self.checked:  # the loop is starting: its length is known now
-            self.schedule.check_fits(self.num_iterations(), block_units(_unwrap(unet), "all"))
+            self.schedule.check_fits(self.num_iterations(), block_units(unwrap(unet), "all"))
             self.checked = True
         stored = self.residuals.setdefault(self.call, {})
         reused = {unit: stored[unit] for unit in self.schedule.reused_units(self.iteration) if unit in stored}
@@ -118,7 +114,7 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
 
     The hooks are removed when the call ends, also when it raises; ``run`` is dropped with them.
     """
-    unet = _unwrap(pipeline.unet)
+    unet = unwrap(pipeline.unet)
     cache_aware_class(unet).from_unet(unet)
     parameters = inspect.signature(parent_call).parameters
     run.counts_by_callback = "callback_on_step_end" in parameters
@@ -169,67 +165,6 @@ def check_caching(config: DeepCacheConfig, block_cache) -> None:
         )
 
 
-class DeepCachePipelineMixin:
-    """Adds DeepCache's arguments to a diffusers pipeline's ``__call__``; everything else is the parent's.
-
-    A subclass lists the mixin first, then its diffusers parent, and sets ``deepcache_defaults``: the
-    reference's recommended setting for that model. Its branch is used when a call turns caching on
-    without naming one; scripts pass the whole setting with ``**pipe.deepcache_defaults.as_kwargs()``.
-    """
-
-    deepcache_defaults: DeepCacheConfig
-
-    def __call__(
-        self,
-        *args,
-        cache_interval: int = 1,
-        cache_layer_id: int | None = None,
-        cache_block_id: int | None = None,
-        cache_branch_id: int | None = None,
-        uniform: bool = True,
-        pow: float | None = None,
-        center: int | None = None,
-        block_cache: BlockCacheSchedule | None = None,
-        **kwargs,
-    ):
-        """The diffusers parent's ``__call__``, plus the arguments of :class:`deepcache.DeepCacheConfig`
-        and ``block_cache``, a :class:`deepcache.BlockCacheSchedule` for Block Caching.
-
-        With neither (the default) it returns exactly what the parent returns.
-        """
-        config = DeepCacheConfig(cache_interval, cache_branch_id, cache_layer_id, cache_block_id, uniform, pow, center)
-        default_branch = self.deepcache_defaults.cache_branch_id
-        return call_with_caching(self, super().__call__, args, kwargs, config, default_branch, block_cache)
-
-    def register_modules(self, **kwargs):
-        unet = kwargs.get("unet")
-        if unet is not None:
-            cache_class = cache_aware_class(_unwrap(unet))
-            cache_class.from_unet(_unwrap(unet))
-        super().register_modules(**kwargs)
-        if unet is not None:  # saved pipelines name the plain diffusers class
-            parent = cache_class._deepcache_parent
-            self.register_to_config(unet=(parent.__module__.split(".")[0], parent.__name__))
-
-    @classmethod
-    def _get_signature_types(cls) -> dict:
-        """The parent's component types, plus the cache-aware U-Nets, so ``from_pipe`` passes them on."""
-        types = super()._get_signature_types()
-        if "unet" in types:
-            types["unet"] = (*types["unet"], *(c for c in CACHE_AWARE_UNETS if c._deepcache_parent in types["unet"]))
-        return types
-
-    def to_json_string(self) -> str:
-        """Saved pipelines are plain diffusers checkpoints: DeepCache changes no weight."""
-        config = json.loads(super().to_json_string())
-        config["_class_name"] = self._deepcache_parent_name()
-        return json.dumps(config, indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def _deepcache_parent_name(cls) -> str:
-        return diffusers_class(cls).__name__
-
-
 def _chain_step_end(kwargs: dict, run: LoopRun, takes_tensor_inputs: bool) -> dict:
     """Puts the run's iteration counter in front of the user's ``callback_on_step_end``."""
     user_callback = kwargs.get("callback_on_step_end")
@@ -249,7 +184,7 @@ def _chain_step_end(kwargs: dict, run: LoopRun, takes_tensor_inputs: bool) -> di
 
 def branch_layout(pipeline) -> BranchLayout:
     """The branch layout of ``pipeline.unet``; a clear ``TypeError`` for an unsupported U-Net class."""
-    unet = _unwrap(pipeline.unet)
+    unet = unwrap(pipeline.unet)
     cache_aware_class(unet)
     return BranchLayout.of(unet)
 
@@ -259,6 +194,6 @@ def diffusers_class(pipeline_class: type) -> type:
     return next(c for c in pipeline_class.__mro__ if c.__module__.split(".")[0] == "diffusers")
 
 
-def _unwrap(module):
+def unwrap(module):
     """The module inside a ``torch.compile`` wrapper."""
     return getattr(module, "_orig_mod", module)

@@ -51,7 +51,7 @@ class _Features(torch.nn.Module):
 
 def digit_features() -> _Features:
     """The embedded digit classifier's 64 penultimate features; takes images in [0, 1]."""
-    from .embedded import load_classifier
+    from ..embedded import load_classifier
 
     classifier = load_classifier()
     return _Features(lambda images: classifier.features(images * 2 - 1), classifier.num_features)

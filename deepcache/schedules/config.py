@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .schedules import _check_positive_int, _check_pow, nonuniform_full_steps, uniform_full_steps
+from .deepcache import _check_positive_int, _check_pow, nonuniform_full_steps, uniform_full_steps
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,11 @@ class DeepCacheConfig:
             average. ``1`` turns caching off.
         cache_branch_id (`int`, *optional*): the cached branch in the plug-and-play helper's numbering
             (skip connection index; 0 is conv_in's output).
-        cache_layer_id, cache_block_id (`int`, *optional*): the branch in the forked pipelines'
-            numbering; ``(0, 0)`` is branch 1. Give either form, or neither for the pipeline's default.
+        cache_layer_id (`int`, *optional*): the branch in the forked pipelines' numbering, with
+            ``cache_block_id``: the down block; ``(0, 0)`` is branch 1. Give either form, or neither
+            for the pipeline's default.
+        cache_block_id (`int`, *optional*): the layer within that down block (its layer count means
+            after the downsampler).
         uniform (`bool`, defaults to `True`): full steps every ``N`` iterations; ``False`` uses the
             non-uniform schedule of the paper's Eq. 7 with ``pow`` and ``center``.
         pow (`float`, *optional*): non-uniform schedule's power (> 1), 1.4 if not given.

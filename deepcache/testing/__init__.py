@@ -1,0 +1,18 @@
+"""Tiny random-weight models and pipelines shaped like the real ones, built offline in well under a second,
+for tests, benchmarks on CI and trying a script without a download. Their outputs are noise.
+"""
+
+from .tiny import (
+    DDPM_UNET,
+    SD15_UNET,
+    SDXL_UNET,
+    SVD_UNET,
+    TINY_PIPELINES,
+    UNET_CONFIGS,
+    save_tiny_pipeline,
+    tiny_clip_tokenizer,
+    tiny_pipeline,
+    tiny_stable_diffusion_components,
+    tiny_unet,
+    tiny_unet_inputs,
+)
