@@ -19,14 +19,16 @@ setup(
         "numpy",
         "Pillow",
         "torchmetrics>=1.4",  # PSNR, SSIM, Frechet distance and KID
+        "matplotlib>=3.7",  # profile plots and result figures are part of what users look at
+        "tqdm",  # progress bars on every long phase
     ],
     # The embedded models' weights (safetensors) and configs.
     package_data={"deepcache": ["embedded/data/*/*.json", "embedded/data/*/*.safetensors", "embedded/data/*/*/*.json", "embedded/data/*/*/*.safetensors"]},
     extras_require={
-        "research": ["scikit-learn>=1.3", "matplotlib>=3.7"],  # the digits dataset; reproduction plots
+        "research": ["scikit-learn>=1.3"],  # the digits data set (reproduction, training)
         # Inception FID. torch-fidelity needs torchvision: install the one matching your torch first.
         "metrics": ["torch-fidelity>=0.3"],
-        "test": ["pytest>=7", "peft>=0.15", "scikit-learn>=1.3", "matplotlib>=3.7"],  # peft: diffusers' LoRA loading
+        "test": ["pytest>=7", "peft>=0.15", "scikit-learn>=1.3"],  # peft: diffusers' LoRA loading
     },
     license="Apache-2.0",
 )

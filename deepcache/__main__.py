@@ -17,7 +17,7 @@ from diffusers import DDIMScheduler
 from PIL import Image
 
 from .embedded import embedded_model_path
-from .evaluation.examples import describe, side_by_side
+from .evaluation.examples import describe, side_by_side, step_progress
 from .evaluation.metrics import psnr, ssim
 from .pipelines.ddpm import DeepCacheDDPMPipeline
 
@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> None:
 
     generate(3), generate(3, **caching)  # warm-up
     times = {"baseline": [], "deepcache": []}
-    for _ in range(args.repeats):
-        baseline, seconds = generate(args.steps)
-        times["baseline"].append(seconds)
-        cached, seconds = generate(args.steps, **caching)
-        times["deepcache"].append(seconds)
+    with step_progress(pipe, 2 * args.repeats * args.steps, f"{args.repeats} runs each, interleaved"):
+        for _ in range(args.repeats):
+            baseline, seconds = generate(args.steps)
+            times["baseline"].append(seconds)
+            cached, seconds = generate(args.steps, **caching)
+            times["deepcache"].append(seconds)
     base, fast = statistics.median(times["baseline"]), statistics.median(times["deepcache"])
     reference, candidate = (torch.from_numpy(x).permute(0, 3, 1, 2) for x in (baseline, cached))
     fidelity_psnr, fidelity_ssim = psnr(reference, candidate).mean().item(), ssim(reference, candidate).mean().item()

@@ -24,7 +24,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline
 
 from deepcache import DeepCacheSDHelper, profile_blocks
 from deepcache.embedded import embedded_model_path
-from deepcache.evaluation.examples import MODEL_HELP, side_by_side, timed
+from deepcache.evaluation.examples import MODEL_HELP, load, side_by_side, step_progress, timed
 from deepcache.evaluation.metrics import psnr, ssim
 
 
@@ -55,13 +55,14 @@ def main(argv=None) -> list[dict]:
     torch.set_num_threads(args.threads)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    pipe = DiffusionPipeline.from_pretrained(args.model or embedded_model_path())
+    pipe = load(DiffusionPipeline, args.model or embedded_model_path(), args.device)
     if args.model is None:
         pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    pipe = pipe.to(args.device)
-    pipe.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=True)  # one bar per phase instead of one per run
     call = {"num_inference_steps": args.steps} if args.prompts else {"num_inference_steps": args.steps, "batch_size": args.batch_size}
-    profile = profile_blocks(pipe, args.prompts, args.profile_seeds, units=args.units, **call)
+    profile_runs = len(args.prompts or [None]) * len(args.profile_seeds)
+    with step_progress(pipe, profile_runs * args.steps, "profiling (uncached)"):
+        profile = profile_blocks(pipe, args.prompts, args.profile_seeds, units=args.units, progress=False, **call)
     call.update({"prompt": args.prompts} if args.prompts else {})
     profile.save(output / "profile.json")
     deltas = args.deltas if args.speedups is None else [profile.delta_for_speedup(s) for s in args.speedups]
@@ -80,10 +81,11 @@ def main(argv=None) -> list[dict]:
 
     settings = [None, *schedules]  # None: the uncached baseline
     seconds, outputs = {i: [] for i in range(len(settings))}, {}
-    for _ in range(args.repeats):  # interleaved, so drifts in machine speed hit every setting alike
-        for index, schedule in enumerate(settings):
-            outputs[index], elapsed = timed(generate, schedule)
-            seconds[index].append(elapsed)
+    with step_progress(pipe, args.repeats * len(settings) * args.steps, f"timing baseline and {len(schedules)} schedules"):
+        for _ in range(args.repeats):  # interleaved, so drifts in machine speed hit every setting alike
+            for index, schedule in enumerate(settings):
+                outputs[index], elapsed = timed(generate, schedule)
+                seconds[index].append(elapsed)
     helper.disable()
 
     base_seconds = statistics.median(seconds[0])

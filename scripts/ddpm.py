@@ -28,7 +28,7 @@ def main(argv=None):
         generator = torch.Generator(args.device).manual_seed(args.seed)
         return pipe(batch_size=args.batch_size, num_inference_steps=steps, generator=generator, **caching).images
 
-    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output)
+    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output, repeats=args.repeats)
 
 
 if __name__ == "__main__":

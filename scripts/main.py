@@ -19,7 +19,7 @@ from diffusers import (
 )
 
 from deepcache import DeepCacheSDHelper
-from deepcache.evaluation.examples import MODEL_HELP, compare, demo_image, demo_mask, describe, load
+from deepcache.evaluation.examples import MODEL_HELP, compare, demo_image, demo_mask, describe, load, model_size
 
 # model type: (diffusers pipeline, default weights, inputs, default steps, (interval, branch))
 MODEL_TYPES = {
@@ -42,11 +42,12 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, help="denoising steps (default: 50; SVD 25; DDPM 100 DDIM steps)")
     parser.add_argument("--cache_interval", type=int, help="DeepCache interval (default 3; DDPM 5)")
     parser.add_argument("--cache_branch_id", type=int, help="cached branch (default 0; DDPM 2)")
-    parser.add_argument("--height", type=int, help="image height (default: the model's; SVD 576)")
-    parser.add_argument("--width", type=int, help="image width (default: the model's; SVD 1024)")
+    parser.add_argument("--height", type=int, help="image height (default: the model's)")
+    parser.add_argument("--width", type=int, help="image width (default: the model's)")
     parser.add_argument("--num_frames", type=int, help="SVD frames (default: the model's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup_steps", type=int, default=2, help="untimed warm-up run of each (0: none; default 2)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each, interleaved; the median is reported (default 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", help="where to save the comparison (default: <model_type>.png, .gif for SVD)")
     args = parser.parse_args(argv)
@@ -70,7 +71,7 @@ def main(argv=None):
             return generate(steps)
 
     output = args.output or f"{args.model_type}.{'gif' if inputs == 'video' else 'png'}"
-    compare(generate, generate_with_helper, args.steps or default_steps, args.warmup_steps, output, video=inputs == "video")
+    compare(generate, generate_with_helper, args.steps or default_steps, args.warmup_steps, output, video=inputs == "video", repeats=args.repeats)
 
 
 def _inputs(pipe, inputs: str, args) -> dict:
@@ -78,10 +79,11 @@ def _inputs(pipe, inputs: str, args) -> dict:
     if inputs == "unconditional":
         return {"batch_size": 16}
     if inputs == "video":
-        height, width = args.height or 576, args.width or 1024
+        height, width = model_size(pipe, video=True)
+        height, width = args.height or height, args.width or width
         return {"image": demo_image(width, height), "height": height, "width": width, "num_frames": args.num_frames, "decode_chunk_size": 8}
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    height, width = args.height or size, args.width or size
+    height, width = model_size(pipe)
+    height, width = args.height or height, args.width or width
     arguments = {"prompt": args.prompt, "height": height, "width": width}
     if inputs == "img2img":
         return {"prompt": args.prompt, "image": demo_image(width, height)}

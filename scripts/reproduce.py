@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     pipe.to(state.device)
+    real, _ = load_digits(pipe.unet.config.sample_size)  # before any sampling: without scikit-learn it stops here
 
     config = pipe.unet.config
     with torch.device("meta"):
@@ -135,11 +136,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     for units, profile in profiles.items():
         profile.save(Path(args.output_dir) / f"block_profile_{units}.json")
-    return report(args, runs, {name: images.float() / 255 for name, images in quantized.items()}, seconds, flops, state.num_processes)
+    return report(args, runs, {name: images.float() / 255 for name, images in quantized.items()}, seconds, flops, state.num_processes, real)
 
 
-def report(args, runs, samples, seconds, flops, processes: int) -> dict:
-    real, _ = load_digits(samples[runs[0]["name"]].shape[-1])
+def report(args, runs, samples, seconds, flops, processes: int, real: torch.Tensor) -> dict:
+    """Scores and tables; ``real`` is the digits data set in [-1, 1], the reference for FD and KID."""
     real = (real + 1) / 2
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
     reference, held_out = real[order[: len(order) // 2]], real[order[len(order) // 2 :]]
@@ -221,14 +222,10 @@ def tables(payload: dict) -> str:
 
 def plot(payload: dict, path: Path) -> None:
     """FD and PSNR against FLOP-ideal speedup, one line per family of settings."""
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install 'deepcache[research]'): no plot")
-        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     runs = payload["runs"]
     families = {
         "DeepCache, uniform": [r for r in family(payload, "interval") if r["schedule"] == "uniform"],

@@ -25,7 +25,7 @@ def main(argv=None):
         generator = torch.Generator(args.device).manual_seed(args.seed)
         return pipe(args.prompt, num_inference_steps=steps, generator=generator, **caching).images
 
-    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output)
+    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
     python scripts/stable_diffusion_xl.py --refine     # base to denoising_end, refiner from there, both cached
 """
 
+from pathlib import Path
+
 import torch
 
 from deepcache import DeepCacheStableDiffusionXLImg2ImgPipeline, DeepCacheStableDiffusionXLPipeline
@@ -16,9 +18,13 @@ def main(argv=None):
     parser = script_arguments(__doc__.splitlines()[0], "stabilityai/stable-diffusion-xl-base-1.0", 50, "stable_diffusion_xl.png")
     parser.add_argument("--prompt", default="a photo of an astronaut riding a horse on mars")
     parser.add_argument("--refine", action="store_true", help="finish with the refiner (ensemble of experts)")
-    parser.add_argument("--refiner-model", default=REFINER, help=f"{MODEL_HELP} (default {REFINER})")
+    parser.add_argument("--refiner-model", help=f"{MODEL_HELP} (default {REFINER}; required with a local --model)")
     parser.add_argument("--high-noise-frac", type=float, default=0.8, help="share of the steps the base runs with --refine (default 0.8)")
     args = parser.parse_args(argv)
+    if args.refine and args.refiner_model is None:
+        if Path(args.model).expanduser().exists():  # a local base should not silently reach for the hub's refiner
+            parser.error("--refine with a local --model needs --refiner-model (a local refiner folder, or the hub id " + REFINER + ")")
+        args.refiner_model = REFINER
 
     base = load(DeepCacheStableDiffusionXLPipeline, args.model, args.device)
     refiner = None
@@ -34,7 +40,7 @@ def main(argv=None):
         latents = base(args.prompt, num_inference_steps=steps, denoising_end=args.high_noise_frac, output_type="latent", generator=generator, **caching).images
         return refiner(args.prompt, image=latents, num_inference_steps=steps, denoising_start=args.high_noise_frac, generator=generator, **caching).images
 
-    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output)
+    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output, repeats=args.repeats)
 
 
 if __name__ == "__main__":

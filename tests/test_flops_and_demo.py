@@ -21,7 +21,9 @@ def test_ideal_speedup():
 def test_demo_samples_the_embedded_model_offline_and_saves_a_grid(tmp_path, capsys):
     output = tmp_path / "grid.png"
     demo(["--steps", "4", "--images", "2", "--repeats", "1", "--output", str(output)])
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "1 runs each, interleaved" in captured.err and "8/8" in captured.err  # a progress bar over the U-Net steps
     assert "embedded digits DDPM" in printed
     assert "interval 5, branch 2, uniform" in printed  # DeepCacheDDPMPipeline's defaults
     assert "speedup" in printed and "PSNR" in printed and "SSIM" in printed

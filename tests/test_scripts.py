@@ -3,11 +3,13 @@
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
 
 import deepcache
+from deepcache.evaluation import examples
 from deepcache.testing import save_tiny_pipeline
 
 from helpers import SCRIPTS, script
@@ -79,21 +81,78 @@ def test_main_with_every_model_type(saved, tmp_path, capsys, model_type, kind, e
     assert output.exists()
 
 
-def test_unreachable_weights_end_with_one_line_not_a_traceback(tmp_path):
+@pytest.mark.parametrize(
+    "argv, reason",
+    [
+        (["stable_diffusion.py", "--model", "{tmp}/missing"], "is not a directory"),
+        (["block_caching.py", "--model", "./does-not-exist"], "is not a directory"),
+        (["main.py", "--model_type", "ddpm"], "cannot load --model 'google/ddpm-cifar10-32': "),
+        (["block_caching.py", "--model", "org/not-downloadable"], "cannot load --model 'org/not-downloadable': "),
+    ],
+)
+def test_unloadable_weights_end_with_one_line_with_the_reason(tmp_path, argv, reason):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    for argv in (["stable_diffusion.py", "--model", str(tmp_path / "missing")], ["main.py", "--model_type", "ddpm"]):
-        result = subprocess.run([sys.executable, str(SCRIPTS / argv[0]), *argv[1:]], capture_output=True, text=True, env=env, timeout=300)
-        assert result.returncode == 1
-        assert "Traceback" not in result.stderr
-        last_line = result.stderr.strip().splitlines()[-1]
-        assert last_line.startswith("error: cannot load") and "pass --model a hub id you can download" in last_line
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    result = subprocess.run([sys.executable, str(SCRIPTS / argv[0]), *argv[1:]], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and reason in last_line
+    assert last_line.endswith(("or a local save_pretrained folder.", "or a hub id such as 'org/name'."))  # the reason whole, then what to do
+    assert "..." not in last_line
+
+
+def test_compare_reports_the_median_of_interleaved_runs(monkeypatch, capsys, tmp_path):
+    """One stalled baseline run must not decide the speedup (it once printed 79x)."""
+    order, seconds = [], iter([30.0, 0.5, 1.0, 0.5, 1.0, 0.5])  # baseline, DeepCache, interleaved; the first stalls
+    image = [Image.new("RGB", (8, 8))]
+
+    def timed(function, steps):
+        order.append(function.__name__)
+        return function(steps), next(seconds)
+
+    def baseline(steps):
+        return image
+
+    def deepcache(steps):
+        return image
+
+    monkeypatch.setattr(examples, "timed", timed)
+    speedup = examples.compare(baseline, deepcache, 4, 0, str(tmp_path / "out.png"), repeats=3)
+    assert order == ["baseline", "deepcache"] * 3
+    assert speedup == 2.0 and "median of 3" in capsys.readouterr().out
+
+
+def test_video_size_defaults_to_the_models(saved, tmp_path, capsys):
+    """576x1024 would never finish on a tiny model on CPU: SVD's 9:16 frame is scaled to the model's size."""
+    run("stable_video_diffusion", ["--model", saved("svd"), "--num-frames", "2", "--decode-chunk-size", "2", "--output", str(tmp_path / "v.gif")], capsys)
+    assert Image.open(tmp_path / "v.gif").size == (128, 2 * (128 + 14))  # 16x16 frames (sample size 8 x VAE factor 2), shown at 128 px
+
+
+def test_default_sizes_follow_the_model_config():
+    def pipe(sample_size, levels):
+        config = SimpleNamespace(sample_size=sample_size, block_out_channels=(320,) * levels)
+        return SimpleNamespace(unet=SimpleNamespace(config=config), vae_scale_factor=8)
+
+    assert examples.model_size(pipe(96, 4), video=True) == (576, 1024)  # SVD and SVD-XT, as diffusers defaults
+    assert examples.model_size(pipe(64, 4)) == (512, 512)  # SD 1.5
+    assert examples.model_size(pipe(32, 2), video=True) == (192, 336)
+
+
+def test_refiner_with_a_local_base_needs_a_refiner_model(saved):
+    with pytest.raises(SystemExit) as error:
+        script("stable_diffusion_xl").main(["--model", saved("sdxl"), "--refine"])
+    assert error.value.code == 2
 
 
 @pytest.mark.parametrize("kind, argv", [("ddpm", ["--batch-size", "2"]), ("sd", ["--prompts", "a red cube", "--units", "attentions"])])
-def test_block_caching_script(saved, tmp_path, kind, argv):
+def test_block_caching_script(saved, tmp_path, kind, argv, capsys):
     rows = script("block_caching").main(["--model", saved(kind), *argv, "--steps", "4", "--deltas", "0", "100", "--repeats", "1",
                                         "--profile-seeds", "1", "--output-dir", str(tmp_path)])
     exact, cached = rows
+    progress = capsys.readouterr().err
+    assert "profiling (uncached)" in progress and "4/4" in progress  # one bar per phase
+    assert "timing baseline and 2 schedules" in progress and "12/12" in progress
     assert exact["flop_fraction"] == 1 and exact["psnr"] == 100 and exact["mean_recomputes"] == 4  # delta 0: uncached
     assert cached["flop_fraction"] < 1 and cached["mean_recomputes"] == 1 and cached["psnr"] < 100
     assert deepcache.BlockCacheSchedule.load(tmp_path / "schedule-100.json").recompute == dict.fromkeys(cached_units(tmp_path), (0,))

@@ -8,12 +8,17 @@ the speedup, and saves the two outputs side by side.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
+import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
 MODEL_HELP = "hub id or local directory saved with save_pretrained"
 
@@ -27,6 +32,7 @@ def script_arguments(description: str, default_model: str, default_steps: int, d
     parser.add_argument("--cache-interval", type=int, help="DeepCache interval N (default: the model's recommended setting)")
     parser.add_argument("--cache-branch-id", type=int, help="cached branch, helper numbering (default: the model's)")
     parser.add_argument("--warmup-steps", type=int, default=2, help="untimed warm-up run of each with this many steps (0: none; default 2)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each, interleaved; the median is reported (default 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", default=default_output, help=f"where to save baseline and DeepCache side by side (default {default_output})")
     return parser
@@ -55,32 +61,83 @@ def describe(setting: dict) -> str:
 
 
 def load(pipeline_class, model: str, device: str, **kwargs):
-    """``pipeline_class.from_pretrained(model)`` on ``device``; unreachable weights end the script with one line."""
+    """``pipeline_class.from_pretrained(model)`` on ``device``; weights that cannot be loaded end the script
+    with one line: the loader's own reason, and what to do."""
+    path = Path(model).expanduser()
+    if not path.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
+        raise SystemExit(f"error: --model {model!r} is not a directory; pass a folder written by save_pretrained, or a hub id such as 'org/name'.")
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
-        pipe = pipeline_class.from_pretrained(model, dtype=dtype, **kwargs)
+        pipe = pipeline_class.from_pretrained(str(path) if path.exists() else model, dtype=dtype, **kwargs)
     except (OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        reason = reason if len(reason) <= 160 else reason[:157] + "..."
-        raise SystemExit(
-            f"error: cannot load {model!r} ({reason}); pass --model a hub id you can download (network access, "
-            "and `hf auth login` for gated models) or a local directory written by save_pretrained."
-        ) from None
+        raise SystemExit(f"error: cannot load --model {model!r}: {load_failure(error)}") from None
     return pipe.to(device)
 
 
-def compare(baseline: Callable[[int], list], deepcache: Callable[[int], list], steps: int, warmup_steps: int, output: str, video: bool = False) -> float:
-    """Runs ``baseline(steps)`` then ``deepcache(steps)``, prints times and speedup, saves both; returns the speedup.
+def load_failure(error: Exception) -> str:
+    """The first line of a loader's error, whole, followed by what the user can do about it."""
+    reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    reason = re.sub(r"\s*Please check out the root cause in the stacktrace above\.?", "", reason).rstrip(".")  # none is shown
+    return f"{reason}. Pass a hub id you can download (network, and `hf auth login` for gated models) or a local save_pretrained folder."
 
-    Each callable returns a list of PIL images, or for ``video`` a list of frame lists.
+
+def model_size(pipe, video: bool = False) -> tuple[int, int]:
+    """``(height, width)`` a script generates by default: the U-Net's configured sample size in pixels.
+
+    SVD's config says 768 while SVD and SVD-XT were trained (and diffusers defaults) at 576x1024, so
+    for ``video`` that 9:16 frame is scaled to the config's size: 576x1024 for SVD, small for a tiny model.
     """
+    side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    if not video:
+        return side, side
+    multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)  # every level halves evenly
+    return tuple(max(multiple, round(pixels * side / 768 / multiple) * multiple) for pixels in (576, 1024))
+
+
+@contextlib.contextmanager
+def step_progress(pipe, total: int, description: str):
+    """A progress bar over ``pipe``'s U-Net calls, for phases made of several pipeline runs."""
+    with tqdm(total=total, desc=description, unit="step") as bar:
+
+        def count(*_) -> None:  # a forward hook that returns nothing keeps the U-Net's output
+            bar.update()
+
+        handle = pipe.unet.register_forward_hook(count)
+        try:
+            yield bar
+        finally:
+            handle.remove()
+
+
+def compare(
+    baseline: Callable[[int], list],
+    deepcache: Callable[[int], list],
+    steps: int,
+    warmup_steps: int,
+    output: str,
+    video: bool = False,
+    repeats: int = 2,
+) -> float:
+    """Times ``baseline(steps)`` and ``deepcache(steps)`` ``repeats`` times, interleaved, prints the medians
+    and their ratio, saves both outputs; returns the speedup.
+
+    Interleaving and the median keep one stall of the machine from deciding the result. Each
+    callable returns a list of PIL images, or for ``video`` a list of frame lists.
+    """
+    if repeats < 1:
+        raise ValueError(f"`repeats` must be at least 1, but got {repeats}.")
     if warmup_steps:
         baseline(warmup_steps), deepcache(warmup_steps)
-    base_images, base_seconds = timed(baseline, steps)
-    cache_images, cache_seconds = timed(deepcache, steps)
+    seconds = {"baseline": [], "deepcache": []}
+    for _ in range(repeats):
+        base_images, elapsed = timed(baseline, steps)
+        seconds["baseline"].append(elapsed)
+        cache_images, elapsed = timed(deepcache, steps)
+        seconds["deepcache"].append(elapsed)
+    base_seconds, cache_seconds = statistics.median(seconds["baseline"]), statistics.median(seconds["deepcache"])
     speedup = base_seconds / cache_seconds
-    print(f"baseline:  {base_seconds:.2f} s")
-    print(f"DeepCache: {cache_seconds:.2f} s")
+    print(f"baseline:  {base_seconds:.2f} s (median of {repeats}, interleaved)")
+    print(f"DeepCache: {cache_seconds:.2f} s (median of {repeats})")
     print(f"speedup:   {speedup:.2f}x")
     print(f"PSNR of DeepCache against the baseline: {psnr(_pixels(base_images), _pixels(cache_images)):.1f} dB")
     labels = (f"baseline {base_seconds:.2f} s", f"DeepCache {cache_seconds:.2f} s ({speedup:.2f}x)")

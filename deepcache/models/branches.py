@@ -306,7 +306,7 @@ class DeepCacheUNetMixin:
             cache_layer_id, cache_block_id (`int`, *optional*): branch in the forked pipelines' numbering
                 (down block, layer inside it); ``(0, 0)`` is branch 1.
             block_cache_units (`Sequence[str]`, *optional*): Block Caching units (see
-                :func:`deepcache.blocks.block_units`) whose residuals this step returns.
+                :func:`deepcache.block_units`) whose residuals this step returns.
             block_cache_residuals (`Mapping[str, torch.Tensor]`, *optional*): units that do not run at this
                 step, each with the residual to add to its skip path instead (from an earlier step's output).
 

@@ -118,13 +118,10 @@ class BlockCacheProfile:
     def plot(self, path: str | Path | None = None, schedules: Sequence[BlockCacheSchedule] = ()):
         """Change vs loop iteration, one line per unit (the paper's Fig. 3), and the schedules given.
 
-        Needs matplotlib (``pip install "deepcache[research]"``). Saves a PNG to ``path`` if given and
-        returns the figure.
+        Saves a PNG to ``path`` if given and returns the matplotlib figure.
         """
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as error:
-            raise ImportError('BlockCacheProfile.plot needs matplotlib: pip install "deepcache[research]"') from error
+        import matplotlib.pyplot as plt  # here, so that schedules import without it
+
         rows = 1 + len(schedules)
         figure, axes = plt.subplots(rows, 1, figsize=(10, 4 + 2.2 * len(schedules)), squeeze=False,
                                     gridspec_kw={"height_ratios": [2] + [1] * len(schedules)})  # fmt: skip
