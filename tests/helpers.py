@@ -52,7 +52,7 @@ CASES = {
         dict(prompt="a red cube", image=_image(32), mask_image=_mask(32), height=32, width=32, strength=0.75),
         5,
     ),
-    "svd": (deepcache.DeepCacheStableVideoDiffusionPipeline, dict(image=_image(64), num_frames=2, height=64, width=64, decode_chunk_size=2), STEPS),
+    "svd": (deepcache.DeepCacheStableVideoDiffusionPipeline, dict(image=_image(32), num_frames=2, height=32, width=32, decode_chunk_size=2), STEPS),
     "ddpm": (deepcache.DeepCacheDDPMPipeline, dict(batch_size=2), STEPS),
     "ddim": (deepcache.DeepCacheDDIMPipeline, dict(batch_size=2, eta=0.5), STEPS),
     "ldm": (deepcache.DeepCacheLDMPipeline, dict(batch_size=2), STEPS),

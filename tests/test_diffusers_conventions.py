@@ -291,16 +291,19 @@ def test_from_pipe_on_a_plain_pipeline(case):
 
 @pytest.mark.parametrize("safe_serialization", [True, False])
 def test_save_load_round_trip(case, tmp_path, safe_serialization):
+    if not safe_serialization and case not in ("sd", "sdxl", "svd", "ddpm"):
+        pytest.skip("pickled weights are checked once per U-Net type")
     cls = CASES[case][0]
     ours = tiny_pipeline(case, cls)
     ours.save_pretrained(tmp_path, safe_serialization=safe_serialization)
     weights = {p.suffix for p in (tmp_path / "unet").iterdir()}
     assert (".safetensors" in weights) == safe_serialization and (".bin" in weights) != safe_serialization
-    expected = generate(ours, case, **ON)
-    assert np.array_equal(generate(cls.from_pretrained(tmp_path), case, **ON), expected)
-    plain = DiffusionPipeline.from_pretrained(tmp_path)
+    loaded, plain = cls.from_pretrained(tmp_path), DiffusionPipeline.from_pretrained(tmp_path)
     assert type(plain) is diffusers_class(cls)
-    assert np.array_equal(generate(plain, case), generate(ours, case))
+    assert np.array_equal(generate(loaded, case), generate(plain, case))  # the parent's output from the same files
+    # Caching on gives what was saved. Not bit for bit: the parent itself moves by ~4e-7 across a round
+    # trip on SDXL (the reloaded second text encoder's pooled embedding, transformers 5.24).
+    assert np.abs(generate(loaded, case, **ON) - generate(ours, case, **ON)).max() < 1e-5
 
 
 @pytest.mark.parametrize("caching", [{}, ON], ids=["off", "on"])

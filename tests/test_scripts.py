@@ -81,25 +81,37 @@ def test_main_with_every_model_type(saved, tmp_path, capsys, model_type, kind, e
     assert output.exists()
 
 
-@pytest.mark.parametrize(
-    "argv, reason",
-    [
-        (["stable_diffusion.py", "--model", "{tmp}/missing"], "is not a directory"),
-        (["block_caching.py", "--model", "./does-not-exist"], "is not a directory"),
-        (["main.py", "--model_type", "ddpm"], "cannot load --model 'google/ddpm-cifar10-32': "),
-        (["block_caching.py", "--model", "org/not-downloadable"], "cannot load --model 'org/not-downloadable': "),
-    ],
-)
-def test_unloadable_weights_end_with_one_line_with_the_reason(tmp_path, argv, reason):
+UNLOADABLE = [  # (script and arguments, what its one line must say)
+    (["stable_diffusion.py", "--model", "{tmp}/missing"], "is not a directory"),
+    (["block_caching.py", "--model", "./does-not-exist"], "is not a directory"),
+    (["main.py", "--model_type", "ddpm"], "cannot load --model 'google/ddpm-cifar10-32': "),
+    (["block_caching.py", "--model", "org/not-downloadable"], "cannot load --model 'org/not-downloadable': "),
+]
+# Runs each script as __main__ in one process (importing diffusers once); any exception other than the
+# scripts' one-line SystemExit escapes as a traceback and a non-zero exit.
+DRIVER = """
+import runpy, sys
+for run in sys.argv[1:]:
+    sys.argv = run.split("\\t")
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as stop:
+        print("EXIT", repr(stop.code))
+"""
+
+
+def test_unloadable_weights_end_with_one_line_with_the_reason(tmp_path):
+    runs = ["\t".join([str(SCRIPTS / argv[0]), *(a.format(tmp=tmp_path) for a in argv[1:])]) for argv, _ in UNLOADABLE]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    argv = [a.format(tmp=tmp_path) for a in argv]
-    result = subprocess.run([sys.executable, str(SCRIPTS / argv[0]), *argv[1:]], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("error: ") and reason in last_line
-    assert last_line.endswith(("or a local save_pretrained folder.", "or a hub id such as 'org/name'."))  # the reason whole, then what to do
-    assert "..." not in last_line
+    result = subprocess.run([sys.executable, "-c", DRIVER, *runs], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    messages = [eval(line[len("EXIT ") :]) for line in result.stdout.splitlines() if line.startswith("EXIT ")]
+    assert len(messages) == len(UNLOADABLE)
+    for message, (_, reason) in zip(messages, UNLOADABLE):
+        assert isinstance(message, str) and "\n" not in message  # Python prints it as the one last line, exit status 1
+        assert message.startswith("error: ") and reason in message
+        assert message.endswith(("or a local save_pretrained folder.", "or a hub id such as 'org/name'."))  # the reason whole, then what to do
+        assert "..." not in message
 
 
 def test_compare_reports_the_median_of_interleaved_runs(monkeypatch, capsys, tmp_path):
