@@ -2,14 +2,7 @@
 
 :func:`deepcache.profile_blocks` measures a profile by running a pipeline; a
 :class:`BlockCacheProfile` derives schedules for a threshold or for a target speedup, saves to JSON
-and plots the curves.
-
-Example:
-    ```py
-    >>> profile = deepcache.profile_blocks(pipe, ["a cat", "a city at night"], seeds=[0, 1])
-    >>> schedule = profile.schedule(delta=0.5)  # or profile.schedule_for_speedup(1.5)
-    >>> image = pipe("an astronaut", block_cache=schedule).images[0]
-    ```
+and plots the curves (an example from profile to image is in :mod:`deepcache.pipelines.profiling`).
 """
 
 from __future__ import annotations
