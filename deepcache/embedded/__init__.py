@@ -1,5 +1,5 @@
-"""Models shipped inside the package, trained here, for measuring speed and quality with no download:
-a small DDPM on handwritten digits (``embedded_model_path()``) and the classifier that judges it.
+"""Models shipped inside the package, trained here, for measuring speed and quality with no download: a
+digits DDPM (``embedded_model_path()``), its classifier, and the captioned-emoji data builder (``.emoji``).
 """
 
 from .digits import (
