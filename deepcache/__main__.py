@@ -8,8 +8,7 @@ saves a picture: baseline rows on top, DeepCache rows below, then the difference
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from diffusers import DDIMScheduler
 from PIL import Image
 
 from .embedded import embedded_model_path
-from .evaluation.examples import describe, side_by_side, step_progress
+from .evaluation.examples import describe, interleaved, side_by_side, step_progress
 from .evaluation.metrics import psnr, ssim
 from .pipelines.ddpm import DeepCacheDDPMPipeline
 
@@ -46,21 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     pipe.set_progress_bar_config(disable=True)
     caching = dict(cache_interval=args.cache_interval, cache_branch_id=args.cache_branch_id, uniform=not args.non_uniform)
 
-    def generate(steps: int, **kwargs) -> tuple[np.ndarray, float]:
+    def generate(steps: int, **kwargs) -> np.ndarray:
         generator = torch.Generator().manual_seed(args.seed)  # the same noise for both
-        start = time.perf_counter()
-        images = pipe(batch_size=args.images, num_inference_steps=steps, generator=generator, output_type="np", **kwargs).images
-        return images, time.perf_counter() - start
+        return pipe(batch_size=args.images, num_inference_steps=steps, generator=generator, output_type="np", **kwargs).images
 
     generate(3), generate(3, **caching)  # warm-up
-    times = {"baseline": [], "deepcache": []}
     with step_progress(pipe, 2 * args.repeats * args.steps, f"{args.repeats} runs each, interleaved"):
-        for _ in range(args.repeats):
-            baseline, seconds = generate(args.steps)
-            times["baseline"].append(seconds)
-            cached, seconds = generate(args.steps, **caching)
-            times["deepcache"].append(seconds)
-    base, fast = statistics.median(times["baseline"]), statistics.median(times["deepcache"])
+        (baseline, cached), (base, fast) = interleaved([(generate, args.steps), (partial(generate, **caching), args.steps)], args.repeats)
     reference, candidate = (torch.from_numpy(x).permute(0, 3, 1, 2) for x in (baseline, cached))
     fidelity_psnr, fidelity_ssim = psnr(reference, candidate).mean().item(), ssim(reference, candidate).mean().item()
 

@@ -24,7 +24,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline
 
 from deepcache import DeepCacheSDHelper, profile_blocks
 from deepcache.embedded import embedded_model_path
-from deepcache.evaluation.examples import MODEL_HELP, load, side_by_side, step_progress, timed
+from deepcache.evaluation.examples import MODEL_HELP, interleaved, load, side_by_side, step_progress
 from deepcache.evaluation.metrics import psnr, ssim
 
 
@@ -80,20 +80,16 @@ def main(argv=None) -> list[dict]:
         return torch.from_numpy(np.asarray(pipe(**call, generator=generator, output_type="np").images)).permute(0, 3, 1, 2)
 
     settings = [None, *schedules]  # None: the uncached baseline
-    seconds, outputs = {i: [] for i in range(len(settings))}, {}
     with step_progress(pipe, args.repeats * len(settings) * args.steps, f"timing baseline and {len(schedules)} schedules"):
-        for _ in range(args.repeats):  # interleaved, so drifts in machine speed hit every setting alike
-            for index, schedule in enumerate(settings):
-                outputs[index], elapsed = timed(generate, schedule)
-                seconds[index].append(elapsed)
+        outputs, seconds = interleaved([(generate, schedule) for schedule in settings], args.repeats)
     helper.disable()
 
-    base_seconds = statistics.median(seconds[0])
+    base_seconds = seconds[0]
     rows = []
     for index, schedule in enumerate(schedules, start=1):
         rows.append(dict(
             delta=schedule.delta, flop_fraction=schedule.flop_fraction, ideal_speedup=1 / schedule.flop_fraction,
-            speedup=base_seconds / statistics.median(seconds[index]),
+            speedup=base_seconds / seconds[index],
             mean_recomputes=statistics.mean(len(steps) for steps in schedule.recompute.values()),
             psnr=psnr(outputs[0], outputs[index]).clamp(max=100).mean().item(), ssim=ssim(outputs[0], outputs[index]).mean().item(),
         ))  # fmt: skip

@@ -79,11 +79,9 @@ def _inputs(pipe, inputs: str, args) -> dict:
     if inputs == "unconditional":
         return {"batch_size": 16}
     if inputs == "video":
-        height, width = model_size(pipe, video=True)
-        height, width = args.height or height, args.width or width
+        height, width = model_size(pipe, video=True, height=args.height, width=args.width)
         return {"image": demo_image(width, height), "height": height, "width": width, "num_frames": args.num_frames, "decode_chunk_size": 8}
-    height, width = model_size(pipe)
-    height, width = args.height or height, args.width or width
+    height, width = model_size(pipe, height=args.height, width=args.width)
     arguments = {"prompt": args.prompt, "height": height, "width": width}
     if inputs == "img2img":
         return {"prompt": args.prompt, "image": demo_image(width, height)}

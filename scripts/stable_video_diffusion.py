@@ -23,8 +23,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     pipe = load(DeepCacheStableVideoDiffusionPipeline, args.model, args.device)
-    height, width = model_size(pipe, video=True)
-    height, width = args.height or height, args.width or width
+    height, width = model_size(pipe, video=True, height=args.height, width=args.width)
     image = Image.open(args.image).convert("RGB") if args.image else demo_image(width, height)
     image = image.resize((width, height))
     setting = caching_setting(pipe.deepcache_defaults, args)

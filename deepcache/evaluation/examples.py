@@ -81,17 +81,18 @@ def load_failure(error: Exception) -> str:
     return f"{reason}. Pass a hub id you can download (network, and `hf auth login` for gated models) or a local save_pretrained folder."
 
 
-def model_size(pipe, video: bool = False) -> tuple[int, int]:
-    """``(height, width)`` a script generates by default: the U-Net's configured sample size in pixels.
+def model_size(pipe, video: bool = False, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+    """``(height, width)`` a script generates: those given, else the U-Net's configured sample size in pixels.
 
     SVD's config says 768 while SVD and SVD-XT were trained (and diffusers defaults) at 576x1024, so
     for ``video`` that 9:16 frame is scaled to the config's size: 576x1024 for SVD, small for a tiny model.
     """
     side = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    if not video:
-        return side, side
-    multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)  # every level halves evenly
-    return tuple(max(multiple, round(pixels * side / 768 / multiple) * multiple) for pixels in (576, 1024))
+    default = (side, side)
+    if video:
+        multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)  # every level halves evenly
+        default = tuple(max(multiple, round(pixels * side / 768 / multiple) * multiple) for pixels in (576, 1024))
+    return height or default[0], width or default[1]
 
 
 @contextlib.contextmanager
@@ -128,13 +129,7 @@ def compare(
         raise ValueError(f"`repeats` must be at least 1, but got {repeats}.")
     if warmup_steps:
         baseline(warmup_steps), deepcache(warmup_steps)
-    seconds = {"baseline": [], "deepcache": []}
-    for _ in range(repeats):
-        base_images, elapsed = timed(baseline, steps)
-        seconds["baseline"].append(elapsed)
-        cache_images, elapsed = timed(deepcache, steps)
-        seconds["deepcache"].append(elapsed)
-    base_seconds, cache_seconds = statistics.median(seconds["baseline"]), statistics.median(seconds["deepcache"])
+    (base_images, cache_images), (base_seconds, cache_seconds) = interleaved([(baseline, steps), (deepcache, steps)], repeats)
     speedup = base_seconds / cache_seconds
     print(f"baseline:  {base_seconds:.2f} s (median of {repeats}, interleaved)")
     print(f"DeepCache: {cache_seconds:.2f} s (median of {repeats})")
@@ -147,6 +142,17 @@ def compare(
         side_by_side([base_images, cache_images], labels).save(output)
     print(f"saved {output}: top baseline, bottom DeepCache")
     return speedup
+
+
+def interleaved(runs: Sequence[tuple], repeats: int) -> tuple[list, list[float]]:
+    """Calls each ``(function, *args)`` of ``runs`` ``repeats`` times, interleaved so that drifts in the
+    machine's speed hit every run alike; returns each one's last output and its median seconds."""
+    outputs, seconds = [None] * len(runs), [[] for _ in runs]
+    for _ in range(repeats):
+        for index, (function, *args) in enumerate(runs):
+            outputs[index], elapsed = timed(function, *args)
+            seconds[index].append(elapsed)
+    return outputs, [statistics.median(times) for times in seconds]
 
 
 def timed(function: Callable, *args) -> tuple:
