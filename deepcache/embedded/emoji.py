@@ -68,7 +68,10 @@ def parse_emoji_test(text: str) -> list[Emoji]:
 
 def font_version(path: str | Path) -> str:
     """The version string a TrueType font records (``name`` table, ID 5), e.g. ``Version 2.042``."""
-    data = Path(path).read_bytes()
+    return _name_table_version(Path(path).read_bytes())
+
+
+def _name_table_version(data: bytes) -> str:
     tables = struct.unpack(">H", data[4:6])[0]
     for index in range(tables):
         tag, _, offset, _ = struct.unpack(">4sIII", data[12 + 16 * index : 28 + 16 * index])
@@ -105,7 +108,8 @@ def build_emoji_data(size: int, held_out_share: float = 0.1, seed: int = 0, font
     marks a seeded ``held_out_share`` of the rest as held out."""
     if not 0 <= held_out_share < 1:
         raise ValueError(f"`held_out_share` must be in [0, 1), but got {held_out_share}.")
-    listed = parse_emoji_test(_required(emoji_test_path, "unicode-data").read_text(encoding="utf-8"))
+    emoji_test = _required(emoji_test_path, "unicode-data").read_text(encoding="utf-8")
+    listed = parse_emoji_test(emoji_test)
     images = render(listed, size, font_path)
     keep = unique_rows(images)
     images, kept = images[keep], tuple(listed[i] for i in keep)
@@ -113,11 +117,12 @@ def build_emoji_data(size: int, held_out_share: float = 0.1, seed: int = 0, font
     random.Random(seed).shuffle(order)
     held_out = np.zeros(len(kept), bool)
     held_out[order[: round(held_out_share * len(kept))]] = True
+    font = Path(font_path).read_bytes()
     provenance = {
         "font": str(font_path),
-        "font_version": font_version(font_path),
-        "font_sha256": hashlib.sha256(Path(font_path).read_bytes()).hexdigest(),
-        "emoji_test_version": _emoji_test_version(Path(emoji_test_path).read_text(encoding="utf-8")),
+        "font_version": _name_table_version(font),
+        "font_sha256": hashlib.sha256(font).hexdigest(),
+        "emoji_test_version": _emoji_test_version(emoji_test),
         "listed": len(listed),
         "duplicates_dropped": len(listed) - len(kept),
         "size": size,
