@@ -23,7 +23,8 @@ setup(
         "tqdm",  # progress bars on every long phase
     ],
     # The embedded models' weights (safetensors) and configs.
-    package_data={"deepcache": ["embedded/data/*/*.json", "embedded/data/*/*.safetensors", "embedded/data/*/*/*.json", "embedded/data/*/*/*.safetensors"]},
+    package_data={"deepcache": ["embedded/data/*.json", "embedded/data/*/*.json", "embedded/data/*/*.safetensors",
+                                 "embedded/data/*/*/*.json", "embedded/data/*/*/*.safetensors", "embedded/data/*/*/*.txt"]},
     extras_require={
         "research": ["scikit-learn>=1.3"],  # the digits data set (reproduction, training)
         # Inception FID. torch-fidelity needs torchvision: install the one matching your torch first.

@@ -9,6 +9,7 @@ classifier can be scored on. Both files come from Debian packages (``fonts-noto-
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import struct
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 FONT_PATH = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 EMOJI_TEST_PATH = Path("/usr/share/unicode/emoji/emoji-test.txt")
 FONT_PIXELS = 109  # the only size Noto Color Emoji's bitmaps come in
+CATALOG_PATH = Path(__file__).parent / "data" / "emoji-catalog.json"
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,18 @@ def build_emoji_data(size: int, held_out_share: float = 0.1, seed: int = 0, font
         "seed": seed,
     }
     return EmojiData(images, kept, held_out, provenance)
+
+
+def save_catalog(data: EmojiData, path: str | Path = CATALOG_PATH) -> None:
+    """Write the emoji, their captions, categories and split (no images): what prompts and scores need."""
+    rows = [dict(text=e.text, name=e.name, group=e.group, subgroup=e.subgroup, held_out=bool(h)) for e, h in zip(data.emoji, data.held_out)]
+    Path(path).write_text(json.dumps(dict(provenance=data.provenance, emoji=rows), indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_catalog(path: str | Path = CATALOG_PATH) -> tuple[list[Emoji], list[bool]]:
+    """The shipped catalog of the training emoji (no font needed): the emoji, and which were held out."""
+    rows = json.loads(Path(path).read_text(encoding="utf-8"))["emoji"]
+    return [Emoji(r["text"], r["name"], r["group"], r["subgroup"]) for r in rows], [r["held_out"] for r in rows]
 
 
 def unique_rows(images: np.ndarray) -> list[int]:

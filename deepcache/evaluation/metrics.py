@@ -2,8 +2,10 @@
 
 Fidelity (does caching change the picture?): ``psnr`` and ``ssim`` of each cached sample against the
 uncached sample from the same noise. Distribution quality (are the pictures still good?): Frechet
-distance and KID on any feature extractor; ``digit_features()`` is the embedded classifier, which
-needs no download. ``inception_fid`` and ``clip_score`` are for users who have those weights.
+distance and KID on any feature extractor; ``digit_features()`` and ``emoji_features()`` are the
+embedded classifiers, which need no download. Prompt following: ``emoji_text_score`` (the embedded
+contrastive scorer, a CLIP-score analogue) and ``emoji_category_accuracy``. ``inception_fid`` and
+``clip_score`` are for users who have those weights.
 Images are float tensors (N, C, H, W) in [0, 1] unless said otherwise.
 """
 
@@ -55,6 +57,42 @@ def digit_features() -> _Features:
 
     classifier = load_classifier()
     return _Features(lambda images: classifier.features(images * 2 - 1), classifier.num_features)
+
+
+def emoji_features() -> _Features:
+    """The embedded emoji classifier's 128 penultimate features; takes RGB images in [0, 1]."""
+    from ..embedded.emoji_judges import load_emoji_classifier
+
+    classifier = load_emoji_classifier()
+    return _Features(lambda images: classifier.features(images * 2 - 1), classifier.num_features)
+
+
+def emoji_text_score(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    """The embedded scorer's 100 x max(cosine, 0) of each image in [0, 1] with its prompt; shape (N,)."""
+    from ..embedded.emoji_judges import load_emoji_text_scorer
+
+    with torch.no_grad():
+        return load_emoji_text_scorer().score(images * 2 - 1, prompts)
+
+
+def emoji_category_accuracy(images: torch.Tensor, subgroups: list[str]) -> dict[str, float]:
+    """Share of images in [0, 1] that the embedded classifier puts in the given CLDR subgroup, and group."""
+    from ..embedded.emoji_judges import load_emoji_classifier
+
+    classifier = load_emoji_classifier()
+    if len(images) != len(subgroups):
+        raise ValueError(f"`images` and `subgroups` must pair up, but got {len(images)} and {len(subgroups)}.")
+    unknown = sorted(set(subgroups) - set(classifier.subgroups))
+    if unknown:
+        raise ValueError(f"`subgroups` must be CLDR subgroups the classifier knows, but got {unknown[:3]}.")
+    with torch.no_grad():
+        predicted = classifier(images * 2 - 1).argmax(1)
+    group_of = dict(zip(classifier.subgroups, classifier.groups))
+    predicted_subgroups = [classifier.subgroups[i] for i in predicted.tolist()]
+    return {
+        "subgroup": sum(p == s for p, s in zip(predicted_subgroups, subgroups)) / len(subgroups),
+        "group": sum(group_of[p] == group_of[s] for p, s in zip(predicted_subgroups, subgroups)) / len(subgroups),
+    }
 
 
 class FeatureDistances:
