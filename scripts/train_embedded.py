@@ -1,12 +1,15 @@
-"""Train the embedded models: the digits DDPM that ``python -m deepcache`` samples, and its classifier.
+"""Train the embedded models: the emoji text-to-image model, the digits DDPM, and their judges.
 
-Data: scikit-learn's handwritten digits (1,797 8x8 images shipped inside scikit-learn, no download),
-upsampled to 32x32 by ``deepcache.embedded.load_digits``. The DDPM's U-Net is
-``deepcache.embedded.UNET_CONFIG``; the seed and every setting are written to ``training.json``
-next to the weights, so a run can be repeated exactly.
+Digits: scikit-learn's handwritten digits (1,797 8x8 images shipped inside scikit-learn, no download),
+upsampled to 32x32 by ``deepcache.embedded.load_digits``; the DDPM's U-Net is
+``deepcache.embedded.UNET_CONFIG``. Emoji: ``deepcache.embedded.emoji.build_emoji_data`` (needs Debian's
+fonts-noto-color-emoji and unicode-data); the model's configs are in ``deepcache.embedded.text_to_image``.
+The seed and every setting are written to ``training.json`` next to the weights, so a run can be
+repeated exactly.
 
-    python scripts/train_embedded.py classifier            # about a minute on a CPU
-    python scripts/train_embedded.py ddpm --steps 4000      # about an hour on 2 CPU cores
+    python scripts/train_embedded.py classifier                   # about a minute on a CPU
+    python scripts/train_embedded.py ddpm --steps 4000             # about an hour on 2 CPU cores
+    python scripts/train_embedded.py text-to-image --steps 5000    # about 1.5 hours on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -20,11 +23,23 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import (
+    AutoencoderKL,
+    DDPMPipeline,
+    DDPMScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+    UNet2DModel,
+)
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from deepcache.embedded import CLASSIFIER_DIR, MODEL_DIR, UNET_CONFIG, DigitClassifier, load_digits
+from deepcache.embedded.emoji_judges import JUDGES_DIR, EmojiClassifier, EmojiTextScorer, caption_words
+from deepcache.embedded.text_to_image import IMAGE_SIZE, SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, VAE_CONFIG, build_clip_tokenizer
+from deepcache.embedded.text_to_image import MODEL_DIR as TEXT_TO_IMAGE_DIR
+from deepcache.embedded.text_to_image import UNET_CONFIG as TEXT_TO_IMAGE_UNET_CONFIG
 
 
 def train_classifier(args) -> None:
@@ -62,13 +77,7 @@ def train_ddpm(args) -> None:
     ema = EMAModel(unet.parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
 
-    def learning_rate(step: int) -> float:  # linear warm-up, then cosine decay to 10 %
-        if step < args.warmup_steps:
-            return (step + 1) / args.warmup_steps
-        progress = (step - args.warmup_steps) / max(1, args.steps - args.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(args.steps, args.warmup_steps))
     output = Path(args.output or MODEL_DIR)
     start, losses = time.perf_counter(), []
     batches = iter(())
@@ -103,6 +112,223 @@ def train_ddpm(args) -> None:
             _write_record(output, record)
 
 
+def _warmup_cosine(steps: int, warmup_steps: int):
+    """Learning-rate factor: linear warm-up, then cosine decay to 10 %."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _emoji_training_data(args):
+    """Rendered emoji as float images in [-1, 1], their captions, and the held-out mask."""
+    from deepcache.embedded.emoji import build_emoji_data, save_catalog
+
+    data = build_emoji_data(IMAGE_SIZE, seed=args.seed)
+    if args.output is None:  # training the package's own models: ship the captions and split they saw
+        save_catalog(data)
+    images = torch.from_numpy(data.images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return data, images, torch.from_numpy(data.held_out)
+
+
+def train_text_to_image(args) -> None:
+    """Autoencoder first, then the U-Net and the text encoder together on its latents."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    data, images, held_out = _emoji_training_data(args)
+    train = (~held_out).nonzero().squeeze(1)
+    output = Path(args.output or TEXT_TO_IMAGE_DIR)
+    output.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_clip_tokenizer([data.captions[i] for i in train.tolist()], output / "tokenizer")
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    start = time.perf_counter()
+
+    vae = AutoencoderKL(**VAE_CONFIG)
+    vae_record = _train_autoencoder(vae, images[train], args, generator)
+    vae_record["held_out_psnr_db"] = _autoencoder_psnr(vae, images[held_out])
+    with torch.no_grad():
+        posterior = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images[train].split(256)])
+        posterior_std = torch.cat([vae.encode(chunk).latent_dist.std for chunk in images[train].split(256)])
+    scaling_factor = 1.0 / posterior.std().item()
+    vae.register_to_config(scaling_factor=scaling_factor)
+    print(f"autoencoder: {vae_record}, scaling factor {scaling_factor:.4f}", flush=True)
+
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, **TEXT_ENCODER_CONFIG,
+    ))
+    unet = UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
+    scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k.startswith(("beta", "num_train"))})
+    captions = [data.captions[i] for i in train.tolist()]
+    token_ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+    empty_ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    parameters = list(unet.parameters()) + list(text_encoder.parameters())
+    ema = EMAModel(parameters, decay=args.ema_decay, use_ema_warmup=True, power=2 / 3)
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(args.steps, args.warmup_steps))
+    alphas = scheduler.alphas_cumprod
+    snr = alphas / (1 - alphas)
+    losses, batches = [], iter(())
+    for step in tqdm(range(args.steps), desc="text-to-image steps", mininterval=30):
+        batch = next(batches, None)
+        if batch is None:
+            batches = iter(torch.randperm(len(train), generator=generator).split(args.batch_size))
+            batch = next(batches)
+        latents = (posterior[batch] + posterior_std[batch] * torch.randn(posterior[batch].shape, generator=generator)) * scaling_factor
+        ids = token_ids[batch].clone()
+        dropped = torch.rand(len(batch), generator=generator) < args.caption_dropout
+        ids[dropped] = empty_ids
+        noise = torch.randn(latents.shape, generator=generator)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(batch),), generator=generator)
+        text = text_encoder(ids)[0]
+        prediction = unet(scheduler.add_noise(latents, noise, timesteps), timesteps, encoder_hidden_states=text).sample
+        # Min-SNR-5 weighting (Hang et al. 2023): the same optimum, reached in fewer steps.
+        weight = snr[timesteps].clamp(max=5.0) / snr[timesteps]
+        loss = (F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        lr_schedule.step()
+        ema.step(parameters)
+        losses.append(loss.item())
+        if (step + 1) % 100 == 0:
+            print(f"step {step + 1}: loss {sum(losses[-100:]) / 100:.4f}, {time.perf_counter() - start:.0f} s", flush=True)
+        if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
+            _save_text_to_image(unet, text_encoder, ema, vae, tokenizer, output)
+            _write_record(output, dict(
+                seed=args.seed, steps=step + 1, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                lr_schedule="linear warm-up, cosine to 10 %", ema_decay=args.ema_decay, ema="warm-up, power 2/3, U-Net and text encoder",
+                grad_clip=1.0, loss="MSE on noise, min-SNR-5 weighted", caption_dropout=args.caption_dropout,
+                dataset=dict(data.provenance, train_images=len(train), held_out_images=int(held_out.sum())),
+                autoencoder=dict(vae_record, config=VAE_CONFIG, scaling_factor=round(scaling_factor, 5)),
+                unet=TEXT_TO_IMAGE_UNET_CONFIG, text_encoder=TEXT_ENCODER_CONFIG, scheduler=SCHEDULER_CONFIG,
+                final_loss_last_100=round(sum(losses[-100:]) / len(losses[-100:]), 5),
+                loss_every_500=[round(sum(losses[i : i + 500]) / len(losses[i : i + 500]), 5) for i in range(0, len(losses), 500)],
+                train_seconds=round(time.perf_counter() - start), threads=torch.get_num_threads(),
+            ))
+
+
+def train_judges(args) -> None:
+    """The emoji classifier (CLDR subgroups) and the contrastive image-text scorer, on the training split."""
+    data, images, held_out = _emoji_training_data(args)
+    train, test = (~held_out).nonzero().squeeze(1), held_out.nonzero().squeeze(1)
+    subgroups = sorted({e.subgroup for e in data.emoji})
+    groups = [next(e.group for e in data.emoji if e.subgroup == s) for s in subgroups]
+    labels = torch.tensor([subgroups.index(e.subgroup) for e in data.emoji])
+    captions = data.captions
+    output = Path(args.output or JUDGES_DIR)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    settings = dict(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.judge_lr, weight_decay=1e-4,
+                    augmentation="random shift up to 2 px (white border), Gaussian noise sd 0.05",
+                    dataset=dict(data.provenance, train_images=len(train), held_out_images=len(test)))
+
+    classifier = EmojiClassifier(subgroups, groups)
+    _fit(classifier, train, args, generator, "classifier epochs",
+         lambda batch: F.cross_entropy(classifier(_augment(images[batch], generator)), labels[batch]))
+    with torch.no_grad():
+        predicted = classifier(images[test]).argmax(1)
+        subgroup_accuracy = (predicted == labels[test]).float().mean().item()
+        group_accuracy = sum(a == b for a, b in zip(classifier.group_of(predicted), classifier.group_of(labels[test]))) / len(test)
+        classifier.feature_scale = classifier.config["feature_scale"] = 1.0 / classifier.body(images[train]).std(dim=0).mean().item()
+    classifier.save(output / "classifier")
+    print(f"classifier: held-out subgroup accuracy {subgroup_accuracy:.3f}, group accuracy {group_accuracy:.3f}")
+    _write_record(output / "classifier", dict(settings, objective="cross-entropy over CLDR subgroups",
+                  held_out_subgroup_accuracy=round(subgroup_accuracy, 4), held_out_group_accuracy=round(group_accuracy, 4)))
+
+    words = sorted({w for i in train.tolist() for w in caption_words(captions[i])})
+    scorer = EmojiTextScorer(words)
+
+    def contrastive_loss(batch):
+        logits = scorer.logits(_augment(images[batch], generator), [captions[i] for i in batch.tolist()])
+        target = torch.arange(len(batch))
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+    _fit(scorer, train, args, generator, "scorer epochs", contrastive_loss)
+    with torch.no_grad():
+        similarity = scorer.embed_images(images[test]) @ scorer.embed_captions([captions[i] for i in test.tolist()]).T
+        ranks = (similarity > similarity.diag().unsqueeze(1)).sum(1)
+        matched = scorer.score(images[test], [captions[i] for i in test.tolist()]).mean().item()
+        shuffled = test[torch.randperm(len(test), generator=generator)]
+        mismatched = scorer.score(images[test], [captions[i] for i in shuffled.tolist()]).mean().item()
+    record = dict(held_out_top1=round((ranks == 0).float().mean().item(), 4), held_out_top5=round((ranks < 5).float().mean().item(), 4),
+                  held_out_score_matched=round(matched, 2), held_out_score_shuffled=round(mismatched, 2), candidates=len(test))
+    scorer.save(output / "scorer")
+    print(f"scorer: {record}")
+    _write_record(output / "scorer", dict(settings, objective="symmetric InfoNCE over image-caption pairs (CLIP's)", **record))
+
+
+def _fit(model, indices, args, generator, description, loss_of) -> None:
+    """AdamW over shuffled batches of ``indices`` for ``args.epochs``; ``loss_of(batch)`` is the objective."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.judge_lr, weight_decay=1e-4)
+    model.train()
+    for _ in tqdm(range(args.epochs), desc=description, mininterval=10):
+        for batch in indices[torch.randperm(len(indices), generator=generator)].split(args.batch_size):
+            loss = loss_of(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+
+
+def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Shift by up to 2 px over a white border, add faint noise: the judges must see samples, not only renderings."""
+    padded = F.pad(images, (2, 2, 2, 2), value=1.0)
+    dx, dy = torch.randint(0, 5, (2,), generator=generator).tolist()
+    shifted = padded[:, :, dy : dy + images.shape[2], dx : dx + images.shape[3]]
+    return shifted + 0.05 * torch.randn(shifted.shape, generator=generator)
+
+
+def _train_autoencoder(vae, images, args, generator) -> dict:
+    """L1 reconstruction plus a light KL term, as Stable Diffusion's autoencoder (without its GAN and LPIPS)."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(args.vae_steps, 100))
+    losses, batches = [], iter(())
+    for step in tqdm(range(args.vae_steps), desc="autoencoder steps", mininterval=30):
+        batch = next(batches, None)
+        if batch is None:
+            batches = iter(torch.randperm(len(images), generator=generator).split(args.batch_size))
+            batch = next(batches)
+        posterior = vae.encode(images[batch]).latent_dist
+        reconstruction = vae.decode(posterior.sample(generator)).sample
+        loss = F.l1_loss(reconstruction, images[batch]) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        lr_schedule.step()
+        losses.append(loss.item())
+        if (step + 1) % 100 == 0:
+            print(f"autoencoder step {step + 1}: loss {sum(losses[-100:]) / 100:.4f}", flush=True)
+    vae.eval()
+    return dict(steps=args.vae_steps, lr=args.vae_lr, batch_size=args.batch_size, loss="L1 + 1e-6 KL", final_loss_last_100=round(sum(losses[-100:]) / 100, 5))
+
+
+@torch.no_grad()
+def _autoencoder_psnr(vae, images) -> float:
+    reconstruction = torch.cat([vae.decode(vae.encode(chunk).latent_dist.mean).sample for chunk in images.split(256)])
+    mse = ((reconstruction.clamp(-1, 1) - images) / 2).pow(2).mean().item()
+    return round(10 * math.log10(1 / mse), 2)
+
+
+def _save_text_to_image(unet, text_encoder, ema, vae, tokenizer, output: Path) -> None:
+    """Save a Stable Diffusion folder with the EMA weights of the U-Net and the text encoder."""
+    averaged_unet = UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
+    averaged_text = type(text_encoder)(text_encoder.config)
+    ema.copy_to(list(averaged_unet.parameters()) + list(averaged_text.parameters()))
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=averaged_text.eval(), tokenizer=tokenizer, unet=averaged_unet.eval(),
+        scheduler=PNDMScheduler(**SCHEDULER_CONFIG),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(output, safe_serialization=True)
+
+
 def _save_ema_pipeline(unet, ema, scheduler, output: Path) -> None:
     """Save the EMA weights, not the raw ones: they sample cleaner."""
     averaged = UNet2DModel(**UNET_CONFIG)
@@ -117,7 +343,7 @@ def _write_record(directory: Path, record: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=["ddpm", "classifier"])
+    parser.add_argument("model", choices=["text-to-image", "judges", "ddpm", "classifier"])
     parser.add_argument("--output", help="output folder (default: the package's embedded-model folder)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -127,10 +353,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup-steps", type=int, default=250)
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--save-every", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=30, help="classifier epochs (default 30)")
+    parser.add_argument("--epochs", type=int, default=30, help="classifier and judges epochs (default 30)")
+    parser.add_argument("--judge-lr", type=float, default=2e-3, help="judges: AdamW learning rate")
+    parser.add_argument("--vae-steps", type=int, default=1000, help="text-to-image: autoencoder steps first (default 1000)")
+    parser.add_argument("--vae-lr", type=float, default=1e-3)
+    parser.add_argument("--caption-dropout", type=float, default=0.1, help="share of empty captions, for guidance")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    (train_ddpm if args.model == "ddpm" else train_classifier)(args)
+    {"text-to-image": train_text_to_image, "judges": train_judges, "ddpm": train_ddpm, "classifier": train_classifier}[args.model](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Models shipped inside the package, trained here, for measuring speed and quality with no download: a
-digits DDPM (``embedded_model_path()``), its classifier, and the captioned-emoji data builder (``.emoji``).
+"""Models shipped inside the package, trained here, for measuring speed and quality with no download: an
+emoji text-to-image model (``embedded_text_to_image_path()``) and a digits DDPM, each with its judges.
 """
 
 from .digits import (
@@ -12,3 +12,5 @@ from .digits import (
     load_classifier,
     load_digits,
 )
+from .emoji_judges import EmojiClassifier, EmojiTextScorer, load_emoji_classifier, load_emoji_text_scorer
+from .text_to_image import embedded_text_to_image_path
