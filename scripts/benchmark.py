@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         if len(args.resolution) > 2:
             parser.error("--resolution takes a height and at most one width")
         height, width = args.resolution[0], args.resolution[-1]
-        scale = 1 if spec.family == "pixel" else 8
+        scale = spec.vae_scale
         if height % scale or width % scale:
             parser.error(f"--resolution of {args.model} must be a multiple of {scale}")
         size = (height // scale, width // scale)

@@ -1,19 +1,24 @@
-"""Reproduce the DeepCache paper's DDPM tables at small scale, on the embedded digits DDPM.
+"""Reproduce the papers' claims at small scale, on the embedded emoji text-to-image model or digits DDPM.
 
-    python scripts/reproduce.py                                   # one process
+    python scripts/reproduce.py                                   # emoji model, one process
     accelerate launch --multi_gpu --num_processes 2 scripts/reproduce.py   # two processes (CPU or GPUs)
+    python scripts/reproduce.py --embedded digits                 # the DDPM tables on the digits model
 
 Every setting samples the same seeds (``--groups`` groups of ``--samples``; the groups give the error
-bars) with ``--steps`` DDIM steps, data-parallel across processes:
-- quality vs interval N (uniform and non-uniform, the paper's Tables 2 and 5);
-- plain DDIM with fewer steps at the FLOPs of each uniform N (the paper's equal-throughput claim);
+bars; with the emoji model each seed has its prompt, a training caption) with ``--steps`` steps,
+data-parallel across processes:
+- quality vs interval N (uniform and non-uniform, DeepCache's Tables 2 and 5), DDIM;
+- each solver of ``--solvers`` with fewer steps at the FLOPs of each uniform N, against DeepCache
+  with that solver (the paper's equal-throughput claim; its SD table uses PLMS);
 - a branch sweep at N = 5 (the paper's Figure 6 / Table 6);
 - Block Caching (arXiv 2312.03209) at several thresholds delta, for attention units only (the Block
   Caching paper's choice) and for all units, with schedules from a profile over separate seeds.
-Quality: PSNR and SSIM of each sample against the uncached sample from the same noise (fidelity),
-and Frechet distance and KID on the embedded digit classifier's features against one half of the
-real digits; the other half gives the real-vs-real floor. Process 0 writes ``results.json``,
-``tables.md`` and ``quality_vs_speedup.png`` to ``--output-dir``.
+Quality: PSNR and SSIM of each sample against the uncached sample of the same solver from the same
+noise (fidelity), and Frechet distance and KID on the embedded classifier's features against one half
+of the real images; the other half gives the real-vs-real floor. With the emoji model also prompt
+following: the classifier's CLDR-group accuracy for the prompt and the contrastive scorer's CLIP-score
+analogue. The emoji model's real images are rendered with Debian's fonts-noto-color-emoji. Process 0
+writes ``results.json``, ``tables.md`` and ``quality_vs_speedup.png`` to ``--output-dir``.
 """
 
 from __future__ import annotations
@@ -25,34 +30,61 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 
-from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline, profile_blocks
+from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline, DeepCacheStableDiffusionPipeline, profile_blocks
 from deepcache.embedded import embedded_model_path, load_digits
-from deepcache.models.flops import ideal_speedup, step_flops
-from deepcache.evaluation.metrics import FeatureDistances, digit_features, psnr, ssim
+from deepcache.embedded.text_to_image import embedded_text_to_image_path
+from deepcache.evaluation.metrics import (
+    FeatureDistances,
+    digit_features,
+    emoji_category_accuracy,
+    emoji_features,
+    emoji_text_score,
+    psnr,
+    ssim,
+)
 from deepcache.evaluation.parallel import process_state, sample_images
+from deepcache.models.flops import ideal_speedup, step_flops
+
+# Samplers compared against fewer steps: name in the tables, scheduler class, extra config.
+SOLVERS = {
+    "ddim": ("DDIM", DDIMScheduler, {}),
+    "dpm++": ("DPM-Solver++", DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "plms": ("PLMS", PNDMScheduler, {"skip_prk_steps": True}),
+}
+EMBEDDED = {  # what each embedded model is run with unless told otherwise
+    "emoji": dict(branch=1, sweep_branches=[0, 1, 2, 4, 7], solvers=["ddim", "dpm++", "plms"]),
+    "digits": dict(branch=2, sweep_branches=[0, 1, 2, 4, 8], solvers=["ddim"]),
+}
 
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--model", help="a DDPM pipeline folder (default: the embedded digits model)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps of the baseline (default 50)")
+    parser.add_argument("--embedded", choices=list(EMBEDDED), default="emoji",
+                        help="emoji: the text-to-image model (default); digits: the DDPM")
+    parser.add_argument("--model", help="a pipeline folder of the same kind (default: the embedded model's)")
+    parser.add_argument("--steps", type=int, default=50, help="steps of the baselines (default 50)")
+    parser.add_argument("--guidance-scale", type=float, default=5.0, help="emoji: classifier-free guidance (default 5)")
+    parser.add_argument("--other-guidance", type=float, nargs="*", default=[1.0, 3.0, 7.5],
+                        help="emoji: uncached runs at these guidance scales too (1: guidance off; default 1 3 7.5)")
+    parser.add_argument("--solvers", nargs="+", choices=list(SOLVERS), help="samplers of the fewer-steps comparison "
+                        "(default: ddim dpm++ plms for emoji, ddim for digits); the first one runs every other table")
     parser.add_argument("--samples", type=int, default=100, help="samples per seed group (default 100)")
     parser.add_argument("--groups", type=int, default=3, help="seed groups, for error bars (default 3)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--intervals", type=int, nargs="+", default=[2, 3, 5, 10])
     parser.add_argument("--nonuniform-intervals", type=int, nargs="+", default=[3, 5, 10])
-    parser.add_argument("--branch", type=int, default=2, help="cached branch of the interval runs (default 2, the paper's)")
+    parser.add_argument("--branch", type=int, help="cached branch of the interval runs (default: the paper's, 1 for emoji, 2 for digits)")
     parser.add_argument("--sweep-interval", type=int, default=5)
-    parser.add_argument("--sweep-branches", type=int, nargs="+", default=[0, 1, 2, 4, 8])
+    parser.add_argument("--sweep-branches", type=int, nargs="+", help="default 0 1 2 4 7 for emoji, 0 1 2 4 8 for digits")
     parser.add_argument("--block-units", nargs="*", choices=["attentions", "resnets", "all"], default=["attentions", "all"],
                         help="unit kinds of the Block Caching runs (default attentions all; none: no Block Caching)")
     parser.add_argument("--block-deltas", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2], help="Block Caching thresholds")
     parser.add_argument("--profile-runs", type=int, default=2, help="profiling runs of --batch-size samples (default 2)")
     parser.add_argument("--kid-subset", type=int, default=100, help="KID subset size (default 100)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process (default 1)")
-    parser.add_argument("--output-dir", default="reproduction")
+    parser.add_argument("--output-dir", help="default reproduction/<embedded model>")
     parser.add_argument("--reuse-samples", action="store_true",
                         help="reuse the samples.pt of an earlier run for the settings it has; sample only the others")
     args = parser.parse_args(argv)
@@ -60,35 +92,51 @@ def parse(argv):
         parser.error("--steps, --samples, --groups and --batch-size must be at least 1")
     if args.kid_subset > args.samples:
         parser.error(f"--kid-subset ({args.kid_subset}) cannot exceed --samples ({args.samples})")
+    args.output_dir = args.output_dir or f"reproduction/{args.embedded}"
+    for name, default in EMBEDDED[args.embedded].items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     return args
 
 
 def settings(args, flops: dict[int, tuple[int, int]], profiles: dict) -> list[dict]:
     """Every run: name, group, call arguments and FLOP-ideal speedup over the baseline."""
-    def cached(interval, branch, uniform, group):
+    main_solver = args.solvers[0]
+
+    def cached(interval, branch, uniform, group, solver=main_solver):
         setting = DeepCacheConfig(cache_interval=interval, cache_branch_id=branch, uniform=uniform)
         num_full = len(setting.full_steps(args.steps))
         schedule = "uniform" if uniform else "non-uniform"
-        return dict(name=f"N={interval} b{branch} {schedule}", group=group, interval=interval, branch=branch, schedule=schedule,
-                    call=dict(num_inference_steps=args.steps, **setting.as_kwargs()),
+        prefix = "" if solver == main_solver else f"{SOLVERS[solver][0]} "
+        return dict(name=f"{prefix}N={interval} b{branch} {schedule}", group=group, solver=solver, interval=interval, branch=branch,
+                    schedule=schedule, call=dict(num_inference_steps=args.steps, **setting.as_kwargs()),
                     ideal=ideal_speedup(*flops[branch], args.steps, num_full))
 
-    runs = [dict(name=f"DDIM-{args.steps}", group="baseline", interval=1, branch=None, schedule="-",
-                 call=dict(num_inference_steps=args.steps), ideal=1.0)]
+    def plain(solver, steps, group, **extra):
+        return dict(name=f"{SOLVERS[solver][0]}-{steps}", group=group, solver=solver, interval=1, branch=None, schedule="-",
+                    call=dict(num_inference_steps=steps), ideal=args.steps / steps, **extra)
+
+    runs = [plain(main_solver, args.steps, "baseline")]
+    if args.embedded == "emoji":
+        for scale in args.other_guidance:
+            run = plain(main_solver, args.steps, "guidance")
+            runs.append(dict(run, name=f"{run['name']} guidance {scale:g}", guidance=scale, call=dict(run["call"], guidance_scale=scale)))
     runs += [cached(n, args.branch, True, "interval") for n in args.intervals]
     runs += [cached(n, args.branch, False, "interval") for n in args.nonuniform_intervals]
-    for run in [r for r in runs if r["group"] == "interval" and r["schedule"] == "uniform"]:
-        steps = max(1, round(args.steps / run["ideal"]))
-        runs.append(dict(name=f"DDIM-{steps}", group="fewer steps", interval=1, branch=None, schedule="-",
-                         call=dict(num_inference_steps=steps), ideal=args.steps / steps, matches=run["name"]))
+    for solver in args.solvers:
+        if solver != main_solver:
+            runs.append(plain(solver, args.steps, "baseline"))
+            runs += [cached(n, args.branch, True, "solver", solver) for n in args.intervals]
+        for run in [r for r in runs if r["solver"] == solver and r["schedule"] == "uniform" and r["group"] in ("interval", "solver")]:
+            runs.append(plain(solver, max(1, round(args.steps / run["ideal"])), "fewer steps", matches=run["name"]))
     done = {r["name"] for r in runs}
     runs += [r for b in args.sweep_branches if (r := cached(args.sweep_interval, b, True, "branch sweep"))["name"] not in done]
     for units, profile in profiles.items():
         for delta in args.block_deltas:
             schedule = profile.schedule(delta)
-            runs.append(dict(name=f"Block Caching {units} delta={delta:g}", group="block caching", units=units, delta=delta,
-                             interval=1, branch=None, schedule="-", call=dict(num_inference_steps=args.steps, block_cache=schedule),
-                             ideal=1 / schedule.flop_fraction))
+            runs.append(dict(name=f"Block Caching {units} delta={delta:g}", group="block caching", solver=main_solver, units=units,
+                             delta=delta, interval=1, branch=None, schedule="-",
+                             call=dict(num_inference_steps=args.steps, block_cache=schedule), ideal=1 / schedule.flop_fraction))
     return runs
 
 
@@ -100,31 +148,50 @@ def main(argv: list[str] | None = None) -> dict | None:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     state = process_state()
-    pipe = DeepCacheDDPMPipeline.from_pretrained(args.model or embedded_model_path())
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    emoji = args.embedded == "emoji"
+    pipeline_class = DeepCacheStableDiffusionPipeline if emoji else DeepCacheDDPMPipeline
+    pipe = pipeline_class.from_pretrained(args.model or (embedded_text_to_image_path() if emoji else embedded_model_path()))
     pipe.set_progress_bar_config(disable=True)
     pipe.to(state.device)
-    real, _ = load_digits(pipe.unet.config.sample_size)  # before any sampling: without scikit-learn it stops here
+    scheduler_config = pipe.scheduler.config
+    real, real_captions = real_images(args.embedded)  # before any sampling: without the data it stops here
+    seeds = list(range(args.samples * args.groups))
+    prompts = evaluation_prompts(len(seeds)) if emoji else None
 
+    def use_solver(solver: str) -> None:
+        _, scheduler_class, extra = SOLVERS[solver]
+        pipe.scheduler = scheduler_class.from_config(scheduler_config, **extra)
+
+    use_solver(args.solvers[0])
+    extra_call = dict(guidance_scale=args.guidance_scale) if emoji else {}
     config = pipe.unet.config
     with torch.device("meta"):
         meta_unet = type(pipe.unet).from_config(config)
-        meta_args = (torch.empty(1, config.in_channels, config.sample_size, config.sample_size), torch.tensor(500))
+        batch = 2 if emoji else 1  # classifier-free guidance runs the conditional and unconditional halves
+        meta_args = (torch.empty(batch, config.in_channels, config.sample_size, config.sample_size), torch.tensor(500))
+        meta_kwargs = dict(encoder_hidden_states=torch.empty(batch, pipe.tokenizer.model_max_length, config.cross_attention_dim)) if emoji else {}
     branches = {args.branch, *args.sweep_branches}
-    flops = {b: step_flops(meta_unet, meta_args, {}, b) for b in sorted(branches)}
-    profile_seeds = range(10**6, 10**6 + args.profile_runs)  # not among the evaluation seeds
-    profiles = {units: profile_blocks(pipe, seeds=profile_seeds, units=units, batch_size=args.batch_size,
-                                      num_inference_steps=args.steps, progress=state.is_main_process)
+    flops = {b: step_flops(meta_unet, meta_args, meta_kwargs, b) for b in sorted(branches)}
+    if emoji:  # each profiling run: a batch of other seeds, with training captions
+        first = 10**6  # not among the evaluation seeds
+        profile_prompts = evaluation_prompts(args.profile_runs * args.batch_size, offset=first)
+        calls = [dict(prompt=profile_prompts[r * args.batch_size : (r + 1) * args.batch_size],
+                      generator=[torch.Generator().manual_seed(first + r * args.batch_size + i) for i in range(args.batch_size)])
+                 for r in range(args.profile_runs)]  # fmt: skip
+        profile_runs = dict(calls=calls, **extra_call)
+    else:
+        profile_runs = dict(seeds=range(10**6, 10**6 + args.profile_runs), batch_size=args.batch_size)
+    profiles = {units: profile_blocks(pipe, units=units, num_inference_steps=args.steps, progress=state.is_main_process, **profile_runs)
                 for units in dict.fromkeys(args.block_units)}  # fmt: skip
     runs = settings(args, flops, profiles)
-    seeds = list(range(args.samples * args.groups))
 
     saved = Path(args.output_dir) / "samples.pt"
     quantized, seconds = torch.load(saved) if args.reuse_samples and saved.exists() else ({}, {})
     missing = [run for run in runs if run["name"] not in quantized]
     for index, run in enumerate(missing):
+        use_solver(run["solver"])
         start = time.perf_counter()
-        images = sample_images(pipe, seeds, args.batch_size, **run["call"])
+        images = sample_images(pipe, seeds, args.batch_size, prompts=prompts, **{**extra_call, **run["call"]})
         quantized[run["name"]] = (images * 255).round().to(torch.uint8)  # 8-bit, as saved images are
         seconds[run["name"]] = time.perf_counter() - start
         if state.is_main_process:
@@ -136,40 +203,79 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     for units, profile in profiles.items():
         profile.save(Path(args.output_dir) / f"block_profile_{units}.json")
-    return report(args, runs, {name: images.float() / 255 for name, images in quantized.items()}, seconds, flops, state.num_processes, real)
+    samples = {name: images.float() / 255 for name, images in quantized.items()}
+    return report(args, runs, samples, seconds, flops, state.num_processes, real, prompts, real_captions)
 
 
-def report(args, runs, samples, seconds, flops, processes: int, real: torch.Tensor) -> dict:
-    """Scores and tables; ``real`` is the digits data set in [-1, 1], the reference for FD and KID."""
-    real = (real + 1) / 2
+def real_images(embedded: str) -> tuple[torch.Tensor, list[str] | None]:
+    """The real images in [0, 1], the reference of FD and KID; for emoji also their captions."""
+    if embedded == "digits":
+        return (load_digits()[0] + 1) / 2, None
+    from deepcache.embedded.emoji import build_emoji_data
+
+    data = build_emoji_data(32)  # raises, saying which Debian package to install, where the font is missing
+    train = ~data.held_out
+    images = torch.from_numpy(data.images[train]).permute(0, 3, 1, 2).float() / 255
+    return images, [e.name for e, out in zip(data.emoji, data.held_out) if not out]
+
+
+def _subgroups() -> dict[str, str]:
+    from deepcache.embedded.emoji import load_catalog
+
+    return {e.name: e.subgroup for e in load_catalog()[0]}
+
+
+def evaluation_prompts(count: int, offset: int = 0) -> list[str]:
+    """``count`` training captions in a seeded random order (``offset`` picks another stretch of it)."""
+    from deepcache.embedded.emoji import load_catalog
+
+    emoji, held_out = load_catalog()
+    captions = [e.name for e, out in zip(emoji, held_out) if not out]
+    order = torch.randperm(len(captions), generator=torch.Generator().manual_seed(0)).tolist()
+    return [captions[order[(offset + i) % len(order)]] for i in range(count)]
+
+
+def report(args, runs, samples, seconds, flops, processes: int, real: torch.Tensor, prompts=None, real_captions=None) -> dict:
+    """Scores and tables; ``real`` holds the real images in [0, 1], the reference for FD and KID, and
+    with the emoji model ``real_captions`` their captions, ``prompts`` those of the samples."""
+    subgroups_of = _subgroups() if prompts else None
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
     reference, held_out = real[order[: len(order) // 2]], real[order[len(order) // 2 :]]
-    distances = FeatureDistances(reference, digit_features(), kid_subset_size=args.kid_subset)
+    distances = FeatureDistances(reference, emoji_features() if prompts else digit_features(), kid_subset_size=args.kid_subset)
 
     def grouped(images):
         return images.split(args.samples)[: args.groups]
 
     floor = [distances.distances(group) for group in held_out.split(args.samples) if len(group) == args.samples][: args.groups]
-    baseline = samples[runs[0]["name"]]
-    base_seconds = seconds[runs[0]["name"]]
+    baselines = {r["solver"]: r["name"] for r in runs if r["group"] == "baseline"}
     results = []
     for run in runs:
         images = samples[run["name"]]
+        baseline = samples[baselines[run["solver"]]]
+        is_baseline = run["name"] == baselines[run["solver"]]
         scores = [distances.distances(group) for group in grouped(images)]
         row = {k: v for k, v in run.items() if k != "call"}
         row.update({"flop_fraction": run["call"]["block_cache"].flop_fraction} if "block_cache" in run["call"] else {})
         row.update(
-            steps=run["call"]["num_inference_steps"], seconds=seconds[run["name"]], speedup=base_seconds / seconds[run["name"]],
-            psnr=psnr(baseline, images).clamp(max=100).mean().item() if run is not runs[0] else None,
-            ssim=ssim(baseline, images).mean().item() if run is not runs[0] else None,
+            steps=run["call"]["num_inference_steps"], seconds=seconds[run["name"]],
+            speedup=seconds[baselines[run["solver"]]] / seconds[run["name"]],
+            psnr=None if is_baseline else psnr(baseline, images).clamp(max=100).mean().item(),
+            ssim=None if is_baseline else ssim(baseline, images).mean().item(),
             fd=mean_std([s["fd"] for s in scores]), kid=mean_std([s["kid"] for s in scores]),
         )
+        if prompts:
+            row.update(text_score=emoji_text_score(images, prompts).mean().item(),
+                       group_accuracy=emoji_category_accuracy(images, [subgroups_of[p] for p in prompts])["group"])
         results.append(row)
     payload = dict(
         arguments=vars(args), processes=processes, samples_per_setting=args.samples * args.groups,
         real_vs_real=dict(fd=mean_std([s["fd"] for s in floor]), kid=mean_std([s["kid"] for s in floor])),
         flops={str(b): dict(full=f, cached=c) for b, (f, c) in flops.items()}, runs=results,
     )
+    if prompts:  # what the judges say of real images with their own captions: the ceiling of both
+        captions = [real_captions[i] for i in order[len(order) // 2 :].tolist()]
+        payload["real_judged"] = dict(text_score=emoji_text_score(held_out, captions).mean().item(),
+                                      group_accuracy=emoji_category_accuracy(held_out, [subgroups_of[c] for c in captions])["group"])
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
@@ -184,38 +290,61 @@ def _pm(pair, scale=1.0, digits=2) -> str:
     return f"{pair[0] * scale:.{digits}f} ± {pair[1] * scale:.{digits}f}"
 
 
-def family(payload: dict, group: str) -> list[dict]:
-    """The runs of one table; the branch sweep includes the interval run at its N and branch."""
+def family(payload: dict, group: str, solver: str | None = None) -> list[dict]:
+    """The runs of one table. The branch sweep includes the interval run at its N and branch; the
+    equal-FLOPs table of a solver holds its uniform DeepCache runs and its fewer-steps runs."""
     runs = payload["runs"]
-    if group != "branch sweep":
-        return [r for r in runs if r["group"] == group]
-    interval = payload["arguments"]["sweep_interval"]
-    shared = [r for r in runs if r["group"] == "interval" and r["schedule"] == "uniform" and r["interval"] == interval]
-    return sorted(shared + [r for r in runs if r["group"] == group], key=lambda r: r["branch"])
+    main_solver = payload["arguments"]["solvers"][0]
+    if group == "branch sweep":
+        interval = payload["arguments"]["sweep_interval"]
+        shared = [r for r in runs if r["group"] == "interval" and r["schedule"] == "uniform" and r["interval"] == interval]
+        return sorted(shared + [r for r in runs if r["group"] == group], key=lambda r: r["branch"])
+    if group == "equal flops":
+        cached = [r for r in runs if r["solver"] == solver and r["group"] in ("interval", "solver") and r["schedule"] == "uniform"]
+        return cached + [r for r in runs if r["solver"] == solver and r["group"] == "fewer steps"]
+    return [r for r in runs if r["group"] == group and r.get("solver", main_solver) == main_solver]
+
+
+def baseline_of(payload: dict, solver: str) -> dict:
+    return next(r for r in payload["runs"] if r["group"] == "baseline" and r["solver"] == solver)
 
 
 def tables(payload: dict) -> str:
     args = payload["arguments"]
     floor = payload["real_vs_real"]
+    judged = "text_score" in payload["runs"][0]
+    solver_names = {key: SOLVERS[key][0] for key in args["solvers"]}
+    main_name = solver_names[args["solvers"][0]]
     lines = [
         f"{payload['samples_per_setting']} samples per setting ({args['groups']} seed groups of {args['samples']}; ± is the "
-        f"standard deviation across groups), {args['steps']} DDIM steps for the baseline, {payload['processes']} process(es).",
-        f"Real-vs-real floor (held-out real digits, same group size): FD {_pm(floor['fd'])}, KID x1000 {_pm(floor['kid'], 1000, 1)}.",
+        f"standard deviation across groups), {args['steps']} steps for the baselines, {payload['processes']} process(es)"
+        + (f", guidance scale {args['guidance_scale']:g}." if judged else "."),
+        f"Real-vs-real floor (held-out real images, same group size): FD {_pm(floor['fd'])}, KID x1000 {_pm(floor['kid'], 1000, 1)}."
+        + (f" Real images with their own captions: text score {payload['real_judged']['text_score']:.1f}, "
+           f"group accuracy {payload['real_judged']['group_accuracy']:.1%}." if judged else ""),
         "",
     ]
-    groups = [("interval", "Quality vs interval N (branch %d)" % args["branch"]), ("fewer steps", "Plain DDIM with fewer steps at equal FLOPs"),
-              ("branch sweep", f"Branch sweep at N = {args['sweep_interval']}, uniform"),
-              ("block caching", "Block Caching (no scale-shift), profiled over %d separate runs" % args["profile_runs"])]
-    head = "| setting | steps | FLOP-ideal speedup | measured speedup | PSNR vs baseline (dB) | SSIM vs baseline | FD | KID x1000 |"
-    for group, title in groups:
-        if not family(payload, group):
+    groups = [(("guidance",), f"The uncached model at other guidance scales ({args['guidance_scale']:g} in the first row), {main_name}"),
+              (("interval",), f"Quality vs interval N (branch {args['branch']}), {main_name}")]
+    groups += [(("equal flops", key), f"Equal FLOPs: {name} with fewer steps vs DeepCache (branch {args['branch']}, uniform)")
+               for key, name in solver_names.items()]
+    groups += [(("branch sweep",), f"Branch sweep at N = {args['sweep_interval']}, uniform, {main_name}"),
+               (("block caching",), f"Block Caching (no scale-shift), profiled over {args['profile_runs']} separate runs, {main_name}")]
+    extra_head = " text score | group accuracy |" if judged else ""
+    head = "| setting | steps | FLOP-ideal speedup | measured speedup | PSNR vs baseline (dB) | SSIM vs baseline | FD | KID x1000 |" + extra_head
+    for selector, title in groups:
+        rows = family(payload, *selector)
+        if not rows:
             continue
-        lines += [f"### {title}", "", head, "|---|---|---|---|---|---|---|---|"]
-        for r in [payload["runs"][0], *family(payload, group)]:
+        solver = selector[1] if selector[0] == "equal flops" else args["solvers"][0]
+        rows = [baseline_of(payload, solver), *sorted(rows, key=lambda r: r["ideal"])] if selector[0] == "equal flops" else [baseline_of(payload, solver), *rows]
+        lines += [f"### {title}", "", head, "|---|---|---|---|---|---|---|---|" + ("---|---|" if judged else "")]
+        for r in rows:
             name = r["name"] + (f" (= FLOPs of {r['matches']})" if r.get("matches") else "")
             fidelity = ("-", "-") if r["psnr"] is None else (f"{r['psnr']:.1f}", f"{r['ssim']:.3f}")
+            extra = f" {r['text_score']:.1f} | {r['group_accuracy']:.1%} |" if judged else ""
             lines.append(f"| {name} | {r['steps']} | {r['ideal']:.2f}x | {r['speedup']:.2f}x | {fidelity[0]} | {fidelity[1]} | "
-                         f"{_pm(r['fd'])} | {_pm(r['kid'], 1000, 1)} |")
+                         f"{_pm(r['fd'])} | {_pm(r['kid'], 1000, 1)} |" + extra)
         lines.append("")
     return "\n".join(lines)
 
@@ -226,34 +355,39 @@ def plot(payload: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    runs = payload["runs"]
+    args = payload["arguments"]
+    main_solver = args["solvers"][0]
     families = {
-        "DeepCache, uniform": [r for r in family(payload, "interval") if r["schedule"] == "uniform"],
-        "DeepCache, non-uniform": [r for r in family(payload, "interval") if r["schedule"] == "non-uniform"],
-        "DDIM, fewer steps": family(payload, "fewer steps"),
-        f"branch sweep, N={payload['arguments']['sweep_interval']}": family(payload, "branch sweep"),
-        **{f"Block Caching, {units}": [r for r in family(payload, "block caching") if r["units"] == units]
-           for units in payload["arguments"]["block_units"]},
+        f"DeepCache, uniform, {SOLVERS[main_solver][0]}": [r for r in family(payload, "interval") if r["schedule"] == "uniform"],
+        f"DeepCache, non-uniform, {SOLVERS[main_solver][0]}": [r for r in family(payload, "interval") if r["schedule"] == "non-uniform"],
+        **{f"DeepCache, uniform, {SOLVERS[s][0]}": [r for r in family(payload, "equal flops", s) if r["group"] == "solver"]
+           for s in args["solvers"][1:]},
+        **{f"{SOLVERS[s][0]}, fewer steps": [r for r in family(payload, "equal flops", s) if r["group"] == "fewer steps"]
+           for s in args["solvers"]},
+        f"branch sweep, N={args['sweep_interval']}": family(payload, "branch sweep"),
+        **{f"Block Caching, {units}": [r for r in family(payload, "block caching") if r["units"] == units] for units in args["block_units"]},
     }
-    figure, (fd_axis, psnr_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, (fd_axis, psnr_axis) = plt.subplots(1, 2, figsize=(12, 4.6))
     for label, rows in families.items():
-        rows = sorted([runs[0], *rows] if "sweep" not in label else rows, key=lambda r: r["ideal"])
         if not rows:
             continue
+        sweep = "sweep" in label
+        rows = sorted(rows if sweep else [baseline_of(payload, rows[0]["solver"]), *rows], key=lambda r: r["ideal"])
+        style = dict(marker="o", linestyle="--" if "fewer steps" in label else "-")
         x = [r["ideal"] for r in rows]
-        fd_axis.errorbar(x, [r["fd"][0] for r in rows], yerr=[r["fd"][1] for r in rows], marker="o", capsize=3, label=label)
+        fd_axis.errorbar(x, [r["fd"][0] for r in rows], yerr=[r["fd"][1] for r in rows], capsize=3, label=label, **style)
         cached = [r for r in rows if r["psnr"] is not None]
-        psnr_axis.plot([r["ideal"] for r in cached], [r["psnr"] for r in cached], marker="o", label=label)
-        if "sweep" in label:  # name the branch of each point
+        psnr_axis.plot([r["ideal"] for r in cached], [r["psnr"] for r in cached], label=label, **style)
+        if sweep:  # name the branch of each point
             for r in rows:
                 fd_axis.annotate(f"b{r['branch']}", (r["ideal"], r["fd"][0]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     floor = payload["real_vs_real"]["fd"][0]
-    fd_axis.axhline(floor, color="grey", linestyle="--", label="real vs real")
-    fd_axis.set(xlabel="FLOP-ideal speedup", ylabel="Frechet distance (classifier features)", title="Sample quality")
-    psnr_axis.set(xlabel="FLOP-ideal speedup", ylabel="PSNR vs uncached sample (dB)", title="Fidelity to the baseline")
+    fd_axis.axhline(floor, color="grey", linestyle=":", label="real vs real")
+    fd_axis.set(xlabel="FLOP-ideal speedup", ylabel="Frechet distance (classifier features)", title="Sample quality (lower is better)")
+    psnr_axis.set(xlabel="FLOP-ideal speedup", ylabel="PSNR vs uncached sample (dB)", title="Fidelity to the same solver's baseline")
     for axis in (fd_axis, psnr_axis):
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -18,13 +18,20 @@ def test_ideal_speedup():
     assert ideal_speedup(full=100, cached=10, num_steps=6, num_full_steps=6) == 1.0
 
 
-def test_demo_samples_the_embedded_model_offline_and_saves_a_grid(tmp_path, capsys):
+def test_demo_generates_with_the_embedded_text_to_image_model_offline_and_saves_a_captioned_grid(tmp_path, capsys):
     output = tmp_path / "grid.png"
-    demo(["--steps", "4", "--images", "2", "--repeats", "1", "--output", str(output)])
+    demo(["--steps", "4", "--prompt", "red apple", "--prompt", "rocket", "--repeats", "1", "--output", str(output)])
     captured = capsys.readouterr()
     printed = captured.out
-    assert "1 runs each, interleaved" in captured.err and "8/8" in captured.err  # a progress bar over the U-Net steps
-    assert "embedded digits DDPM" in printed
-    assert "interval 5, branch 2, uniform" in printed  # DeepCacheDDPMPipeline's defaults
+    assert "1 runs each, interleaved" in captured.err and "10/10" in captured.err  # U-Net calls: PLMS makes 5 of 4 steps
+    assert "embedded emoji text-to-image model" in printed and "2 prompts, 4 PNDM steps, guidance" in printed
+    assert "interval 5, branch 1, non-uniform (pow 1.4, center 0.3 T)" in printed  # DeepCacheStableDiffusionPipeline's defaults
     assert "speedup" in printed and "PSNR" in printed and "SSIM" in printed
-    assert Image.open(output).size == (2 * 128, 3 * (128 + 14))  # baseline, DeepCache, difference rows
+    header = 4 + 11  # one line of captions
+    assert Image.open(output).size == (2 * 96, header + 3 * (96 + 14))  # baseline, DeepCache, difference rows
+
+
+def test_demo_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        demo(["--steps", "0"])
+    assert "--repeats and --steps must be at least 1" in capsys.readouterr().err

@@ -95,7 +95,7 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path, capsys):
     assert "multiple of 8" in capsys.readouterr().err
 
 
-REPRODUCE_SMOKE = ["--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "3",
+REPRODUCE_SMOKE = ["--embedded", "digits", "--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "3",
                    "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0", "1",
                    "--block-units", "all", "--block-deltas", "0.1", "--profile-runs", "1"]
 

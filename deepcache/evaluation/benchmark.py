@@ -2,7 +2,7 @@
 
 Only the U-Net loop is timed (DDIM updates included, text encoders and VAE not), since that is all
 caching changes. Speed does not depend on weight values, so the SD, SDXL and SVD architectures run
-with random weights; the embedded digits model runs with its trained weights. On CPU the runs use
+with random weights; the embedded digits and emoji models run with their trained weights. On CPU the runs use
 the threads they are given and are interleaved (baseline, then every setting, repeated) so that
 drifts in machine speed hit all alike; on CUDA they are timed with CUDA events.
 """
@@ -22,6 +22,9 @@ from tqdm.auto import tqdm
 
 from ..embedded import UNET_CONFIG as EMBEDDED_UNET
 from ..embedded import embedded_model_path
+from ..embedded.text_to_image import MAX_TOKENS as EMOJI_TOKENS
+from ..embedded.text_to_image import UNET_CONFIG as EMOJI_UNET
+from ..embedded.text_to_image import embedded_text_to_image_path
 from ..models import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel, DeepCacheUNetSpatioTemporalConditionModel
 from ..models.flops import ideal_speedup, step_flops
 from ..schedules import DeepCacheConfig
@@ -68,27 +71,31 @@ class BenchmarkModel:
     size: tuple[int, int]  # sample height and width (latent size for latent models)
     description: str
     frames: int = 14
+    vae_scale: int = 8  # pixels per latent pixel (1 for pixel-space models)
+    tokens: int = 77  # text tokens the U-Net attends to
 
     def pixels(self, size: tuple[int, int]) -> str:
-        scale = 1 if self.family == "pixel" else 8
-        return f"{size[0] * scale}x{size[1] * scale}"
+        return f"{size[0] * self.vae_scale}x{size[1] * self.vae_scale}"
 
 
 MODELS = {
-    "embedded": BenchmarkModel(DeepCacheUNet2DModel, EMBEDDED_UNET, "pixel", (32, 32), "embedded digits DDPM (trained weights)"),
+    "embedded": BenchmarkModel(DeepCacheUNet2DModel, EMBEDDED_UNET, "pixel", (32, 32), "embedded digits DDPM (trained weights)", vae_scale=1),
+    "emoji": BenchmarkModel(DeepCacheUNet2DConditionModel, EMOJI_UNET, "sd", (16, 16), "embedded emoji text-to-image (trained weights)",
+                            vae_scale=2, tokens=EMOJI_TOKENS),
     "sd1.5": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_CONFIG, "sd", (64, 64), "SD 1.5 U-Net (random weights)"),
     "sdxl": BenchmarkModel(DeepCacheUNet2DConditionModel, SDXL_CONFIG, "sdxl", (128, 128), "SDXL U-Net (random weights)"),
     "svd": BenchmarkModel(DeepCacheUNetSpatioTemporalConditionModel, SVD_CONFIG, "svd", (72, 128), "SVD-XT U-Net (random weights)"),
     "tiny-sd": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_UNET, "sd", (16, 16), "tiny SD-shaped U-Net (tests)"),
-    "tiny-ddpm": BenchmarkModel(DeepCacheUNet2DModel, DDPM_UNET, "pixel", (16, 16), "tiny DDPM U-Net (tests)"),
+    "tiny-ddpm": BenchmarkModel(DeepCacheUNet2DModel, DDPM_UNET, "pixel", (16, 16), "tiny DDPM U-Net (tests)", vae_scale=1),
 }
 
 
 def build_unet(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
-    """The cache-aware U-Net of ``MODELS[name]``: trained weights for "embedded" (except on meta), random otherwise."""
+    """The cache-aware U-Net of ``MODELS[name]``: trained weights for the embedded ones (except on meta), random otherwise."""
     spec = _model(name)
-    if name == "embedded" and str(device) != "meta":
-        unet = DeepCacheUNet2DModel.from_pretrained(embedded_model_path(), subfolder="unet")
+    trained = {"embedded": embedded_model_path, "emoji": embedded_text_to_image_path}
+    if name in trained and str(device) != "meta":
+        unet = spec.unet_class.from_pretrained(trained[name](), subfolder="unet")
     else:
         torch.manual_seed(seed)
         with torch.device(device) if str(device) == "meta" else contextlib.nullcontext():
@@ -134,7 +141,7 @@ def loop_inputs(name: str, unet, batch: int, size: tuple[int, int] | None = None
         latent = config.out_channels
         kwargs = {"encoder_hidden_states": randn(rows, 1, config.cross_attention_dim), "added_time_ids": randn(rows, 3)}
         return LoopInputs(randn(rows, frames, latent, height, width), kwargs, randn(rows, frames, config.in_channels - latent, height, width))
-    kwargs = {"encoder_hidden_states": randn(rows, 77, config.cross_attention_dim)}
+    kwargs = {"encoder_hidden_states": randn(rows, spec.tokens, config.cross_attention_dim)}
     if spec.family == "sdxl":
         kwargs["added_cond_kwargs"] = {"text_embeds": randn(rows, 1280), "time_ids": randn(rows, 6)}
     return LoopInputs(randn(rows, config.in_channels, height, width), kwargs)

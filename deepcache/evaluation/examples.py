@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import re
 import statistics
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -192,6 +193,26 @@ def side_by_side(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str]) -
         draw.text((2, top + 1), label, fill="black")
         for c, image in enumerate(row):
             grid.paste(image.convert("RGB").resize((width, height), Image.NEAREST), (c * width, top + label_height))
+    return grid
+
+
+def captioned_grid(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str], captions: Sequence[str], cell: int = 96) -> Image.Image:
+    """Rows of images under a header of column ``captions`` (wrapped), each row with its label above it."""
+    columns = max(len(row) for row in rows)
+    characters = max(1, cell // 6)  # PIL's default bitmap font is about 6 pixels a character
+    wrapped = [textwrap.wrap(caption, characters)[:3] for caption in captions]
+    header = 4 + 11 * max(len(lines) for lines in wrapped)
+    label_height = 14
+    grid = Image.new("RGB", (cell * columns, header + (cell + label_height) * len(rows)), "white")
+    draw = ImageDraw.Draw(grid)
+    for c, lines in enumerate(wrapped):
+        for n, line in enumerate(lines):
+            draw.text((c * cell + 2, 2 + 11 * n), line, fill="black")
+    for r, (row, label) in enumerate(zip(rows, labels)):
+        top = header + r * (cell + label_height)
+        draw.text((2, top + 1), label, fill="black")
+        for c, image in enumerate(row):
+            grid.paste(image.convert("RGB").resize((cell, cell), Image.NEAREST), (c * cell, top + label_height))
     return grid
 
 

@@ -17,20 +17,25 @@ def process_state() -> PartialState:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def sample_images(pipe, seeds: list[int], batch_size: int, **call_kwargs) -> torch.Tensor:
-    """Images (N, C, H, W) in [0, 1] for ``seeds`` from an unconditional pipeline, in seed order.
+def sample_images(pipe, seeds: list[int], batch_size: int, prompts: list[str] | None = None, **call_kwargs) -> torch.Tensor:
+    """Images (N, C, H, W) in [0, 1] for ``seeds``, in seed order: from an unconditional pipeline, or
+    with ``prompts`` (one per seed) from a text-to-image one.
 
     Every process returns the full gathered result. ``call_kwargs`` go to the pipeline call
     (``num_inference_steps``, caching arguments, ...).
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1, but got {batch_size}.")
+    if prompts is not None and len(prompts) != len(seeds):
+        raise ValueError(f"`prompts` needs one prompt per seed, but got {len(prompts)} for {len(seeds)} seeds.")
     state = process_state()
     batches = [seeds[start : start + batch_size] for start in range(0, len(seeds), batch_size)]
     mine = []
     for index in range(state.process_index, len(batches), state.num_processes):
         generators = [torch.Generator().manual_seed(seed) for seed in batches[index]]
-        images = pipe(batch_size=len(generators), generator=generators, output_type="np", **call_kwargs).images
+        start = index * batch_size
+        inputs = dict(batch_size=len(generators)) if prompts is None else dict(prompt=prompts[start : start + len(generators)])
+        images = pipe(generator=generators, output_type="np", **inputs, **call_kwargs).images
         mine.append((index, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()))
     gathered = gather_object(mine)
     return torch.cat([images for _, images in sorted(gathered, key=lambda item: item[0])]) if gathered else torch.empty(0)

@@ -1,0 +1,144 @@
+"""The embedded emoji text-to-image model, its tokenizer and its judges; none of it needs the emoji font."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+from deepcache import DeepCacheStableDiffusionPipeline, DeepCacheUNet2DConditionModel
+from deepcache.embedded.emoji import FONT_PATH, load_catalog
+from deepcache.embedded.emoji_judges import EmojiClassifier, EmojiTextScorer, load_emoji_classifier, load_emoji_text_scorer
+from deepcache.embedded.text_to_image import MAX_TOKENS, UNET_CONFIG, build_clip_tokenizer, embedded_text_to_image_path
+from deepcache.evaluation.metrics import emoji_category_accuracy, emoji_text_score
+
+from helpers import script
+
+PROMPTS = ["red apple", "rocket", "flag: Japan", "dog face"]
+SUBGROUPS = ["food-fruit", "transport-air", "country-flag", "animal-mammal"]
+
+
+@pytest.fixture(scope="module")
+def plain_and_ours():
+    plain = StableDiffusionPipeline.from_pretrained(embedded_text_to_image_path())
+    ours = DeepCacheStableDiffusionPipeline.from_pretrained(embedded_text_to_image_path())
+    for pipe in (plain, ours):
+        pipe.set_progress_bar_config(disable=True)
+    return plain, ours
+
+
+def generate(pipe, prompts=PROMPTS, steps=10, **kwargs):
+    generator = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
+    return pipe(prompts, num_inference_steps=steps, guidance_scale=5.0, generator=generator, output_type="np", **kwargs).images
+
+
+def test_tokenizer_spells_every_caption_word_as_one_token_and_still_encodes_unseen_words(tmp_path):
+    captions = ["red apple", "grinning face with big eyes", "couple with heart: woman, man, medium-dark skin tone"]
+    tokenizer = build_clip_tokenizer(captions, tmp_path)
+    assert tokenizer.tokenize("red apple") == ["red</w>", "apple</w>"]
+    assert tokenizer.tokenize("man, medium-dark") == ["man</w>", ",</w>", "medium</w>", "-</w>", "dark</w>"]
+    unseen = tokenizer.tokenize("zebra")
+    assert len(unseen) > 1 and "".join(unseen).replace("</w>", "") == "zebra"
+    assert tokenizer.model_max_length == MAX_TOKENS
+    assert type(tokenizer).from_pretrained(tmp_path).tokenize("big eyes") == ["big</w>", "eyes</w>"]
+
+
+def test_shipped_tokenizer_fits_every_catalog_caption_without_truncation(plain_and_ours):
+    tokenizer = plain_and_ours[0].tokenizer
+    emoji, held_out = load_catalog()
+    assert len(emoji) == 3641 and sum(held_out) == 364
+    lengths = [len(tokenizer(e.name).input_ids) for e, out in zip(emoji, held_out) if not out]
+    assert max(lengths) <= MAX_TOKENS
+    assert all(t.endswith("</w>") for t in tokenizer.tokenize("grinning face with big eyes"))
+
+
+def test_model_loads_through_both_pipelines_offline_in_stable_diffusions_layout(plain_and_ours):
+    plain, ours = plain_and_ours
+    assert type(ours.unet) is DeepCacheUNet2DConditionModel
+    assert ours.unet.config.down_block_types == list(UNET_CONFIG["down_block_types"])
+    assert ours.unet.config.mid_block_type == "UNetMidBlock2DCrossAttn"
+    assert ours.vae_scale_factor == 2 and ours.unet.config.sample_size == 16
+    size = sum(f.stat().st_size for f in pathlib.Path(embedded_text_to_image_path()).rglob("*") if f.is_file())
+    assert size < 40e6
+    record = json.loads((pathlib.Path(embedded_text_to_image_path()) / "training.json").read_text())
+    assert record["seed"] == 0 and record["caption_dropout"] > 0 and record["dataset"]["font_version"]
+
+
+def test_caching_off_equals_diffusers_exactly_with_guidance(plain_and_ours):
+    plain, ours = plain_and_ours
+    expected = generate(plain)
+    assert np.array_equal(generate(ours), expected)
+    assert np.array_equal(generate(ours, cache_interval=1, cache_branch_id=0), expected)
+    ddim = DDIMScheduler.from_config(plain.scheduler.config)
+    plain.scheduler, ours.scheduler = ddim, DDIMScheduler.from_config(plain.scheduler.config)
+    assert np.array_equal(generate(ours, cache_interval=1), generate(plain))
+
+
+def test_samples_follow_their_prompts(plain_and_ours):
+    images = torch.from_numpy(generate(plain_and_ours[0], steps=20)).permute(0, 3, 1, 2)
+    accuracy = emoji_category_accuracy(images, SUBGROUPS)
+    assert accuracy["group"] >= 0.75
+    scores = torch.stack([emoji_text_score(images, PROMPTS[k:] + PROMPTS[:k]) for k in range(len(PROMPTS))])
+    assert (scores[0] > scores[1:].mean(0)).all()  # each image matches its own prompt better than the others'
+
+
+def test_deepcache_on_it_stays_close_to_the_uncached_images(plain_and_ours):
+    _, ours = plain_and_ours
+    baseline, cached = generate(ours, steps=20), generate(ours, steps=20, cache_interval=3, cache_branch_id=0)
+    assert not np.array_equal(baseline, cached)
+    mse = float(np.mean((baseline - cached) ** 2))
+    assert 10 * np.log10(1 / mse) > 20
+
+
+def test_judges_load_and_reject_bad_arguments():
+    classifier, scorer = load_emoji_classifier(), load_emoji_text_scorer()
+    assert len(classifier.subgroups) == 99 and "food-fruit" in classifier.subgroups
+    assert dict(zip(classifier.subgroups, classifier.groups))["country-flag"] == "Flags"
+    images = torch.rand(2, 3, 32, 32)
+    assert classifier.features(images).shape == (2, 128)
+    with pytest.raises(ValueError, match="`images` and `captions` must pair up"):
+        scorer.score(images, ["rocket"])
+    with pytest.raises(ValueError, match="`subgroups` must be CLDR subgroups"):
+        emoji_category_accuracy(images, ["rocket", "food-fruit"])
+    with pytest.raises(ValueError, match="`groups` needs one group per subgroup"):
+        EmojiClassifier(["a", "b"], ["A"])
+    with pytest.raises(FileNotFoundError, match="train_embedded.py judges"):
+        EmojiTextScorer.load(pathlib.Path("/nonexistent"))
+
+
+@pytest.mark.skipif(not FONT_PATH.exists(), reason="apt-get install fonts-noto-color-emoji")
+def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
+    train_embedded = script("train_embedded")
+    common = ["--threads", "1", "--batch-size", "8"]
+    with torch.enable_grad():  # conftest turns gradients off for every test
+        train_embedded.main(["text-to-image", "--steps", "2", "--vae-steps", "2", "--save-every", "1", "--output", str(tmp_path / "t2i"), *common])
+        train_embedded.main(["judges", "--epochs", "1", "--output", str(tmp_path / "judges"), *common])
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "t2i")
+    assert pipe.tokenizer.tokenize("red apple") == ["red</w>", "apple</w>"]
+    record = json.loads((tmp_path / "t2i" / "training.json").read_text())
+    assert record["steps"] == 2 and record["autoencoder"]["steps"] == 2 and record["dataset"]["train_images"] == 3277
+    assert "held_out_group_accuracy" in json.loads((tmp_path / "judges" / "classifier" / "training.json").read_text())
+    assert "held_out_top1" in json.loads((tmp_path / "judges" / "scorer" / "training.json").read_text())
+
+
+@pytest.mark.skipif(not FONT_PATH.exists(), reason="apt-get install fonts-noto-color-emoji (the real images FD needs)")
+def test_reproduction_on_the_emoji_model_has_every_table(tmp_path):
+    reproduce = script("reproduce")
+    payload = reproduce.main(["--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "4",
+                              "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0",
+                              "--block-units", "attentions", "--block-deltas", "0.1", "--profile-runs", "1",
+                              "--solvers", "ddim", "dpm++", "--other-guidance", "1", "--output-dir", str(tmp_path)])
+    names = [run["name"] for run in payload["runs"]]
+    assert names == ["DDIM-4", "DDIM-4 guidance 1", "N=2 b1 uniform", "N=3 b1 non-uniform", "DDIM-3", "DPM-Solver++-4",
+                     "DPM-Solver++ N=2 b1 uniform", "DPM-Solver++-3", "N=2 b0 uniform", "Block Caching attentions delta=0.1"]
+    by_name = {run["name"]: run for run in payload["runs"]}
+    assert by_name["DPM-Solver++-3"]["matches"] == "DPM-Solver++ N=2 b1 uniform"
+    assert by_name["DPM-Solver++-4"]["psnr"] is None and by_name["DPM-Solver++-3"]["psnr"] > 0  # against its own baseline
+    assert 0 <= by_name["N=2 b1 uniform"]["group_accuracy"] <= 1 and by_name["N=2 b1 uniform"]["text_score"] >= 0
+    assert 0 < payload["real_judged"]["group_accuracy"] <= 1
+    tables = (tmp_path / "tables.md").read_text()
+    for title in ["other guidance scales", "Quality vs interval N (branch 1)", "Equal FLOPs: DDIM", "Equal FLOPs: DPM-Solver++",
+                  "Branch sweep at N = 2", "Block Caching"]:
+        assert title in tables
