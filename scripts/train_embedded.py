@@ -143,27 +143,35 @@ def train_text_to_image(args) -> None:
     train = (~held_out).nonzero().squeeze(1)
     output = Path(args.output or TEXT_TO_IMAGE_DIR)
     output.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_clip_tokenizer([data.captions[i] for i in train.tolist()], output / "tokenizer")
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
-
-    vae = AutoencoderKL(**VAE_CONFIG)
-    vae_record = _train_autoencoder(vae, images[train], args, generator)
-    vae_record["held_out_psnr_db"] = _autoencoder_psnr(vae, images[held_out])
+    earlier = None
+    if args.continue_from:  # more steps on a saved model: its tokenizer and autoencoder stay as they are
+        source = StableDiffusionPipeline.from_pretrained(args.continue_from)
+        earlier = json.loads((Path(args.continue_from) / "training.json").read_text())
+        tokenizer, vae, text_encoder, unet = source.tokenizer, source.vae, source.text_encoder.train(), source.unet.train()
+        tokenizer.save_pretrained(output / "tokenizer")
+        vae_record, scaling_factor = earlier["autoencoder"], vae.config.scaling_factor
+    else:
+        tokenizer = build_clip_tokenizer([data.captions[i] for i in train.tolist()], output / "tokenizer")
+        vae = AutoencoderKL(**VAE_CONFIG)
+        vae_record = _train_autoencoder(vae, images[train], args, generator)
+        vae_record["held_out_psnr_db"] = _autoencoder_psnr(vae, images[held_out])
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, **TEXT_ENCODER_CONFIG,
+        ))
+        unet = UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
     with torch.no_grad():
         posterior = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images[train].split(256)])
         posterior_std = torch.cat([vae.encode(chunk).latent_dist.std for chunk in images[train].split(256)])
-    scaling_factor = 1.0 / posterior.std().item()
-    vae.register_to_config(scaling_factor=scaling_factor)
+    if not args.continue_from:
+        scaling_factor = 1.0 / posterior.std().item()
+        vae.register_to_config(scaling_factor=scaling_factor)
     print(f"autoencoder: {vae_record}, scaling factor {scaling_factor:.4f}", flush=True)
 
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, **TEXT_ENCODER_CONFIG,
-    ))
-    unet = UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
-    scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k.startswith(("beta", "num_train"))})
+    scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)  # the same betas; it only adds noise here
     captions = [data.captions[i] for i in train.tolist()]
     token_ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
     empty_ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
@@ -211,6 +219,8 @@ def train_text_to_image(args) -> None:
                 final_loss_last_100=round(sum(losses[-100:]) / len(losses[-100:]), 5),
                 loss_every_500=[round(sum(losses[i : i + 500]) / len(losses[i : i + 500]), 5) for i in range(0, len(losses), 500)],
                 train_seconds=round(time.perf_counter() - start), threads=torch.get_num_threads(),
+                **({"continued_from": {k: earlier.get(k) for k in ("steps", "lr", "train_seconds", "final_loss_last_100", "loss_every_500")},
+                    "total_steps": earlier.get("total_steps", earlier["steps"]) + step + 1} if earlier else {}),
             ))
 
 
@@ -323,7 +333,7 @@ def _save_text_to_image(unet, text_encoder, ema, vae, tokenizer, output: Path) -
     ema.copy_to(list(averaged_unet.parameters()) + list(averaged_text.parameters()))
     pipeline = StableDiffusionPipeline(
         vae=vae, text_encoder=averaged_text.eval(), tokenizer=tokenizer, unet=averaged_unet.eval(),
-        scheduler=PNDMScheduler(**SCHEDULER_CONFIG),
+        scheduler=PNDMScheduler.from_config(SCHEDULER_CONFIG),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipeline.save_pretrained(output, safe_serialization=True)
@@ -357,6 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--judge-lr", type=float, default=2e-3, help="judges: AdamW learning rate")
     parser.add_argument("--vae-steps", type=int, default=1000, help="text-to-image: autoencoder steps first (default 1000)")
     parser.add_argument("--vae-lr", type=float, default=1e-3)
+    parser.add_argument("--continue-from", help="text-to-image: a saved model folder to train further (keeps its tokenizer and autoencoder)")
     parser.add_argument("--caption-dropout", type=float, default=0.1, help="share of empty captions, for guidance")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -60,6 +60,7 @@ def test_model_loads_through_both_pipelines_offline_in_stable_diffusions_layout(
     assert ours.unet.config.down_block_types == list(UNET_CONFIG["down_block_types"])
     assert ours.unet.config.mid_block_type == "UNetMidBlock2DCrossAttn"
     assert ours.vae_scale_factor == 2 and ours.unet.config.sample_size == 16
+    assert DDIMScheduler.from_config(ours.scheduler.config).config.clip_sample is False  # latents are not in [-1, 1]
     size = sum(f.stat().st_size for f in pathlib.Path(embedded_text_to_image_path()).rglob("*") if f.is_file())
     assert size < 40e6
     record = json.loads((pathlib.Path(embedded_text_to_image_path()) / "training.json").read_text())

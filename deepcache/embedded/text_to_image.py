@@ -58,8 +58,10 @@ TEXT_ENCODER_CONFIG = dict(
 )
 
 # Stable Diffusion's PNDM settings (scaled-linear betas from 0.00085 to 0.012 over 1000 steps); DDIM,
-# DPM-Solver++ and UniPC take the same config through ``from_config``.
+# DPM-Solver++ and UniPC take the same config through ``from_config``. PNDM ignores ``clip_sample`` but
+# keeps it, as SD's config does, so that DDIM does not clip latents to [-1, 1] (its default would).
 SCHEDULER_CONFIG = dict(
+    clip_sample=False,
     num_train_timesteps=1000,
     beta_start=0.00085,
     beta_end=0.012,
