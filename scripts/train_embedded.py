@@ -80,12 +80,9 @@ def train_ddpm(args) -> None:
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(args.steps, args.warmup_steps))
     output = Path(args.output or MODEL_DIR)
     start, losses = time.perf_counter(), []
-    batches = iter(())
+    batches = _batches(len(images), args.batch_size, generator)
     for step in tqdm(range(args.steps), desc="ddpm steps", mininterval=30):
-        batch = next(batches, None)
-        if batch is None:
-            batches = iter(torch.randperm(len(images), generator=generator).split(args.batch_size))
-            batch = next(batches)
+        batch = next(batches)
         clean = images[batch]
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(clean),), generator=generator)
@@ -110,6 +107,12 @@ def train_ddpm(args) -> None:
                 train_seconds=round(time.perf_counter() - start), threads=torch.get_num_threads(),
             )
             _write_record(output, record)
+
+
+def _batches(count: int, batch_size: int, generator: torch.Generator):
+    """Shuffled index batches, epoch after epoch; each epoch's order is drawn when it starts."""
+    while True:
+        yield from torch.randperm(count, generator=generator).split(batch_size)
 
 
 def _warmup_cosine(steps: int, warmup_steps: int):
@@ -181,12 +184,9 @@ def train_text_to_image(args) -> None:
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(args.steps, args.warmup_steps))
     alphas = scheduler.alphas_cumprod
     snr = alphas / (1 - alphas)
-    losses, batches = [], iter(())
+    losses, batches = [], _batches(len(train), args.batch_size, generator)
     for step in tqdm(range(args.steps), desc="text-to-image steps", mininterval=30):
-        batch = next(batches, None)
-        if batch is None:
-            batches = iter(torch.randperm(len(train), generator=generator).split(args.batch_size))
-            batch = next(batches)
+        batch = next(batches)
         latents = (posterior[batch] + posterior_std[batch] * torch.randn(posterior[batch].shape, generator=generator)) * scaling_factor
         ids = token_ids[batch].clone()
         dropped = torch.rand(len(batch), generator=generator) < args.caption_dropout
@@ -299,12 +299,9 @@ def _train_autoencoder(vae, images, args, generator) -> dict:
     """L1 reconstruction plus a light KL term, as Stable Diffusion's autoencoder (without its GAN and LPIPS)."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(args.vae_steps, 100))
-    losses, batches = [], iter(())
+    losses, batches = [], _batches(len(images), args.batch_size, generator)
     for step in tqdm(range(args.vae_steps), desc="autoencoder steps", mininterval=30):
-        batch = next(batches, None)
-        if batch is None:
-            batches = iter(torch.randperm(len(images), generator=generator).split(args.batch_size))
-            batch = next(batches)
+        batch = next(batches)
         posterior = vae.encode(images[batch]).latent_dist
         reconstruction = vae.decode(posterior.sample(generator)).sample
         loss = F.l1_loss(reconstruction, images[batch]) + 1e-6 * posterior.kl().mean()
