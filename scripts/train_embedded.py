@@ -167,8 +167,8 @@ def train_text_to_image(args) -> None:
         ))
         unet = UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
     with torch.no_grad():
-        posterior = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images[train].split(256)])
-        posterior_std = torch.cat([vae.encode(chunk).latent_dist.std for chunk in images[train].split(256)])
+        encoded = [vae.encode(chunk).latent_dist for chunk in images[train].split(256)]
+    posterior, posterior_std = torch.cat([d.mean for d in encoded]), torch.cat([d.std for d in encoded])
     if not args.continue_from:
         scaling_factor = 1.0 / posterior.std().item()
         vae.register_to_config(scaling_factor=scaling_factor)
@@ -242,10 +242,9 @@ def train_judges(args) -> None:
     classifier = EmojiClassifier(subgroups, groups)
     _fit(classifier, train, args, generator, "classifier epochs",
          lambda batch: F.cross_entropy(classifier(_augment(images[batch], generator)), labels[batch]))
+    accuracy = classifier.accuracy(images[test], labels[test])
+    subgroup_accuracy, group_accuracy = accuracy["subgroup"], accuracy["group"]
     with torch.no_grad():
-        predicted = classifier(images[test]).argmax(1)
-        subgroup_accuracy = (predicted == labels[test]).float().mean().item()
-        group_accuracy = sum(a == b for a, b in zip(classifier.group_of(predicted), classifier.group_of(labels[test]))) / len(test)
         classifier.feature_scale = classifier.config["feature_scale"] = 1.0 / classifier.body(images[train]).std(dim=0).mean().item()
     classifier.save(output / "classifier")
     print(f"classifier: held-out subgroup accuracy {subgroup_accuracy:.3f}, group accuracy {group_accuracy:.3f}")

@@ -80,6 +80,13 @@ class EmojiClassifier(_Saved):
     def group_of(self, subgroup_indices: torch.Tensor) -> list[str]:
         return [self.groups[i] for i in subgroup_indices.tolist()]
 
+    @torch.no_grad()
+    def accuracy(self, images: torch.Tensor, subgroup_indices: torch.Tensor) -> dict[str, float]:
+        """Shares of ``images`` (in [-1, 1]) put in their given subgroup, and in its group."""
+        predicted = self(images).argmax(1)
+        same_group = [a == b for a, b in zip(self.group_of(predicted), self.group_of(subgroup_indices))]
+        return {"subgroup": (predicted == subgroup_indices).sum().item() / len(same_group), "group": sum(same_group) / len(same_group)}
+
 
 def caption_words(caption: str) -> list[str]:
     return re.findall(r"\w+", caption.lower())

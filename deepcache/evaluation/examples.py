@@ -181,10 +181,10 @@ def psnr(reference: np.ndarray, other: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
-def side_by_side(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str]) -> Image.Image:
-    """One labelled row of images per entry of ``rows``, small images scaled up to be seen."""
+def side_by_side(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str], longest: int = 128) -> Image.Image:
+    """One labelled row of images per entry of ``rows``, small images scaled up (to about ``longest`` pixels) to be seen."""
     width, height = rows[0][0].size
-    scale = max(1, 128 // max(width, height))
+    scale = max(1, longest // max(width, height))
     width, height, label_height = width * scale, height * scale, 14
     grid = Image.new("RGB", (width * max(len(r) for r in rows), (height + label_height) * len(rows)), "white")
     draw = ImageDraw.Draw(grid)
@@ -196,23 +196,18 @@ def side_by_side(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str]) -
     return grid
 
 
-def captioned_grid(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str], captions: Sequence[str], cell: int = 96) -> Image.Image:
-    """Rows of images under a header of column ``captions`` (wrapped), each row with its label above it."""
-    columns = max(len(row) for row in rows)
-    characters = max(1, cell // 6)  # PIL's default bitmap font is about 6 pixels a character
-    wrapped = [textwrap.wrap(caption, characters)[:3] for caption in captions]
+def captioned_grid(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str], captions: Sequence[str], longest: int = 96) -> Image.Image:
+    """``side_by_side`` under a header of column ``captions``, wrapped to the column's width."""
+    body = side_by_side(rows, labels, longest)
+    column = body.width // max(len(row) for row in rows)
+    wrapped = [textwrap.wrap(caption, max(1, column // 6))[:3] for caption in captions]  # PIL's default font: ~6 px a character
     header = 4 + 11 * max(len(lines) for lines in wrapped)
-    label_height = 14
-    grid = Image.new("RGB", (cell * columns, header + (cell + label_height) * len(rows)), "white")
+    grid = Image.new("RGB", (body.width, header + body.height), "white")
     draw = ImageDraw.Draw(grid)
     for c, lines in enumerate(wrapped):
         for n, line in enumerate(lines):
-            draw.text((c * cell + 2, 2 + 11 * n), line, fill="black")
-    for r, (row, label) in enumerate(zip(rows, labels)):
-        top = header + r * (cell + label_height)
-        draw.text((2, top + 1), label, fill="black")
-        for c, image in enumerate(row):
-            grid.paste(image.convert("RGB").resize((cell, cell), Image.NEAREST), (c * cell, top + label_height))
+            draw.text((c * column + 2, 2 + 11 * n), line, fill="black")
+    grid.paste(body, (0, header))
     return grid
 
 

@@ -85,14 +85,7 @@ def emoji_category_accuracy(images: torch.Tensor, subgroups: list[str]) -> dict[
     unknown = sorted(set(subgroups) - set(classifier.subgroups))
     if unknown:
         raise ValueError(f"`subgroups` must be CLDR subgroups the classifier knows, but got {unknown[:3]}.")
-    with torch.no_grad():
-        predicted = classifier(images * 2 - 1).argmax(1)
-    group_of = dict(zip(classifier.subgroups, classifier.groups))
-    predicted_subgroups = [classifier.subgroups[i] for i in predicted.tolist()]
-    return {
-        "subgroup": sum(p == s for p, s in zip(predicted_subgroups, subgroups)) / len(subgroups),
-        "group": sum(group_of[p] == group_of[s] for p, s in zip(predicted_subgroups, subgroups)) / len(subgroups),
-    }
+    return classifier.accuracy(images * 2 - 1, torch.tensor([classifier.subgroups.index(s) for s in subgroups]))
 
 
 class FeatureDistances:
