@@ -16,6 +16,7 @@ _EXPORTS = {
     ".schedules": (
         "BlockCacheProfile",
         "BlockCacheSchedule",
+        "CacheRecord",
         "DeepCacheConfig",
         "nonuniform_full_steps",
         "recompute_steps",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
     from .schedules import (
         BlockCacheProfile,
         BlockCacheSchedule,
+        CacheRecord,
         DeepCacheConfig,
         nonuniform_full_steps,
         recompute_steps,

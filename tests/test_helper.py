@@ -19,6 +19,7 @@ from diffusers import (
 
 from deepcache import DeepCacheSDHelper, DeepCacheUNet2DModel, nonuniform_full_steps
 from deepcache.testing import tiny_pipeline, tiny_stable_diffusion_components, tiny_unet
+from helpers import TwoPassPipeline
 
 STEPS = 10
 
@@ -91,25 +92,6 @@ def test_non_uniform_skip_mode():
         assert full_step_iterations(pipe, num_inference_steps=20) == list(nonuniform_full_steps(20, 4, 6, 1.4))
         helper.set_params(cache_interval=4, cache_branch_id=0, skip_mode="non-uniform")  # centre round(0.3 T), pow 1.4
         assert full_step_iterations(pipe, num_inference_steps=20) == list(nonuniform_full_steps(20, 4))
-
-
-class TwoPassPipeline(DiffusionPipeline):
-    """A user's own pipeline: two U-Net calls per step, the timestep passed by keyword."""
-
-    def __init__(self, unet, scheduler):
-        super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
-
-    def __call__(self, num_inference_steps=7, callback_on_step_end=None):
-        sample = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-        self.scheduler.set_timesteps(num_inference_steps)
-        for i, t in enumerate(self.scheduler.timesteps):
-            first = self.unet(sample=sample, timestep=t).sample
-            second = self.unet(sample=sample.flip(-1), timestep=t).sample.flip(-1)
-            sample = self.scheduler.step((first + second) / 2, t, sample).prev_sample
-            if callback_on_step_end is not None:
-                callback_on_step_end(self, i, t, {})
-        return sample
 
 
 def test_custom_pipeline_with_two_unet_calls_per_step_keeps_one_feature_per_call():

@@ -133,7 +133,7 @@ def test_both_branch_numberings(kind, branches, blocks):
         ({"cache_layer_id": 3, "cache_block_id": 2}, ValueError, "`cache_block_id (for cache_layer_id=3)` must be in [0, 1]"),
         ({"cache_layer_id": 0}, ValueError, "`cache_layer_id` and `cache_block_id` must be given together"),
         ({"cache_branch_id": 1, "cache_layer_id": 0, "cache_block_id": 0}, ValueError, "Pass either `cache_branch_id`"),
-        ({"replicate_prev_features": torch.zeros(1)}, ValueError, "`replicate_prev_features` needs a branch"),
+        ({"replicate_prev_features": torch.zeros(1)}, ValueError, "`replicate_prev_features` and `cache_refresh` need a branch"),
     ],
 )
 def test_bad_branch_arguments_raise_clear_errors(arguments, error, message):
@@ -258,3 +258,55 @@ def test_t2i_adapter_residuals_are_refused_on_cached_steps_only():
     _, features = cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, return_dict=False)
     with pytest.raises(NotImplementedError, match="T2I-Adapter"):
         cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, replicate_prev_features=features)
+
+
+def test_adaptive_step_that_refreshes_equals_the_full_step_on_every_branch(models):
+    """Shallow layers in the cached view, the rest in the deep view: the same numbers as the whole network."""
+    _, cached, args, kwargs = models
+    ran = _record_modules(cached)
+    for branch in range(cached.deepcache_layout.num_branches):
+        full, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        ran.clear()
+        seen = []
+        step, refreshed = cached(
+            *args, **kwargs, cache_branch_id=branch, cache_refresh=lambda h: seen.append(h) or True, return_dict=False
+        )
+        assert torch.equal(step, full) and torch.equal(refreshed, features), branch
+        assert len(seen) == 1 and "mid_block" in ran, branch
+
+
+def test_adaptive_step_that_replays_equals_the_cached_step_and_sees_the_branch_skip(models):
+    _, cached, args, kwargs = models
+    ran = _record_modules(cached)
+    for branch in (0, cached.deepcache_layout.num_branches // 2):
+        _, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        other = (args[0] + 0.1, *args[1:])
+        expected = cached(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features).sample
+        ran.clear()
+        seen = []
+        step, kept = cached(
+            *other, **kwargs, cache_branch_id=branch, replicate_prev_features=features,
+            cache_refresh=lambda h: seen.append(h) or False, return_dict=False,
+        )
+        assert torch.equal(step, expected) and kept is features
+        assert ran == _expected_modules(cached, branch), branch
+        assert seen[0].shape[0] == features.shape[0]
+
+
+def test_adaptive_step_with_controlnet_residuals_equals_the_full_step():
+    plain, cached = tiny_unet("sd1.5"), tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, _ = tiny_unet_inputs("sd1.5")
+    residuals = _controlnet_residuals(plain, args)
+    expected = plain(*args, **residuals).sample
+    for branch in range(cached.deepcache_layout.num_branches):
+        step, _ = cached(*args, **residuals, cache_branch_id=branch, cache_refresh=lambda h: True, return_dict=False)
+        assert torch.equal(step, expected), branch
+
+
+def test_adaptive_step_without_features_cannot_replay():
+    cached = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, _ = tiny_unet_inputs("sd1.5")
+    with pytest.raises(ValueError, match="no `replicate_prev_features`"):
+        cached(*args, cache_branch_id=1, cache_refresh=lambda h: False)
+    with pytest.raises(ValueError, match="need a branch"):
+        cached(*args, cache_refresh=lambda h: True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -140,7 +140,29 @@ def _check_index(name: str, value, size: int) -> None:
 
 
 class _Replay(nn.Module):
-    """Stands in for the mid block on a cached step: returns the stored deep feature."""
+    """Stands in for the mid block on a cached step: returns the stored deep feature.
+
+    On an adaptive step it first asks ``refresh`` about the tensor the down path produced at the
+    branch; when that says refresh, it runs ``deep`` on it (the layers deeper than the branch) and
+    returns, and keeps, the new deep feature instead.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.features: torch.Tensor | None = None
+        self.refresh: Callable[[torch.Tensor], bool] | None = None
+        self.deep: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.refresh is not None and self.refresh(hidden_states):
+            self.features = self.deep(hidden_states)
+        elif self.features is None:
+            raise ValueError("`cache_refresh` chose to replay, but no `replicate_prev_features` were given.")
+        return self.features
+
+
+class _Inject(nn.Module):
+    """Stands in for ``conv_in`` in the deep view: the deep layers start from the branch's tensor."""
 
     def __init__(self):
         super().__init__()
@@ -148,6 +170,22 @@ class _Replay(nn.Module):
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         return self.features
+
+
+class _Stop(nn.Module):
+    """The last up block of the deep view: records the deep feature and passes it on unchanged.
+
+    It consumes no skip (``resnets`` is empty), so the branch's own skip stays for the cached view.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.resnets = nn.ModuleList()
+        self.features: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        self.features = hidden_states
+        return hidden_states
 
 
 class _Tap(nn.Module):
@@ -175,16 +213,22 @@ def _layers(block: nn.Module, layers: slice, **children) -> nn.Module:
 
 @dataclass
 class StepViews:
-    """The two views of one U-Net for one branch, and the channels that carry the deep feature.
+    """The views of one U-Net for one branch, and the modules that carry the deep feature.
 
     ``full`` computes exactly the whole network and ``tap`` records the tensor entering the
     branch's up layer; ``cached`` runs only the shallow layers and ``replay`` feeds it the feature.
+    ``deep`` runs only the layers deeper than the branch: ``inject`` feeds it the branch's tensor
+    and ``stop`` records the feature it produces. An adaptive step is ``cached`` whose ``replay``
+    may call ``deep``: together they run every layer once, as ``full`` does.
     """
 
     full: nn.Module
     tap: _Tap
     cached: nn.Module
     replay: _Replay
+    deep: nn.Module
+    inject: _Inject
+    stop: _Stop
 
 
 def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews:
@@ -198,12 +242,22 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
     full = shallow_view(unet, up_blocks=nn.ModuleList([*deeper_up, *deeper_part, tap, *shallower_up]))
 
     whole, down_layers = layout.down_cut(branch)
-    down = list(unet.down_blocks[:whole])
+    down, deeper_down = list(unet.down_blocks[:whole]), list(unet.down_blocks[whole:])
     if down_layers:
         down.append(_layers(unet.down_blocks[whole], slice(0, down_layers), downsamplers=None))
+        deeper_down[0] = _layers(unet.down_blocks[whole], slice(down_layers, None))
     up = [tap.block, *shallower_up]
     cached = shallow_view(unet, down_blocks=nn.ModuleList(down), mid_block=(replay := _Replay()), up_blocks=nn.ModuleList(up))
-    return StepViews(full=full, tap=tap, cached=cached, replay=replay)
+    deep = shallow_view(
+        unet,
+        conv_in=(inject := _Inject()),
+        down_blocks=nn.ModuleList(deeper_down),
+        up_blocks=nn.ModuleList([*deeper_up, *deeper_part, stop := _Stop()]),
+        conv_norm_out=nn.Identity(),
+        conv_act=nn.Identity(),
+        conv_out=nn.Identity(),
+    )
+    return StepViews(full=full, tap=tap, cached=cached, replay=replay, deep=deep, inject=inject, stop=stop)
 
 
 def _without_deep_residuals(kwargs: dict) -> dict:
@@ -294,6 +348,7 @@ class DeepCacheUNetMixin:
         cache_branch_id: int | None = None,
         block_cache_units: Sequence[str] | None = None,
         block_cache_residuals: Mapping[str, torch.Tensor] | None = None,
+        cache_refresh: Callable[[torch.Tensor], bool] | None = None,
         **kwargs,
     ):
         """The parent's forward, plus DeepCache's and Block Caching's arguments.
@@ -309,6 +364,10 @@ class DeepCacheUNetMixin:
                 :func:`deepcache.block_units`) whose residuals this step returns.
             block_cache_residuals (`Mapping[str, torch.Tensor]`, *optional*): units that do not run at this
                 step, each with the residual to add to its skip path instead (from an earlier step's output).
+            cache_refresh (`Callable[[torch.Tensor], bool]`, *optional*): makes the step adaptive. The down
+                path runs to the branch, then ``cache_refresh`` gets the tensor it produced there: ``True``
+                runs the deeper layers (a full step, with new ``features``), ``False`` replays
+                ``replicate_prev_features`` (a cached step). No layer runs twice either way.
 
         Returns:
             Without a branch or units: exactly the parent's output. With a branch: ``(sample, features)``
@@ -319,10 +378,10 @@ class DeepCacheUNetMixin:
         layout = BranchLayout.of(self)
         branch = layout.resolve(cache_branch_id, cache_layer_id, cache_block_id)
         blocks = block_cache_units is not None or block_cache_residuals is not None
-        if branch is None and replicate_prev_features is not None:
+        if branch is None and (replicate_prev_features is not None or cache_refresh is not None):
             raise ValueError(
-                "`replicate_prev_features` needs a branch: pass `cache_branch_id` or "
-                "(`cache_layer_id`, `cache_block_id`) as on the full step that produced it."
+                "`replicate_prev_features` and `cache_refresh` need a branch: pass `cache_branch_id` or "
+                "(`cache_layer_id`, `cache_block_id`) as on the full step that produced the features."
             )
         if branch is not None and blocks:
             raise ValueError("DeepCache's branch and Block Caching's units cannot be combined in one forward; pass one.")
@@ -336,7 +395,7 @@ class DeepCacheUNetMixin:
             return_dict = kwargs.pop("return_dict", True)
             kwargs["return_dict"] = False
         if branch is not None:
-            sample, extra = self._branch_forward(layout, branch, replicate_prev_features, args, kwargs)
+            sample, extra = self._branch_forward(layout, branch, replicate_prev_features, cache_refresh, args, kwargs)
             output_field = "features"
         else:
             run_view = lambda view: super(DeepCacheUNetMixin, view).forward(*args, **kwargs)  # noqa: E731
@@ -346,17 +405,37 @@ class DeepCacheUNetMixin:
             return sample, extra
         return self._deepcache_output(sample=sample, **{output_field: extra})
 
-    def _branch_forward(self, layout: BranchLayout, branch: int, features: torch.Tensor | None, args, kwargs):
-        """A full step (``features`` is None) or a cached step at ``branch``: ``(sample, features)``."""
+    def _branch_forward(self, layout: BranchLayout, branch: int, features: torch.Tensor | None, refresh, args, kwargs):
+        """A full step, a cached step, or an adaptive step (``refresh`` given) at ``branch``: ``(sample, features)``."""
         views = cached_view(self, ("branch", branch), lambda: build_views(self, layout, branch))
         try:
-            if features is None:
+            if features is None and refresh is None:
                 (sample,) = super(DeepCacheUNetMixin, views.full).forward(*args, **kwargs)
                 features = views.tap.features
             else:
-                kwargs = _without_deep_residuals(kwargs)
                 views.replay.features = features
-                (sample,) = super(DeepCacheUNetMixin, views.cached).forward(*args, **kwargs)
+                if refresh is not None:
+                    views.replay.refresh, views.replay.deep = refresh, self._deep_layers(views, branch, args, kwargs)
+                (sample,) = super(DeepCacheUNetMixin, views.cached).forward(*args, **_without_deep_residuals(kwargs))
+                features = views.replay.features
         finally:  # the model keeps no tensor between calls
-            views.tap.features = views.replay.features = None
+            views.tap.features = views.replay.features = views.inject.features = views.stop.features = None
+            views.replay.refresh = views.replay.deep = None
         return sample, features
+
+    def _deep_layers(self, views: StepViews, branch: int, args, kwargs) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The layers deeper than ``branch`` as a function of the branch's tensor, for this step's inputs.
+
+        The deep view is the parent's forward with ``conv_in`` feeding the branch's tensor; it gets
+        the ControlNet residuals of the skips it produces and the mid block's own.
+        """
+        residuals = kwargs.get("down_block_additional_residuals")
+        if residuals is not None:
+            kwargs = {**kwargs, "down_block_additional_residuals": tuple(residuals)[branch:]}
+
+        def deep(hidden_states: torch.Tensor) -> torch.Tensor:
+            views.inject.features = hidden_states
+            super(DeepCacheUNetMixin, views.deep).forward(*args, **kwargs)
+            return views.stop.features
+
+        return deep

@@ -56,6 +56,8 @@ class DeepCacheSDHelper:
         pow: float | None = None,
         center: int | None = None,
         block_cache: BlockCacheSchedule | None = None,
+        cache_threshold: float | None = None,
+        cache_min_interval: int = 1,
     ) -> None:
         """Sets how the pipeline caches; takes effect at its next call.
 
@@ -67,12 +69,19 @@ class DeepCacheSDHelper:
             center (`int`, *optional*): non-uniform centre iteration, ``round(0.3 * T)`` if not given.
             block_cache (`BlockCacheSchedule`, *optional*): Block Caching instead of DeepCache (leave
                 ``cache_interval`` at 1); see :func:`deepcache.profile_blocks`.
+            cache_threshold (`float`, *optional*): adaptive caching: full steps chosen at run time from
+                the change at the branch (``cache_interval`` is then the longest run between them);
+                ``pipe.deepcache_record`` shows them after each call.
+            cache_min_interval (`int`, defaults to `1`): adaptive caching's shortest run between full steps.
         """
         if skip_mode not in SKIP_MODES:
             raise ValueError(f"`skip_mode` must be one of {SKIP_MODES}, but got {skip_mode!r}.")
         if cache_branch_id is None:
             raise TypeError("`cache_branch_id` must be an integer, but got None.")
-        config = DeepCacheConfig(cache_interval, cache_branch_id, uniform=skip_mode == "uniform", pow=pow, center=center)
+        config = DeepCacheConfig(
+            cache_interval, cache_branch_id, uniform=skip_mode == "uniform", pow=pow, center=center,
+            cache_threshold=cache_threshold, cache_min_interval=cache_min_interval,
+        )
         check_caching(config, block_cache)
         if self.pipe is not None:
             branch_layout(self.pipe).resolve(cache_branch_id)  # a bad branch fails here, not mid-generation

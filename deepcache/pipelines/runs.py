@@ -17,7 +17,7 @@ import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from ..models import BranchLayout, block_units, cache_aware_class
-from ..schedules import BlockCacheSchedule, DeepCacheConfig
+from ..schedules import BlockCacheSchedule, CacheRecord, DeepCacheConfig
 
 
 class LoopRun:
@@ -70,11 +70,16 @@ class DeepCacheRun(LoopRun):
         self.branch = branch
         self.full_steps: frozenset[int] | None = None
         self.features: dict[int, torch.Tensor] = {}
+        self.ran_full: list[int] = []  # iterations whose first U-Net call ran the whole network
+        self.iterations_seen = 0
 
     def before_unet(self, unet, args, kwargs):
         if self.full_steps is None:  # the loop is starting: its length is known now
             self.full_steps = frozenset(self.config.full_steps(self.num_iterations()))
+        self.iterations_seen = self.iteration + 1
         cached = self.iteration not in self.full_steps and self.call in self.features
+        if not cached and self.call == 0:
+            self.ran_full.append(self.iteration)
         features = self.features.pop(self.call) if cached else None
         return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features}
 
@@ -82,6 +87,60 @@ class DeepCacheRun(LoopRun):
         self.features[self.call], output = split_output(output, "features")
         self.next_call()
         return output
+
+    def record(self) -> CacheRecord:
+        return CacheRecord(self.iterations_seen, self.ran_full)
+
+
+class AdaptiveDeepCacheRun(DeepCacheRun):
+    """One adaptive DeepCache call: each iteration's first U-Net call decides, at the branch, full or cached.
+
+    The signal is the relative L1 change of the tensor the down path produces at the branch since
+    the last full step; a step is full when it reaches ``cache_threshold``, always after
+    ``cache_interval`` iterations and never before ``cache_min_interval``. Later U-Net calls of the
+    same iteration (separate cond/uncond passes) follow the first one's decision.
+    """
+
+    def __init__(self, pipeline, config: DeepCacheConfig, branch: int):
+        super().__init__(pipeline, config, branch)
+        self.reference: torch.Tensor | None = None  # the branch's tensor at the last full step
+        self.signals: dict[int, float] = {}
+        self.has_features = False  # whether this U-Net call was given features to replay
+
+    def before_unet(self, unet, args, kwargs):
+        self.iterations_seen = self.iteration + 1
+        features = self.features.pop(self.call, None)
+        self.has_features = features is not None
+        return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features, "cache_refresh": self.refresh}
+
+    @torch.compiler.disable  # a decision between compiled pieces, not traced into them
+    def refresh(self, branch_tensor: torch.Tensor) -> bool:
+        iteration = self.iteration
+        if self.call > 0:  # the iteration's decision is made; a call without features of its own must refresh
+            return not self.has_features or (bool(self.ran_full) and self.ran_full[-1] == iteration)
+        if self.reference is not None:
+            self.signals[iteration] = relative_l1(branch_tensor, self.reference)
+        since = iteration - self.ran_full[-1] if self.ran_full else None
+        if not self.has_features or since is None or since >= self.config.cache_interval:
+            full = True
+        elif since < self.config.cache_min_interval:
+            full = False
+        else:
+            full = self.signals[iteration] >= self.config.cache_threshold
+        if full:
+            self.ran_full.append(iteration)
+            self.reference = branch_tensor
+        return full
+
+    def record(self) -> CacheRecord:
+        signals = [self.signals.get(i) for i in range(self.iterations_seen)]
+        return CacheRecord(self.iterations_seen, self.ran_full, signals, self.config.cache_threshold)
+
+
+def relative_l1(tensor: torch.Tensor, reference: torch.Tensor) -> float:
+    """``mean|tensor - reference| / mean|reference|``, in float32."""
+    reference = reference.float()
+    return ((tensor.float() - reference).abs().mean() / reference.abs().mean().clamp_min(1e-12)).item()
 
 
 class BlockCacheRun(LoopRun):
@@ -141,13 +200,17 @@ def call_with_caching(
     runs untouched; both on is refused.
     """
     check_caching(config, block_cache)
+    pipeline.deepcache_record = None
     if block_cache is not None:
         return call_with_run(pipeline, parent_call, args, kwargs, BlockCacheRun(pipeline, block_cache))
     if not config.enabled:
         return parent_call(*args, **kwargs)
     branch = branch_layout(pipeline).resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
-    run = DeepCacheRun(pipeline, config, default_branch if branch is None else branch)
-    return call_with_run(pipeline, parent_call, args, kwargs, run)
+    run = (AdaptiveDeepCacheRun if config.adaptive else DeepCacheRun)(pipeline, config, default_branch if branch is None else branch)
+    try:
+        return call_with_run(pipeline, parent_call, args, kwargs, run)
+    finally:  # what the call did, for the user to inspect: a record, not state any later call reads
+        pipeline.deepcache_record = run.record()
 
 
 def check_caching(config: DeepCacheConfig, block_cache) -> None:

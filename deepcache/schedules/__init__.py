@@ -1,8 +1,9 @@
 """Schedules and settings as data: pure functions and frozen, validated dataclasses that print and save.
-DeepCache full steps and ``DeepCacheConfig``; Block Caching schedules and the profiles that derive them.
+DeepCache full steps, ``DeepCacheConfig`` and ``CacheRecord``; Block Caching schedules and the profiles that derive them.
 """
 
 from .block_caching import BlockCacheSchedule, recompute_steps
 from .block_profile import BlockCacheProfile
 from .config import DeepCacheConfig
 from .deepcache import nonuniform_full_steps, uniform_full_steps
+from .record import CacheRecord

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .deepcache import _check_positive_int, _check_pow, nonuniform_full_steps, uniform_full_steps
@@ -26,6 +27,12 @@ class DeepCacheConfig:
             non-uniform schedule of the paper's Eq. 7 with ``pow`` and ``center``.
         pow (`float`, *optional*): non-uniform schedule's power (> 1), 1.4 if not given.
         center (`int`, *optional*): non-uniform schedule's centre iteration, ``round(0.3 * T)`` if not given.
+        cache_threshold (`float`, *optional*): decides the full steps at run time instead (adaptive
+            caching). Each iteration runs the down path to the branch, then stays cached while that
+            tensor's relative L1 change since the last full step is below the threshold; ``0`` makes
+            every step full. ``cache_interval`` is then the longest run between full steps.
+        cache_min_interval (`int`, defaults to `1`): adaptive caching's shortest run between full
+            steps (at most ``cache_interval``).
     """
 
     cache_interval: int = 1
@@ -35,6 +42,8 @@ class DeepCacheConfig:
     uniform: bool = True
     pow: float | None = None
     center: int | None = None
+    cache_threshold: float | None = None
+    cache_min_interval: int = 1
 
     def __post_init__(self):
         _check_positive_int("cache_interval", self.cache_interval)
@@ -44,6 +53,26 @@ class DeepCacheConfig:
             _check_pow(self.pow)
         if self.center is not None and (isinstance(self.center, bool) or not isinstance(self.center, int) or self.center < 0):
             raise ValueError(f"`center` must be a non-negative integer step index, but got {self.center!r}.")
+        _check_positive_int("cache_min_interval", self.cache_min_interval)
+        if self.cache_threshold is None:
+            if self.cache_min_interval != 1:
+                raise ValueError(
+                    "`cache_min_interval` applies to adaptive caching: pass `cache_threshold` too, "
+                    f"or leave it at 1 (got {self.cache_min_interval})."
+                )
+            return
+        threshold = self.cache_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise TypeError(f"`cache_threshold` must be a non-negative number or None, but got {self.cache_threshold!r}.")
+        if self.cache_threshold < 0:
+            raise ValueError(f"`cache_threshold` must be a non-negative number or None, but got {self.cache_threshold}.")
+        if not self.uniform or self.pow is not None or self.center is not None:
+            raise ValueError("`cache_threshold` decides the full steps at run time: leave `uniform`, `pow` and `center` at their defaults.")
+        if self.cache_min_interval > self.cache_interval:
+            raise ValueError(
+                f"`cache_min_interval` must be at most `cache_interval` (the longest run between full steps), "
+                f"but got cache_min_interval={self.cache_min_interval} and cache_interval={self.cache_interval}."
+            )
 
     def as_kwargs(self) -> dict:
         """The setting as keyword arguments of a DeepCache pipeline call."""
@@ -53,8 +82,14 @@ class DeepCacheConfig:
     def enabled(self) -> bool:
         return self.cache_interval > 1
 
+    @property
+    def adaptive(self) -> bool:
+        return self.cache_threshold is not None
+
     def full_steps(self, num_steps: int) -> tuple[int, ...]:
-        """The full loop iterations of a run of ``num_steps`` iterations."""
+        """The full loop iterations of a run of ``num_steps`` iterations (a fixed schedule only)."""
+        if self.adaptive:
+            raise ValueError("An adaptive setting (`cache_threshold`) decides its full steps during the call; see `pipe.deepcache_record`.")
         if self.uniform:
             return uniform_full_steps(num_steps, self.cache_interval)
         return nonuniform_full_steps(num_steps, self.cache_interval, self.center, self.pow)

@@ -1,0 +1,85 @@
+"""What one cached pipeline call did: its full steps and, for adaptive caching, the signal that chose them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CacheRecord:
+    """The full loop iterations of one pipeline call (``pipe.deepcache_record`` after the call).
+
+    Args:
+        num_iterations (`int`): loop iterations the call ran.
+        full_steps (`tuple[int, ...]`): the iterations that ran the whole U-Net; all others were cached.
+        signals (`tuple[float | None, ...]`): adaptive caching only, one per iteration: the relative L1
+            change of the branch's tensor since the last full step (``None`` before the first one).
+        threshold (`float`, *optional*): the adaptive call's ``cache_threshold``.
+    """
+
+    num_iterations: int
+    full_steps: tuple[int, ...]
+    signals: tuple[float | None, ...] = ()
+    threshold: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "full_steps", tuple(self.full_steps))
+        object.__setattr__(self, "signals", tuple(self.signals))
+        if any(not 0 <= step < self.num_iterations for step in self.full_steps):
+            raise ValueError(f"`full_steps` must lie in [0, {self.num_iterations - 1}], but got {self.full_steps}.")
+        if self.signals and len(self.signals) != self.num_iterations:
+            raise ValueError(f"`signals` must have one entry per iteration ({self.num_iterations}), but got {len(self.signals)}.")
+
+    @property
+    def cached_fraction(self) -> float:
+        """Share of the iterations that were cached steps."""
+        return 1 - len(self.full_steps) / self.num_iterations if self.num_iterations else 0.0
+
+    def to_dict(self) -> dict:
+        return {"num_iterations": self.num_iterations, "full_steps": list(self.full_steps),
+                "signals": list(self.signals), "threshold": self.threshold}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "CacheRecord":
+        return cls(data["num_iterations"], data["full_steps"], data.get("signals", ()), data.get("threshold"))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CacheRecord":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def __str__(self) -> str:
+        """One character per iteration: ``#`` full, ``.`` cached."""
+        full = set(self.full_steps)
+        steps = "".join("#" if step in full else "." for step in range(self.num_iterations))
+        kind = "fixed schedule" if self.threshold is None else f"adaptive, threshold {self.threshold:g}"
+        return f"DeepCache call, {kind}: {len(full)} of {self.num_iterations} iterations full\n{steps}"
+
+    def plot(self, path: str | Path | None = None):
+        """The signal per iteration with the threshold, and the full steps marked.
+
+        Saves a PNG to ``path`` if given and returns the matplotlib figure.
+        """
+        import matplotlib.pyplot as plt  # here, so that schedules import without it
+
+        figure, axis = plt.subplots(figsize=(9, 3.2))
+        measured = [(step, signal) for step, signal in enumerate(self.signals) if signal is not None]
+        if measured:
+            axis.plot(*zip(*measured), color="tab:blue", marker=".", label="change at the branch since the last full step")
+        if self.threshold is not None:
+            axis.axhline(self.threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {self.threshold:g}")
+        for step in self.full_steps:
+            axis.axvline(step, color="0.8", linewidth=3, zorder=0)
+        axis.set(xlim=(-0.5, self.num_iterations - 0.5), xlabel="loop iteration (grey: full step)", ylabel="relative L1 change")
+        axis.set_title(f"{len(self.full_steps)} of {self.num_iterations} iterations full", fontsize=10)
+        if measured or self.threshold is not None:
+            axis.legend(fontsize=8, loc="upper left")
+        figure.tight_layout()
+        if path is not None:
+            figure.savefig(path, dpi=110)
+        return figure
