@@ -124,8 +124,6 @@ def test_unit_arguments_are_checked():
         unet(*args, block_cache_units="down_blocks.1.attentions.0")
     with pytest.raises(ValueError, match=r"units \['mid_block.attentions.7'\] are not in this"):
         unet(*args, block_cache_residuals={"mid_block.attentions.7": args[0]})
-    with pytest.raises(ValueError, match="cannot be combined"):
-        unet(*args, block_cache_units=["mid_block.attentions.0"], cache_branch_id=1)
     with pytest.raises(ValueError, match="`units` must be one of"):
         block_units(unet, "transformers")
 
@@ -233,8 +231,6 @@ def test_block_cache_errors_are_clear():
     foreign = BlockCacheSchedule(STEPS, {"up_blocks.9.attentions.0": (0,)})
     with pytest.raises(ValueError, match=r"names units \['up_blocks.9.attentions.0'\]"):
         generate(pipe, "ddpm", block_cache=foreign)
-    with pytest.raises(ValueError, match="cannot be combined"):
-        generate(pipe, "ddpm", cache_interval=3, block_cache=profile.schedule(0.1))
     with pytest.raises(TypeError, match="must be a BlockCacheSchedule"):
         generate(pipe, "ddpm", block_cache=profile)
 
@@ -249,8 +245,6 @@ def test_helper_applies_a_schedule_and_disable_restores():
         assert np.array_equal(generate(plain, "sd"), generate(pipe, "sd", block_cache=schedule))
         with pytest.raises(ValueError, match="Disable the pipeline's DeepCacheSDHelper"):
             profile_blocks(plain, "a")
-        with pytest.raises(ValueError, match="cannot be combined"):
-            helper.set_params(cache_interval=2, block_cache=schedule)
     assert np.array_equal(generate(plain, "sd"), before)
 
 
@@ -279,3 +273,56 @@ def test_a_profile_from_a_saved_pipeline_applies_to_the_loaded_one(tmp_path):
     loaded.set_progress_bar_config(disable=True)
     schedule = BlockCacheSchedule.load(tmp_path / "schedule.json")
     assert np.array_equal(generate(loaded, "ddpm", block_cache=schedule), generate(pipe, "ddpm", block_cache=profile.schedule(0.2)))
+
+
+# --- DeepCache and Block Caching composed ---
+
+
+def test_composed_steps_equal_deepcache_with_the_shallow_units_replaced_by_hand(kind):
+    ours, reference = tiny_unet(kind, cls=CACHE_CLASSES[kind]), tiny_unet(kind, cls=CACHE_CLASSES[kind])
+    args, kwargs = tiny_unet_inputs(kind)
+    units, branch = block_units(ours, "all"), ours.deepcache_layout.num_branches // 2
+    full, features = reference(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+    sample, composed_features, residuals = ours(*args, **kwargs, cache_branch_id=branch, block_cache_units=units, return_dict=False)
+    assert torch.equal(sample, full) and torch.equal(composed_features, features) and set(residuals) == set(units)
+
+    ran = set()
+    for name in units:
+        reference.get_submodule(name).register_forward_hook(lambda *_, name=name: ran.add(name))
+    other = (args[0] + 0.1, *args[1:])
+    expected_plain = reference(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features).sample
+    shallow = [name for name in units if name in ran]  # the units a cached step at this branch runs
+    assert 0 < len(shallow) < len(units) and "mid_block" not in " ".join(shallow)
+    given = {name: torch.randn_like(residuals[name]) for name in (shallow[0], shallow[-1])}
+    step, kept, returned = ours(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features,
+                                block_cache_units=units, block_cache_residuals=given, return_dict=False)  # fmt: skip
+    assert kept is features and set(returned) == set(shallow) and all(returned[n] is given[n] for n in given)
+
+    def replace(name):  # the cached step, with the unit's output replaced by hand
+        def hook(module, module_args, output):
+            tensor = skip_path_by_hand(module, module_args[0], given[name].shape) + given[name]
+            return (tensor,) if isinstance(output, tuple) else tensor
+
+        return reference.get_submodule(name).register_forward_hook(hook)
+
+    handles = [replace(name) for name in given]
+    expected = reference(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features).sample
+    for handle in handles:
+        handle.remove()
+    torch.testing.assert_close(step, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(step, expected_plain)
+
+
+def test_deepcache_with_block_caching_in_one_call():
+    pipe, profile = _profile("sd", units="all")
+    deepcache_only = generate(pipe, "sd", cache_interval=3, cache_branch_id=2)
+    record = pipe.deepcache_record
+    assert np.array_equal(generate(pipe, "sd", cache_interval=3, cache_branch_id=2, block_cache=profile.schedule(0)), deepcache_only)
+    assert pipe.deepcache_record == record
+    both = generate(pipe, "sd", cache_interval=3, cache_branch_id=2, block_cache=profile.schedule(0.3))
+    assert np.isfinite(both).all() and not np.array_equal(both, deepcache_only)
+    assert np.array_equal(generate(pipe, "sd", cache_interval=3, cache_branch_id=2, cache_threshold=1e9, block_cache=profile.schedule(0.3)), both)
+    plain = tiny_pipeline("sd")
+    with deepcache.DeepCacheSDHelper(plain) as helper:
+        helper.set_params(cache_interval=3, cache_branch_id=2, block_cache=profile.schedule(0.3))
+        assert np.array_equal(generate(plain, "sd"), both)

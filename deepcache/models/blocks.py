@@ -100,7 +100,7 @@ class _ReusableUnit(nn.Module):
         return output
 
 
-def _build_unit_view(unet: nn.Module) -> tuple[nn.Module, dict[str, _ReusableUnit]]:
+def build_unit_view(unet: nn.Module) -> tuple[nn.Module, dict[str, _ReusableUnit]]:
     """A view of ``unet`` with every unit wrapped; a wrapper with nothing to do just runs its unit."""
     wrappers = {name: _ReusableUnit(unet.get_submodule(name)) for name in block_units(unet, "all")}
     views = {}
@@ -117,6 +117,39 @@ def _build_unit_view(unet: nn.Module) -> tuple[nn.Module, dict[str, _ReusableUni
     return view, wrappers
 
 
+def unit_view(unet: nn.Module) -> tuple[nn.Module, dict[str, _ReusableUnit]]:
+    """The view of ``unet`` with every unit wrapped, and the wrappers by unit name (built once)."""
+    return cached_view(unet, "units", lambda: build_unit_view(unet))
+
+
+@contextlib.contextmanager
+def units_set(wrappers: Mapping[str, _ReusableUnit], units: Sequence[str], residuals: Mapping[str, torch.Tensor]):
+    """Within the block, ``units`` record and ``residuals`` are reused; yields a function for the residuals.
+
+    The function returns the residual at this step of each of ``units`` that ran or was reused
+    (units a DeepCache cached step cuts do neither).
+    """
+    if isinstance(units, str):
+        raise TypeError(f"`block_cache_units` must be a sequence of unit names, but got the string {units!r}.")
+    unknown = [name for name in (*units, *residuals) if name not in wrappers]
+    if unknown:
+        raise ValueError(f"Block Caching units {unknown} are not in this U-Net; its units are {list(wrappers)}.")
+
+    def recorded() -> dict[str, torch.Tensor]:
+        found = {name: wrappers[name].residual if wrappers[name].reuse is None else wrappers[name].reuse for name in units}
+        return {name: residual for name, residual in found.items() if residual is not None}
+
+    try:
+        for name in units:
+            wrappers[name].record = True
+        for name, residual in residuals.items():
+            wrappers[name].reuse = residual
+        yield recorded
+    finally:  # the model keeps no tensor between calls
+        for wrapper in wrappers.values():
+            wrapper.reuse, wrapper.record, wrapper.residual = None, False, None
+
+
 def unit_forward(
     unet: nn.Module,
     run_view: Callable[[nn.Module], tuple],
@@ -128,20 +161,7 @@ def unit_forward(
     Returns the sample and the residual at this step of each of ``units``: new for those that ran,
     the given one for those that were reused. Units in neither argument run as usual.
     """
-    if isinstance(units, str):
-        raise TypeError(f"`block_cache_units` must be a sequence of unit names, but got the string {units!r}.")
-    view, wrappers = cached_view(unet, "units", lambda: _build_unit_view(unet))
-    unknown = [name for name in (*units, *residuals) if name not in wrappers]
-    if unknown:
-        raise ValueError(f"Block Caching units {unknown} are not in this {type(unet).__name__}; its units are {list(wrappers)}.")
-    try:
-        for name in units:
-            wrappers[name].record = True
-        for name, residual in residuals.items():
-            wrappers[name].reuse = residual
+    view, wrappers = unit_view(unet)
+    with units_set(wrappers, units, residuals) as recorded:
         (sample,) = run_view(view)
-        recorded = {name: wrappers[name].residual if wrappers[name].reuse is None else wrappers[name].reuse for name in units}
-    finally:  # the model keeps no tensor between calls
-        for wrapper in wrappers.values():
-            wrapper.reuse, wrapper.record, wrapper.residual = None, False, None
-    return sample, recorded
+        return sample, recorded()

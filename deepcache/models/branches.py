@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import unit_forward
+from .blocks import build_unit_view, unit_forward, units_set
 from .views import cached_view, shallow_view
 
 
@@ -372,7 +372,9 @@ class DeepCacheUNetMixin:
         Returns:
             Without a branch or units: exactly the parent's output. With a branch: ``(sample, features)``
             when ``return_dict=False``, else the parent's output dataclass with an extra ``features``
-            field. With units: ``(sample, residuals)``, or the dataclass with ``block_residuals``.
+            field. With units: ``(sample, residuals)``, or the dataclass with ``block_residuals``. With
+            both (DeepCache and Block Caching composed): ``(sample, features, residuals)``, or both fields;
+            the residuals are those of the units that ran or were reused (a cached step cuts the deep ones).
         """
         parent_forward = super(DeepCacheUNetMixin, self).forward
         layout = BranchLayout.of(self)
@@ -383,8 +385,6 @@ class DeepCacheUNetMixin:
                 "`replicate_prev_features` and `cache_refresh` need a branch: pass `cache_branch_id` or "
                 "(`cache_layer_id`, `cache_block_id`) as on the full step that produced the features."
             )
-        if branch is not None and blocks:
-            raise ValueError("DeepCache's branch and Block Caching's units cannot be combined in one forward; pass one.")
         if branch is None and not blocks:
             return parent_forward(*args, **kwargs)
 
@@ -394,20 +394,30 @@ class DeepCacheUNetMixin:
         else:
             return_dict = kwargs.pop("return_dict", True)
             kwargs["return_dict"] = False
-        if branch is not None:
-            sample, extra = self._branch_forward(layout, branch, replicate_prev_features, cache_refresh, args, kwargs)
-            output_field = "features"
+        units, residuals = block_cache_units or (), block_cache_residuals or {}
+        if branch is not None and blocks:  # both: the branch's views of the view with wrapped units
+            wrappers, views = cached_view(self, ("branch+units", branch), lambda: self._unit_branch_views(layout, branch))
+            with units_set(wrappers, units, residuals) as recorded:
+                sample, features = self._branch_forward(views, branch, replicate_prev_features, cache_refresh, args, kwargs)
+                extra = {"features": features, "block_residuals": recorded()}
+        elif branch is not None:
+            views = cached_view(self, ("branch", branch), lambda: build_views(self, layout, branch))
+            sample, features = self._branch_forward(views, branch, replicate_prev_features, cache_refresh, args, kwargs)
+            extra = {"features": features}
         else:
             run_view = lambda view: super(DeepCacheUNetMixin, view).forward(*args, **kwargs)  # noqa: E731
-            sample, extra = unit_forward(self, run_view, block_cache_units or (), block_cache_residuals or {})
-            output_field = "block_residuals"
+            sample, residuals = unit_forward(self, run_view, units, residuals)
+            extra = {"block_residuals": residuals}
         if not return_dict:
-            return sample, extra
-        return self._deepcache_output(sample=sample, **{output_field: extra})
+            return (sample, *extra.values())
+        return self._deepcache_output(sample=sample, **extra)
 
-    def _branch_forward(self, layout: BranchLayout, branch: int, features: torch.Tensor | None, refresh, args, kwargs):
+    def _unit_branch_views(self, layout: BranchLayout, branch: int):
+        view, wrappers = build_unit_view(self)
+        return wrappers, build_views(view, layout, branch)
+
+    def _branch_forward(self, views: StepViews, branch: int, features: torch.Tensor | None, refresh, args, kwargs):
         """A full step, a cached step, or an adaptive step (``refresh`` given) at ``branch``: ``(sample, features)``."""
-        views = cached_view(self, ("branch", branch), lambda: build_views(self, layout, branch))
         try:
             if features is None and refresh is None:
                 (sample,) = super(DeepCacheUNetMixin, views.full).forward(*args, **kwargs)

@@ -67,8 +67,8 @@ class DeepCacheSDHelper:
             skip_mode (`str`, defaults to `"uniform"`): ``"uniform"`` or ``"non-uniform"`` (paper Eq. 7).
             pow (`float`, *optional*): non-uniform power (> 1), 1.4 if not given.
             center (`int`, *optional*): non-uniform centre iteration, ``round(0.3 * T)`` if not given.
-            block_cache (`BlockCacheSchedule`, *optional*): Block Caching instead of DeepCache (leave
-                ``cache_interval`` at 1); see :func:`deepcache.profile_blocks`.
+            block_cache (`BlockCacheSchedule`, *optional*): Block Caching, alone (``cache_interval`` 1)
+                or with DeepCache; see :func:`deepcache.profile_blocks`.
             cache_threshold (`float`, *optional*): adaptive caching: full steps chosen at run time from
                 the change at the branch (``cache_interval`` is then the longest run between them);
                 ``pipe.deepcache_record`` shows them after each call.
@@ -82,7 +82,7 @@ class DeepCacheSDHelper:
             cache_interval, cache_branch_id, uniform=skip_mode == "uniform", pow=pow, center=center,
             cache_threshold=cache_threshold, cache_min_interval=cache_min_interval,
         )
-        check_caching(config, block_cache)
+        check_caching(block_cache)
         if self.pipe is not None:
             branch_layout(self.pipe).resolve(cache_branch_id)  # a bad branch fails here, not mid-generation
         self.config, self.block_cache = config, block_cache

@@ -18,9 +18,9 @@ from ..models import CACHE_AWARE_UNETS, cache_aware_class
 from ..schedules import BlockCacheSchedule, DeepCacheConfig
 from .runs import call_with_caching, diffusers_class, unwrap
 
-_BLOCK_CACHE_DOC = """block_cache (`BlockCacheSchedule`, *optional*): Block Caching (arXiv 2312.03209) instead of
-    DeepCache, e.g. ``deepcache.profile_blocks(pipe, prompts).schedule(delta)``; leave
-    ``cache_interval`` at 1."""
+_BLOCK_CACHE_DOC = """block_cache (`BlockCacheSchedule`, *optional*): Block Caching (arXiv 2312.03209), e.g.
+    ``deepcache.profile_blocks(pipe, prompts).schedule(delta)``; alone, or with DeepCache
+    (``cache_interval`` > 1), when it applies to the units each step runs."""
 
 
 def _caching_parameters() -> tuple[inspect.Parameter, ...]:

@@ -55,9 +55,13 @@ class LoopRun:
 
 
 def split_output(output, field: str):
-    """``(extra, output)``: a cache-aware U-Net's extra output, and what the parent would have returned."""
+    """``(extra, output)``: a cache-aware U-Net's extra output ``field``, and the output without it.
+
+    A tuple output carries its extras after the sample, ``features`` before ``block_residuals``; each
+    run takes the last one, so a composed run takes them in reverse order.
+    """
     if isinstance(output, tuple):
-        return output[1], output[:1]
+        return output[-1], output[:-1]
     return getattr(output, field), dataclasses.replace(output, **{field: None})
 
 
@@ -168,6 +172,37 @@ class BlockCacheRun(LoopRun):
         return output
 
 
+class ComposedRun(LoopRun):
+    """DeepCache and Block Caching in one call: each run adds its arguments and takes its output."""
+
+    def __init__(self, pipeline, deepcache: DeepCacheRun, block_cache: BlockCacheRun):
+        self.runs = (deepcache, block_cache)
+        super().__init__(pipeline)
+
+    @property
+    def counts_by_callback(self) -> bool:
+        return self.runs[0].counts_by_callback
+
+    @counts_by_callback.setter
+    def counts_by_callback(self, value: bool) -> None:
+        for run in self.runs:
+            run.counts_by_callback = value
+
+    def before_unet(self, unet, args, kwargs):
+        for run in self.runs:
+            args, kwargs = run.before_unet(unet, args, kwargs)
+        return args, kwargs
+
+    def after_unet(self, unet, args, kwargs, output):
+        for run in reversed(self.runs):
+            output = run.after_unet(unet, args, kwargs, output)
+        return output
+
+    def end_iteration(self) -> None:
+        for run in self.runs:
+            run.end_iteration()
+
+
 def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun):
     """Runs ``parent_call(*args, **kwargs)`` with ``run`` hooked onto ``pipeline.unet`` for this call only.
 
@@ -194,37 +229,30 @@ def call_with_caching(
     default_branch: int,
     block_cache: BlockCacheSchedule | None = None,
 ):
-    """Runs ``parent_call(*args, **kwargs)`` with DeepCache (``config``) or Block Caching (``block_cache``).
+    """Runs ``parent_call(*args, **kwargs)`` with DeepCache (``config``), Block Caching (``block_cache``) or both.
 
-    ``default_branch`` is used when ``config`` names no branch. With both off, the parent call
-    runs untouched; both on is refused.
+    ``default_branch`` is used when ``config`` names no branch. With both off, the parent call runs
+    untouched. With both on, Block Caching's schedule applies to the units each step runs: a cached
+    step cuts the deep ones, a full step runs them all.
     """
-    check_caching(config, block_cache)
+    check_caching(block_cache)
     pipeline.deepcache_record = None
-    if block_cache is not None:
-        return call_with_run(pipeline, parent_call, args, kwargs, BlockCacheRun(pipeline, block_cache))
+    block_run = BlockCacheRun(pipeline, block_cache) if block_cache is not None else None
     if not config.enabled:
-        return parent_call(*args, **kwargs)
+        return parent_call(*args, **kwargs) if block_run is None else call_with_run(pipeline, parent_call, args, kwargs, block_run)
     branch = branch_layout(pipeline).resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
     run = (AdaptiveDeepCacheRun if config.adaptive else DeepCacheRun)(pipeline, config, default_branch if branch is None else branch)
     try:
-        return call_with_run(pipeline, parent_call, args, kwargs, run)
+        return call_with_run(pipeline, parent_call, args, kwargs, run if block_run is None else ComposedRun(pipeline, run, block_run))
     finally:  # what the call did, for the user to inspect: a record, not state any later call reads
         pipeline.deepcache_record = run.record()
 
 
-def check_caching(config: DeepCacheConfig, block_cache) -> None:
-    """Refuses a ``block_cache`` that is not a schedule, and DeepCache and Block Caching together."""
-    if block_cache is None:
-        return
-    if not isinstance(block_cache, BlockCacheSchedule):
+def check_caching(block_cache) -> None:
+    """Refuses a ``block_cache`` that is not a schedule."""
+    if block_cache is not None and not isinstance(block_cache, BlockCacheSchedule):
         raise TypeError(
             f"`block_cache` must be a BlockCacheSchedule (e.g. `profile.schedule(delta)`), but got {type(block_cache).__name__}."
-        )
-    if config.enabled:
-        raise ValueError(
-            "DeepCache (`cache_interval` > 1) and Block Caching (`block_cache`) cannot be combined, "
-            f"but got cache_interval={config.cache_interval} and a block_cache schedule; pass one."
         )
 
 
