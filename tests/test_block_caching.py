@@ -213,13 +213,13 @@ def test_each_call_reuses_the_units_the_schedule_says(monkeypatch):
     pipe, profile = _profile("sd", units="all")
     schedule = profile.schedule(0.3)
     assert any(schedule.reused_units(k) for k in range(STEPS)) and any(len(s) > 1 for s in schedule.recompute.values())
-    seen, unit_forward = [], deepcache.models.branches.unit_forward
+    seen, units_set = [], deepcache.models.branches.units_set
 
-    def spy(unet, run_view, units, residuals):
+    def spy(wrappers, units, residuals):
         seen.append(tuple(residuals))
-        return unit_forward(unet, run_view, units, residuals)
+        return units_set(wrappers, units, residuals)
 
-    monkeypatch.setattr(deepcache.models.branches, "unit_forward", spy)
+    monkeypatch.setattr(deepcache.models.branches, "units_set", spy)
     generate(pipe, "sd", block_cache=schedule)
     assert seen == [schedule.reused_units(k) for k in range(STEPS)]
 

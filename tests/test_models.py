@@ -184,8 +184,8 @@ def test_the_model_holds_no_tensor_or_weight_copy_between_calls():
     args, _ = tiny_unet_inputs("sd1.5")
     _, features = unet(*args, cache_branch_id=2, return_dict=False)
     unet(*args, cache_branch_id=2, replicate_prev_features=features)
-    for views in unet.__dict__["_deepcache_views"].values():
-        assert views.tap.features is None and views.replay.features is None
+    for stack in unet.__dict__["_deepcache_views"]["views"].values():
+        assert stack.top.tap.features is None and stack.top.replay.features is None
     assert list(unet.state_dict()) == list(plain.state_dict())
     assert sum(p.numel() for p in unet.parameters()) == sum(p.numel() for p in plain.parameters())
 

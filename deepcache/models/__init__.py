@@ -1,9 +1,10 @@
 """Models: the cache-aware U-Nets and the mechanisms they run, once for every U-Net type.
-Views that share weights, DeepCache branches, Block Caching units, and what each kind of step costs in FLOPs.
+Views that share weights, DeepCache branches, Block Caching units, cross-attention gates, and step FLOPs.
 """
 
 from .blocks import block_units
 from .branches import BranchLayout, DeepCacheUNetMixin
+from .gates import cross_attention_names
 from .unets import (
     CACHE_AWARE_UNETS,
     DeepCacheUNet2DConditionModel,

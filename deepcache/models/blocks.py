@@ -17,13 +17,13 @@ residuals go in and out as arguments, so the model keeps no state between calls.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-from .views import cached_view, shallow_view
+from .views import shallow_view
 
 UNIT_KINDS = {"attentions": ("attentions",), "resnets": ("resnets",), "all": ("resnets", "attentions")}
 
@@ -117,11 +117,6 @@ def build_unit_view(unet: nn.Module) -> tuple[nn.Module, dict[str, _ReusableUnit
     return view, wrappers
 
 
-def unit_view(unet: nn.Module) -> tuple[nn.Module, dict[str, _ReusableUnit]]:
-    """The view of ``unet`` with every unit wrapped, and the wrappers by unit name (built once)."""
-    return cached_view(unet, "units", lambda: build_unit_view(unet))
-
-
 @contextlib.contextmanager
 def units_set(wrappers: Mapping[str, _ReusableUnit], units: Sequence[str], residuals: Mapping[str, torch.Tensor]):
     """Within the block, ``units`` record and ``residuals`` are reused; yields a function for the residuals.
@@ -148,20 +143,3 @@ def units_set(wrappers: Mapping[str, _ReusableUnit], units: Sequence[str], resid
     finally:  # the model keeps no tensor between calls
         for wrapper in wrappers.values():
             wrapper.reuse, wrapper.record, wrapper.residual = None, False, None
-
-
-def unit_forward(
-    unet: nn.Module,
-    run_view: Callable[[nn.Module], tuple],
-    units: Sequence[str],
-    residuals: Mapping[str, torch.Tensor],
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Runs ``run_view`` (the parent forward) on a view where ``units`` record and ``residuals`` are reused.
-
-    Returns the sample and the residual at this step of each of ``units``: new for those that ran,
-    the given one for those that were reused. Units in neither argument run as usual.
-    """
-    view, wrappers = unit_view(unet)
-    with units_set(wrappers, units, residuals) as recorded:
-        (sample,) = run_view(view)
-        return sample, recorded()

@@ -18,6 +18,7 @@ holds no state between calls.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import types
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import build_unit_view, unit_forward, units_set
+from .blocks import build_unit_view, units_set
+from .gates import build_gate_view, gates_set
 from .views import cached_view, shallow_view
 
 
@@ -260,6 +262,15 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
     return StepViews(full=full, tap=tap, cached=cached, replay=replay, deep=deep, inject=inject, stop=stop)
 
 
+@dataclass
+class _ViewStack:
+    """The views one kind of step runs: ``top`` (a view, or a branch's ``StepViews``) and the wrappers under it."""
+
+    top: nn.Module | StepViews
+    units: dict[str, nn.Module] | None
+    gates: dict[str, nn.Module] | None
+
+
 def _without_deep_residuals(kwargs: dict) -> dict:
     """ControlNet's residual for the mid block has no effect on a cached step, where no deep layer runs.
 
@@ -349,6 +360,8 @@ class DeepCacheUNetMixin:
         block_cache_units: Sequence[str] | None = None,
         block_cache_residuals: Mapping[str, torch.Tensor] | None = None,
         cache_refresh: Callable[[torch.Tensor], bool] | None = None,
+        cross_attention_record: bool = False,
+        cross_attention_replay: Mapping[str, torch.Tensor] | None = None,
         **kwargs,
     ):
         """The parent's forward, plus DeepCache's and Block Caching's arguments.
@@ -368,6 +381,10 @@ class DeepCacheUNetMixin:
                 path runs to the branch, then ``cache_refresh`` gets the tensor it produced there: ``True``
                 runs the deeper layers (a full step, with new ``features``), ``False`` replays
                 ``replicate_prev_features`` (a cached step). No layer runs twice either way.
+            cross_attention_record (`bool`, defaults to `False`): return every cross-attention layer's
+                output (see :func:`deepcache.models.cross_attention_names`), for cross-attention gating.
+            cross_attention_replay (`Mapping[str, torch.Tensor]`, *optional*): cross-attention layers that
+                do not run at this step, each with the output to use instead.
 
         Returns:
             Without a branch or units: exactly the parent's output. With a branch: ``(sample, features)``
@@ -375,17 +392,19 @@ class DeepCacheUNetMixin:
             field. With units: ``(sample, residuals)``, or the dataclass with ``block_residuals``. With
             both (DeepCache and Block Caching composed): ``(sample, features, residuals)``, or both fields;
             the residuals are those of the units that ran or were reused (a cached step cuts the deep ones).
+            With ``cross_attention_record``, the recorded outputs come last (``cross_attention_outputs``).
         """
         parent_forward = super(DeepCacheUNetMixin, self).forward
         layout = BranchLayout.of(self)
         branch = layout.resolve(cache_branch_id, cache_layer_id, cache_block_id)
         blocks = block_cache_units is not None or block_cache_residuals is not None
+        gated = cross_attention_record or cross_attention_replay is not None
         if branch is None and (replicate_prev_features is not None or cache_refresh is not None):
             raise ValueError(
                 "`replicate_prev_features` and `cache_refresh` need a branch: pass `cache_branch_id` or "
                 "(`cache_layer_id`, `cache_block_id`) as on the full step that produced the features."
             )
-        if branch is None and not blocks:
+        if branch is None and not blocks and not gated:
             return parent_forward(*args, **kwargs)
 
         if len(args) > self._return_dict_position:
@@ -394,27 +413,33 @@ class DeepCacheUNetMixin:
         else:
             return_dict = kwargs.pop("return_dict", True)
             kwargs["return_dict"] = False
-        units, residuals = block_cache_units or (), block_cache_residuals or {}
-        if branch is not None and blocks:  # both: the branch's views of the view with wrapped units
-            wrappers, views = cached_view(self, ("branch+units", branch), lambda: self._unit_branch_views(layout, branch))
-            with units_set(wrappers, units, residuals) as recorded:
-                sample, features = self._branch_forward(views, branch, replicate_prev_features, cache_refresh, args, kwargs)
-                extra = {"features": features, "block_residuals": recorded()}
-        elif branch is not None:
-            views = cached_view(self, ("branch", branch), lambda: build_views(self, layout, branch))
-            sample, features = self._branch_forward(views, branch, replicate_prev_features, cache_refresh, args, kwargs)
-            extra = {"features": features}
-        else:
-            run_view = lambda view: super(DeepCacheUNetMixin, view).forward(*args, **kwargs)  # noqa: E731
-            sample, residuals = unit_forward(self, run_view, units, residuals)
-            extra = {"block_residuals": residuals}
+        stack = cached_view(self, (branch, blocks, gated), lambda: self._build_stack(layout, branch, blocks, gated))
+        extra = {}
+        with contextlib.ExitStack() as scope:
+            if gated:
+                gate_outputs = scope.enter_context(gates_set(stack.gates, cross_attention_record, cross_attention_replay or {}))
+            if blocks:
+                unit_residuals = scope.enter_context(units_set(stack.units, block_cache_units or (), block_cache_residuals or {}))
+            if branch is not None:
+                sample, extra["features"] = self._branch_forward(stack.top, branch, replicate_prev_features, cache_refresh, args, kwargs)
+            else:
+                (sample,) = super(DeepCacheUNetMixin, stack.top).forward(*args, **kwargs)
+            if blocks:
+                extra["block_residuals"] = unit_residuals()
+            if cross_attention_record:
+                extra["cross_attention_outputs"] = gate_outputs()
         if not return_dict:
             return (sample, *extra.values())
         return self._deepcache_output(sample=sample, **extra)
 
-    def _unit_branch_views(self, layout: BranchLayout, branch: int):
-        view, wrappers = build_unit_view(self)
-        return wrappers, build_views(view, layout, branch)
+    def _build_stack(self, layout: BranchLayout, branch: int | None, blocks: bool, gated: bool) -> "_ViewStack":
+        """Views over views: cross-attention gates, then Block Caching units, then the branch's step views."""
+        view, gates, units = self, None, None
+        if gated:
+            view, gates = build_gate_view(view)
+        if blocks:
+            view, units = build_unit_view(view)
+        return _ViewStack(top=view if branch is None else build_views(view, layout, branch), units=units, gates=gates)
 
     def _branch_forward(self, views: StepViews, branch: int, features: torch.Tensor | None, refresh, args, kwargs):
         """A full step, a cached step, or an adaptive step (``refresh`` given) at ``branch``: ``(sample, features)``."""

@@ -15,26 +15,29 @@ from .branches import DeepCacheUNetMixin
 
 @dataclass
 class DeepCacheUNet2DConditionOutput(UNet2DConditionOutput):
-    """``UNet2DConditionOutput`` plus DeepCache's ``features`` or Block Caching's residuals."""
+    """``UNet2DConditionOutput`` plus DeepCache's ``features``, Block Caching's residuals, cross-attention outputs."""
 
     features: torch.Tensor | None = None
     block_residuals: dict[str, torch.Tensor] | None = None
+    cross_attention_outputs: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
 class DeepCacheUNetSpatioTemporalConditionOutput(UNetSpatioTemporalConditionOutput):
-    """``UNetSpatioTemporalConditionOutput`` plus DeepCache's ``features`` or Block Caching's residuals."""
+    """``UNetSpatioTemporalConditionOutput`` plus DeepCache's ``features``, Block Caching's residuals, cross-attention outputs."""
 
     features: torch.Tensor | None = None
     block_residuals: dict[str, torch.Tensor] | None = None
+    cross_attention_outputs: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
 class DeepCacheUNet2DOutput(UNet2DOutput):
-    """``UNet2DOutput`` plus DeepCache's ``features`` or Block Caching's residuals."""
+    """``UNet2DOutput`` plus DeepCache's ``features``, Block Caching's residuals, cross-attention outputs."""
 
     features: torch.Tensor | None = None
     block_residuals: dict[str, torch.Tensor] | None = None
+    cross_attention_outputs: dict[str, torch.Tensor] | None = None
 
 
 class DeepCacheUNet2DConditionModel(DeepCacheUNetMixin, UNet2DConditionModel):

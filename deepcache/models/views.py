@@ -37,6 +37,18 @@ def _fingerprint(unet: nn.Module) -> tuple:
     return tuple(id(v) for m in sources for d in (m.__dict__, m._modules) for v in d.values())
 
 
+def replaced_view(root: nn.Module, replacements: dict[str, nn.Module]) -> nn.Module:
+    """A view of ``root`` with the module at each dotted path replaced; views along the paths only."""
+    grouped: dict[str, dict[str, nn.Module]] = {}
+    for path, module in replacements.items():
+        head, _, rest = path.partition(".")
+        grouped.setdefault(head, {})[rest] = module
+    children = {}
+    for head, below in grouped.items():
+        children[head] = below[""] if "" in below else replaced_view(root._modules[head], below)
+    return shallow_view(root, **children)
+
+
 @torch.compiler.disable
 def cached_view(unet: nn.Module, key, build):
     """``build()``'s views of ``unet`` for ``key``, built once and rebuilt only when the model changes.
@@ -46,8 +58,10 @@ def cached_view(unet: nn.Module, key, build):
     The cache lives outside ``_modules``, so it adds nothing to ``state_dict`` or ``parameters()``.
     """
     cache = unet.__dict__.setdefault("_deepcache_views", {})
-    key = (key, _fingerprint(unet))
-    if key not in cache:
+    fingerprint = _fingerprint(unet)
+    if cache.get("fingerprint") != fingerprint:
         cache.clear()
-        cache[key] = build()
-    return cache[key]
+        cache.update(fingerprint=fingerprint, views={})
+    if key not in cache["views"]:
+        cache["views"][key] = build()
+    return cache["views"][key]

@@ -58,6 +58,7 @@ class DeepCacheSDHelper:
         block_cache: BlockCacheSchedule | None = None,
         cache_threshold: float | None = None,
         cache_min_interval: int = 1,
+        gate_step: int | None = None,
     ) -> None:
         """Sets how the pipeline caches; takes effect at its next call.
 
@@ -73,6 +74,8 @@ class DeepCacheSDHelper:
                 the change at the branch (``cache_interval`` is then the longest run between them);
                 ``pipe.deepcache_record`` shows them after each call.
             cache_min_interval (`int`, defaults to `1`): adaptive caching's shortest run between full steps.
+            gate_step (`int`, *optional*): cross-attention gating (T-GATE): iterations from ``gate_step``
+                on reuse the cross-attention outputs of the one before; with guidance they run one half.
         """
         if skip_mode not in SKIP_MODES:
             raise ValueError(f"`skip_mode` must be one of {SKIP_MODES}, but got {skip_mode!r}.")
@@ -80,7 +83,7 @@ class DeepCacheSDHelper:
             raise TypeError("`cache_branch_id` must be an integer, but got None.")
         config = DeepCacheConfig(
             cache_interval, cache_branch_id, uniform=skip_mode == "uniform", pow=pow, center=center,
-            cache_threshold=cache_threshold, cache_min_interval=cache_min_interval,
+            cache_threshold=cache_threshold, cache_min_interval=cache_min_interval, gate_step=gate_step,
         )
         check_caching(block_cache)
         if self.pipe is not None:

@@ -16,7 +16,7 @@ import inspect
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
-from ..models import BranchLayout, block_units, cache_aware_class
+from ..models import BranchLayout, block_units, cache_aware_class, cross_attention_names
 from ..schedules import BlockCacheSchedule, CacheRecord, DeepCacheConfig
 
 
@@ -123,7 +123,8 @@ class AdaptiveDeepCacheRun(DeepCacheRun):
         if self.call > 0:  # the iteration's decision is made; a call without features of its own must refresh
             return not self.has_features or (bool(self.ran_full) and self.ran_full[-1] == iteration)
         if self.reference is not None:
-            self.signals[iteration] = relative_l1(branch_tensor, self.reference)
+            reference = self.reference[-len(branch_tensor) :]  # gating may have cut the batch to its conditional half
+            self.signals[iteration] = relative_l1(branch_tensor, reference)
         since = iteration - self.ran_full[-1] if self.ran_full else None
         if not self.has_features or since is None or since >= self.config.cache_interval:
             full = True
@@ -172,11 +173,90 @@ class BlockCacheRun(LoopRun):
         return output
 
 
-class ComposedRun(LoopRun):
-    """DeepCache and Block Caching in one call: each run adds its arguments and takes its output."""
+class GateRun(LoopRun):
+    """Cross-attention gating (T-GATE) for one call: record at the gate, replay after it.
 
-    def __init__(self, pipeline, deepcache: DeepCacheRun, block_cache: BlockCacheRun):
-        self.runs = (deepcache, block_cache)
+    The first ``gate_step`` iterations compute cross-attention; the last of them records every
+    layer's output. Later iterations replay those outputs. When the pipeline doubles the batch for
+    classifier-free guidance (two equal halves of latents), the recorded outputs are the mean of the
+    halves, as in T-GATE; the two halves then differ only by what cross-attention no longer reads,
+    so later U-Net calls run once, on the conditional half, and its prediction serves both halves
+    (guidance has no further effect). Tensors other runs pass (features, residuals) are cut to
+    that half with the inputs.
+    """
+
+    def __init__(self, pipeline, gate_step: int):
+        super().__init__(pipeline)
+        unet = unwrap(pipeline.unet)
+        if not cross_attention_names(unet):
+            raise ValueError(f"`gate_step` gates cross-attention, but this pipeline's {type(unet).__name__} has no cross-attention layers.")
+        self.gate_step = gate_step
+        self.outputs: dict[int, dict[str, torch.Tensor]] = {}  # per U-Net call of the iteration
+        self.halve = False
+
+    def before_unet(self, unet, args, kwargs):
+        if self.iteration < self.gate_step - 1:
+            return args, kwargs
+        if self.iteration == self.gate_step - 1:
+            self.halve = _guided_halves(self.pipeline, args, kwargs)
+            return args, {**kwargs, "cross_attention_record": True}
+        if self.halve:
+            batch = _sample(args, kwargs).shape[0]
+            args, kwargs = _conditional_half((args, kwargs), batch)
+        return args, {**kwargs, "cross_attention_replay": self.outputs[self.call]}
+
+    def after_unet(self, unet, args, kwargs, output):
+        if self.iteration == self.gate_step - 1:
+            outputs, output = split_output(output, "cross_attention_outputs")
+            self.outputs[self.call] = {name: _mean_of_halves(o) if self.halve else o for name, o in outputs.items()}
+        elif self.iteration >= self.gate_step and self.halve:
+            output = _both_halves(output)
+        self.next_call()
+        return output
+
+
+def _sample(args, kwargs) -> torch.Tensor:
+    return args[0] if args else kwargs["sample"]
+
+
+def _guided_halves(pipeline, args, kwargs) -> bool:
+    """Whether this U-Net call is a guidance batch: the pipeline guides and the latents' halves are equal."""
+    sample = _sample(args, kwargs)
+    if not getattr(pipeline, "do_classifier_free_guidance", False) or sample.shape[0] % 2:
+        return False
+    half = sample.shape[0] // 2
+    return torch.equal(sample[:half], sample[half:])
+
+
+def _conditional_half(tree, batch: int):
+    """Every tensor in ``tree`` whose first dimension is ``batch``, cut to its second (conditional) half."""
+    if isinstance(tree, torch.Tensor):
+        return tree[batch // 2 :] if tree.ndim and tree.shape[0] == batch else tree
+    if isinstance(tree, dict):
+        return {key: _conditional_half(value, batch) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_conditional_half(value, batch) for value in tree)
+    return tree
+
+
+def _mean_of_halves(tensor: torch.Tensor) -> torch.Tensor:
+    first, second = tensor.chunk(2)
+    return (first + second) / 2
+
+
+def _both_halves(output):
+    """The U-Net's output for the halved call, its sample repeated for both halves of the guidance batch."""
+    if isinstance(output, tuple):
+        return (torch.cat([output[0], output[0]]), *output[1:])
+    field = dataclasses.fields(output)[0].name
+    return dataclasses.replace(output, **{field: torch.cat([getattr(output, field)] * 2)})
+
+
+class ComposedRun(LoopRun):
+    """Several techniques in one call: each run adds its arguments and takes its output, in turn."""
+
+    def __init__(self, pipeline, *runs: LoopRun):
+        self.runs = runs
         super().__init__(pipeline)
 
     @property
@@ -229,21 +309,25 @@ def call_with_caching(
     default_branch: int,
     block_cache: BlockCacheSchedule | None = None,
 ):
-    """Runs ``parent_call(*args, **kwargs)`` with DeepCache (``config``), Block Caching (``block_cache``) or both.
+    """Runs ``parent_call(*args, **kwargs)`` with DeepCache, Block Caching, cross-attention gating, or several.
 
-    ``default_branch`` is used when ``config`` names no branch. With both off, the parent call runs
-    untouched. With both on, Block Caching's schedule applies to the units each step runs: a cached
-    step cuts the deep ones, a full step runs them all.
+    ``default_branch`` is used when ``config`` names no branch. With all off, the parent call runs
+    untouched. Composed, each applies to what the others leave running: Block Caching's schedule to
+    the units a step runs (a cached step cuts the deep ones), gating to the cross-attention layers.
     """
     check_caching(block_cache)
     pipeline.deepcache_record = None
-    block_run = BlockCacheRun(pipeline, block_cache) if block_cache is not None else None
+    others = [BlockCacheRun(pipeline, block_cache)] if block_cache is not None else []
+    if config.gate_step is not None:
+        others.append(GateRun(pipeline, config.gate_step))
+    if not config.enabled and not others:
+        return parent_call(*args, **kwargs)
     if not config.enabled:
-        return parent_call(*args, **kwargs) if block_run is None else call_with_run(pipeline, parent_call, args, kwargs, block_run)
+        return call_with_run(pipeline, parent_call, args, kwargs, others[0] if len(others) == 1 else ComposedRun(pipeline, *others))
     branch = branch_layout(pipeline).resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
     run = (AdaptiveDeepCacheRun if config.adaptive else DeepCacheRun)(pipeline, config, default_branch if branch is None else branch)
     try:
-        return call_with_run(pipeline, parent_call, args, kwargs, run if block_run is None else ComposedRun(pipeline, run, block_run))
+        return call_with_run(pipeline, parent_call, args, kwargs, ComposedRun(pipeline, run, *others) if others else run)
     finally:  # what the call did, for the user to inspect: a record, not state any later call reads
         pipeline.deepcache_record = run.record()
 

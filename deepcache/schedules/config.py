@@ -33,6 +33,10 @@ class DeepCacheConfig:
             every step full. ``cache_interval`` is then the longest run between full steps.
         cache_min_interval (`int`, defaults to `1`): adaptive caching's shortest run between full
             steps (at most ``cache_interval``).
+        gate_step (`int`, *optional*): cross-attention gating (T-GATE, arXiv 2404.02747), alone or with
+            caching: the first ``gate_step`` iterations compute cross-attention, later ones reuse the
+            last of them; with classifier-free guidance the later U-Net calls also run once, on the
+            conditional half (guidance stops acting, as in T-GATE).
     """
 
     cache_interval: int = 1
@@ -44,6 +48,7 @@ class DeepCacheConfig:
     center: int | None = None
     cache_threshold: float | None = None
     cache_min_interval: int = 1
+    gate_step: int | None = None
 
     def __post_init__(self):
         _check_positive_int("cache_interval", self.cache_interval)
@@ -54,6 +59,8 @@ class DeepCacheConfig:
         if self.center is not None and (isinstance(self.center, bool) or not isinstance(self.center, int) or self.center < 0):
             raise ValueError(f"`center` must be a non-negative integer step index, but got {self.center!r}.")
         _check_positive_int("cache_min_interval", self.cache_min_interval)
+        if self.gate_step is not None:
+            _check_positive_int("gate_step", self.gate_step)
         if self.cache_threshold is None:
             if self.cache_min_interval != 1:
                 raise ValueError(
