@@ -18,6 +18,7 @@ _EXPORTS = {
         "BlockCacheSchedule",
         "CacheRecord",
         "DeepCacheConfig",
+        "ScheduleCalibration",
         "nonuniform_full_steps",
         "recompute_steps",
         "uniform_full_steps",
@@ -42,6 +43,7 @@ _EXPORTS = {
         "DeepCacheStableDiffusionXLInpaintPipeline",
         "DeepCacheStableDiffusionXLPipeline",
         "DeepCacheStableVideoDiffusionPipeline",
+        "calibrate_schedule",
         "profile_blocks",
     ),
 }
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         DeepCacheStableDiffusionXLInpaintPipeline,
         DeepCacheStableDiffusionXLPipeline,
         DeepCacheStableVideoDiffusionPipeline,
+        calibrate_schedule,
         profile_blocks,
     )
     from .schedules import (
@@ -74,6 +77,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         BlockCacheSchedule,
         CacheRecord,
         DeepCacheConfig,
+        ScheduleCalibration,
         nonuniform_full_steps,
         recompute_steps,
         uniform_full_steps,

@@ -1,5 +1,5 @@
 """Pipelines: each diffusers pipeline plus caching arguments (its whole signature), the per-call runs,
-the plug-and-play helper and Block Caching profiling. Names load on first use.
+the plug-and-play helper, Block Caching profiling and schedule calibration. Names load on first use.
 """
 
 from typing import TYPE_CHECKING
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _EXPORTS = {
+    ".calibration": ("calibrate_schedule",),
     ".ddpm": ("DeepCacheDDIMPipeline", "DeepCacheDDPMPipeline", "DeepCacheLDMPipeline"),
     ".helper": ("DeepCacheSDHelper",),
     ".mixin": ("DeepCachePipelineMixin",),
@@ -26,6 +27,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
+    from .calibration import calibrate_schedule
     from .ddpm import DeepCacheDDIMPipeline, DeepCacheDDPMPipeline, DeepCacheLDMPipeline
     from .helper import DeepCacheSDHelper
     from .mixin import DeepCachePipelineMixin

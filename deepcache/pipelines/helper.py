@@ -59,6 +59,7 @@ class DeepCacheSDHelper:
         cache_threshold: float | None = None,
         cache_min_interval: int = 1,
         gate_step: int | None = None,
+        cache_full_steps: tuple[int, ...] | None = None,
     ) -> None:
         """Sets how the pipeline caches; takes effect at its next call.
 
@@ -76,6 +77,8 @@ class DeepCacheSDHelper:
             cache_min_interval (`int`, defaults to `1`): adaptive caching's shortest run between full steps.
             gate_step (`int`, *optional*): cross-attention gating (T-GATE): iterations from ``gate_step``
                 on reuse the cross-attention outputs of the one before; with guidance they run one half.
+            cache_full_steps (`tuple[int, ...]`, *optional*): an explicit schedule (full iterations, 0
+                first), e.g. from :func:`deepcache.calibrate_schedule`.
         """
         if skip_mode not in SKIP_MODES:
             raise ValueError(f"`skip_mode` must be one of {SKIP_MODES}, but got {skip_mode!r}.")
@@ -84,6 +87,7 @@ class DeepCacheSDHelper:
         config = DeepCacheConfig(
             cache_interval, cache_branch_id, uniform=skip_mode == "uniform", pow=pow, center=center,
             cache_threshold=cache_threshold, cache_min_interval=cache_min_interval, gate_step=gate_step,
+            cache_full_steps=cache_full_steps,
         )
         check_caching(block_cache)
         if self.pipe is not None:

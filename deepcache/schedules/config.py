@@ -33,6 +33,9 @@ class DeepCacheConfig:
             every step full. ``cache_interval`` is then the longest run between full steps.
         cache_min_interval (`int`, defaults to `1`): adaptive caching's shortest run between full
             steps (at most ``cache_interval``).
+        cache_full_steps (`tuple[int, ...]`, *optional*): an explicit schedule instead: the full loop
+            iterations, 0 first (e.g. ``deepcache.calibrate_schedule(...).schedule(N)``); caching is
+            on with it whatever ``cache_interval`` is.
         gate_step (`int`, *optional*): cross-attention gating (T-GATE, arXiv 2404.02747), alone or with
             caching: the first ``gate_step`` iterations compute cross-attention, later ones reuse the
             last of them; with classifier-free guidance the later U-Net calls also run once, on the
@@ -48,6 +51,7 @@ class DeepCacheConfig:
     center: int | None = None
     cache_threshold: float | None = None
     cache_min_interval: int = 1
+    cache_full_steps: tuple[int, ...] | None = None
     gate_step: int | None = None
 
     def __post_init__(self):
@@ -61,6 +65,16 @@ class DeepCacheConfig:
         _check_positive_int("cache_min_interval", self.cache_min_interval)
         if self.gate_step is not None:
             _check_positive_int("gate_step", self.gate_step)
+        if self.cache_full_steps is not None:
+            steps = self.cache_full_steps
+            if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__") or any(isinstance(i, bool) or not isinstance(i, int) for i in steps):
+                raise TypeError(f"`cache_full_steps` must be a sequence of iteration indices, but got {steps!r}.")
+            steps = tuple(steps)
+            if not steps or steps[0] != 0 or any(b <= a for a, b in zip(steps, steps[1:])):
+                raise ValueError(f"`cache_full_steps` must be increasing iteration indices starting at 0, but got {steps}.")
+            if self.cache_threshold is not None or not self.uniform or self.pow is not None or self.center is not None:
+                raise ValueError("`cache_full_steps` is a whole schedule: leave `cache_threshold`, `uniform`, `pow` and `center` at their defaults.")
+            object.__setattr__(self, "cache_full_steps", steps)
         if self.cache_threshold is None:
             if self.cache_min_interval != 1:
                 raise ValueError(
@@ -87,7 +101,7 @@ class DeepCacheConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.cache_interval > 1
+        return self.cache_interval > 1 or self.cache_full_steps is not None
 
     @property
     def adaptive(self) -> bool:
@@ -97,6 +111,13 @@ class DeepCacheConfig:
         """The full loop iterations of a run of ``num_steps`` iterations (a fixed schedule only)."""
         if self.adaptive:
             raise ValueError("An adaptive setting (`cache_threshold`) decides its full steps during the call; see `pipe.deepcache_record`.")
+        if self.cache_full_steps is not None:
+            if self.cache_full_steps[-1] >= num_steps:
+                raise ValueError(
+                    f"`cache_full_steps` names iteration {self.cache_full_steps[-1]}, but this call runs {num_steps} "
+                    f"iterations; calibrate or write the schedule for {num_steps}."
+                )
+            return self.cache_full_steps
         if self.uniform:
             return uniform_full_steps(num_steps, self.cache_interval)
         return nonuniform_full_steps(num_steps, self.cache_interval, self.center, self.pow)
