@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -154,7 +155,7 @@ def train_text_to_image(args) -> None:
         source = StableDiffusionPipeline.from_pretrained(args.continue_from)
         earlier = json.loads((Path(args.continue_from) / "training.json").read_text())
         tokenizer, vae, text_encoder, unet = source.tokenizer, source.vae, source.text_encoder.train(), source.unet.train()
-        tokenizer.save_pretrained(output / "tokenizer")
+        shutil.copytree(Path(args.continue_from) / "tokenizer", output / "tokenizer", dirs_exist_ok=True)  # the files as built
         vae_record, scaling_factor = earlier["autoencoder"], vae.config.scaling_factor
     else:
         tokenizer = build_clip_tokenizer([data.captions[i] for i in train.tolist()], output / "tokenizer")

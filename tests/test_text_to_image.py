@@ -120,6 +120,11 @@ def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
     with torch.enable_grad():  # conftest turns gradients off for every test
         train_embedded.main(["text-to-image", "--steps", "2", "--vae-steps", "2", "--save-every", "1", "--output", str(tmp_path / "t2i"), *common])
         train_embedded.main(["judges", "--epochs", "1", "--output", str(tmp_path / "judges"), *common])
+        train_embedded.main(["text-to-image", "--steps", "1", "--continue-from", str(tmp_path / "t2i"), "--output", str(tmp_path / "more"), *common])
+    for name in ("tokenizer.json", "merges.txt", "vocab.json"):  # the tokenizer carries over as built
+        assert (tmp_path / "more" / "tokenizer" / name).read_bytes() == (tmp_path / "t2i" / "tokenizer" / name).read_bytes()
+    more = json.loads((tmp_path / "more" / "training.json").read_text())
+    assert more["total_steps"] == 3 and more["continued_from"]["steps"] == 2
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "t2i")
     assert pipe.tokenizer.tokenize("red apple") == ["red</w>", "apple</w>"]
     record = json.loads((tmp_path / "t2i" / "training.json").read_text())
