@@ -88,3 +88,15 @@ class TwoPassPipeline(DiffusionPipeline):
             if callback_on_step_end is not None:
                 callback_on_step_end(self, i, t, {})
         return sample
+
+
+def compile_counting_graphs(module):
+    """``torch.compile(module)`` with a backend that runs each graph eagerly; returns it and the list of graphs."""
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    return torch.compile(module, backend=counting_backend), graphs

@@ -10,7 +10,7 @@ from diffusers import DDPMScheduler, HeunDiscreteScheduler
 from deepcache import CacheRecord, DeepCacheConfig, DeepCacheSDHelper, DeepCacheUNet2DModel
 from deepcache.pipelines.runs import relative_l1
 from deepcache.testing import tiny_pipeline, tiny_unet
-from helpers import CASES, TwoPassPipeline
+from helpers import CASES, TwoPassPipeline, compile_counting_graphs
 from helpers import generate as generate_case
 from test_pipeline import STEPS, full_step_iterations, generate, pipelines
 
@@ -58,14 +58,7 @@ def test_compiled_unet_builds_graphs_per_piece_and_none_per_step():
     setting = dict(cache_interval=3, cache_threshold=0.5)
     expected = generate(ours, **setting)
     assert 0 < ours.deepcache_record.cached_fraction < 1
-    graphs = []
-
-    def counting_backend(graph_module, example_inputs):
-        graphs.append(graph_module)
-        return graph_module.forward
-
-    torch._dynamo.reset()
-    ours.unet = torch.compile(ours.unet, backend=counting_backend)
+    ours.unet, graphs = compile_counting_graphs(ours.unet)
     np.testing.assert_allclose(generate(ours, **setting), expected, atol=1e-5)
     first_call = len(graphs)
     for steps in (10, 16):

@@ -1,5 +1,6 @@
 """Block Caching: the accumulation rule, schedules, profiling, and caching in every pipeline."""
 
+import contextlib
 import gc
 
 import numpy as np
@@ -93,19 +94,29 @@ def test_reusing_a_unit_adds_the_given_residual_to_its_input(kind):
     sample, returned = ours(*args, **kwargs, block_cache_units=units, block_cache_residuals=given, return_dict=False)
     assert all(returned[name] is given[name] for name in given)
 
-    def replace(name):  # the plain model, with the unit's output replaced by hand
-        def hook(module, module_args, output):
+    with units_replaced_by_hand(plain, given):  # the plain model, with the units' outputs replaced by hand
+        expected = plain(*args, **kwargs, return_dict=False)[0]
+    torch.testing.assert_close(sample, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(sample, plain(*args, **kwargs, return_dict=False)[0])
+
+
+@contextlib.contextmanager
+def units_replaced_by_hand(model, given):
+    """Within the block, each unit of ``given`` outputs its skip path plus the given residual, by forward hooks."""
+
+    def hook(name):
+        def replace(module, module_args, output):
             tensor = skip_path_by_hand(module, module_args[0], given[name].shape) + given[name]
             return (tensor,) if isinstance(output, tuple) else tensor
 
-        return plain.get_submodule(name).register_forward_hook(hook)
+        return replace
 
-    handles = [replace(name) for name in given]
-    expected = plain(*args, **kwargs, return_dict=False)[0]
-    for handle in handles:
-        handle.remove()
-    torch.testing.assert_close(sample, expected, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(sample, plain(*args, **kwargs, return_dict=False)[0])
+    handles = [model.get_submodule(name).register_forward_hook(hook(name)) for name in given]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def skip_path_by_hand(module, x, shape):
@@ -298,17 +309,8 @@ def test_composed_steps_equal_deepcache_with_the_shallow_units_replaced_by_hand(
                                 block_cache_units=units, block_cache_residuals=given, return_dict=False)  # fmt: skip
     assert kept is features and set(returned) == set(shallow) and all(returned[n] is given[n] for n in given)
 
-    def replace(name):  # the cached step, with the unit's output replaced by hand
-        def hook(module, module_args, output):
-            tensor = skip_path_by_hand(module, module_args[0], given[name].shape) + given[name]
-            return (tensor,) if isinstance(output, tuple) else tensor
-
-        return reference.get_submodule(name).register_forward_hook(hook)
-
-    handles = [replace(name) for name in given]
-    expected = reference(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features).sample
-    for handle in handles:
-        handle.remove()
+    with units_replaced_by_hand(reference, given):  # the cached step, with the units' outputs replaced by hand
+        expected = reference(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features).sample
     torch.testing.assert_close(step, expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(step, expected_plain)
 

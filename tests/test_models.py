@@ -7,6 +7,7 @@ from diffusers import UNet2DConditionModel
 
 from deepcache import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel
 from deepcache.testing import tiny_unet, tiny_unet_inputs
+from helpers import compile_counting_graphs
 
 
 def test_no_cache_arguments_equal_diffusers(models):
@@ -193,14 +194,7 @@ def test_the_model_holds_no_tensor_or_weight_copy_between_calls():
 def test_torch_compile_builds_one_graph_per_step_kind():
     unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
     args, _ = tiny_unet_inputs("sd1.5")
-    graphs = []
-
-    def counting_backend(graph_module, example_inputs):
-        graphs.append(graph_module)
-        return graph_module.forward
-
-    torch._dynamo.reset()
-    compiled = torch.compile(unet, backend=counting_backend)
+    compiled, graphs = compile_counting_graphs(unet)
     features = None
     for step in range(7):
         timestep = torch.tensor(900 - 100 * step)

@@ -10,6 +10,7 @@ from diffusers import HeunDiscreteScheduler, StableDiffusionPipeline
 from deepcache import DeepCacheStableDiffusionPipeline, DeepCacheUNet2DConditionModel, nonuniform_full_steps
 from deepcache.pipelines import DeepCacheRun
 from deepcache.testing import tiny_stable_diffusion_components
+from helpers import compile_counting_graphs
 
 STEPS = 10
 
@@ -161,14 +162,7 @@ def test_bad_caching_arguments_raise_clear_errors(kwargs, error, message):
 def test_compiled_unet_keeps_one_graph_per_step_kind_across_calls():
     _, ours = pipelines()
     expected = generate(ours, cache_interval=3)
-    graphs = []
-
-    def counting_backend(graph_module, example_inputs):
-        graphs.append(graph_module)
-        return graph_module.forward
-
-    torch._dynamo.reset()
-    ours.unet = torch.compile(ours.unet, backend=counting_backend)
+    ours.unet, graphs = compile_counting_graphs(ours.unet)
     for _ in range(2):
         np.testing.assert_allclose(generate(ours, cache_interval=3), expected, atol=1e-5)
     assert len(graphs) == 2

@@ -320,16 +320,19 @@ def call_with_caching(
     others = [BlockCacheRun(pipeline, block_cache)] if block_cache is not None else []
     if config.gate_step is not None:
         others.append(GateRun(pipeline, config.gate_step))
-    if not config.enabled and not others:
-        return parent_call(*args, **kwargs)
     if not config.enabled:
-        return call_with_run(pipeline, parent_call, args, kwargs, others[0] if len(others) == 1 else ComposedRun(pipeline, *others))
+        return call_with_run(pipeline, parent_call, args, kwargs, _composed(pipeline, others)) if others else parent_call(*args, **kwargs)
     branch = branch_layout(pipeline).resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
     run = (AdaptiveDeepCacheRun if config.adaptive else DeepCacheRun)(pipeline, config, default_branch if branch is None else branch)
     try:
-        return call_with_run(pipeline, parent_call, args, kwargs, ComposedRun(pipeline, run, *others) if others else run)
+        return call_with_run(pipeline, parent_call, args, kwargs, _composed(pipeline, [run, *others]))
     finally:  # what the call did, for the user to inspect: a record, not state any later call reads
         pipeline.deepcache_record = run.record()
+
+
+def _composed(pipeline, runs: list[LoopRun]) -> LoopRun:
+    """The one run, or several composed in this order."""
+    return runs[0] if len(runs) == 1 else ComposedRun(pipeline, *runs)
 
 
 def check_caching(block_cache) -> None:
