@@ -12,7 +12,11 @@ data-parallel across processes:
   with that solver (the paper's equal-throughput claim; its SD table uses PLMS);
 - a branch sweep at N = 5 (the paper's Figure 6 / Table 6);
 - Block Caching (arXiv 2312.03209) at several thresholds delta, for attention units only (the Block
-  Caching paper's choice) and for all units, with schedules from a profile over separate seeds.
+  Caching paper's choice) and for all units, with schedules from a profile over separate seeds;
+- at the full-step budget of each uniform N: a calibrated schedule (``calibrate_schedule`` over
+  separate seeds) and adaptive caching (``cache_threshold``, set on separate seeds for that budget);
+- compositions at N = ``--compose-interval``: DeepCache with cross-attention gating (T-GATE) and with
+  Block Caching, each beside its parts alone.
 Quality: PSNR and SSIM of each sample against the uncached sample of the same solver from the same
 noise (fidelity), and Frechet distance and KID on the embedded classifier's features against one half
 of the real images; the other half gives the real-vs-real floor. With the emoji model also prompt
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -32,7 +37,7 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 
-from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline, DeepCacheStableDiffusionPipeline, profile_blocks
+from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline, DeepCacheStableDiffusionPipeline, calibrate_schedule, profile_blocks
 from deepcache.embedded import embedded_model_path, load_digits
 from deepcache.embedded.text_to_image import embedded_text_to_image_path
 from deepcache.evaluation.metrics import (
@@ -45,7 +50,7 @@ from deepcache.evaluation.metrics import (
     ssim,
 )
 from deepcache.evaluation.parallel import process_state, sample_images
-from deepcache.models.flops import ideal_speedup, step_flops
+from deepcache.models.flops import ideal_speedup, module_flops, step_flops
 
 # Samplers compared against fewer steps: name in the tables, scheduler class, extra config.
 SOLVERS = {
@@ -82,6 +87,15 @@ def parse(argv):
                         help="unit kinds of the Block Caching runs (default attentions all; none: no Block Caching)")
     parser.add_argument("--block-deltas", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2], help="Block Caching thresholds")
     parser.add_argument("--profile-runs", type=int, default=2, help="profiling runs of --batch-size samples (default 2)")
+    parser.add_argument("--calibrated-intervals", type=int, nargs="*", default=[2, 3, 5, 10],
+                        help="calibrated schedules with the full steps of these uniform N (none: no calibration)")
+    parser.add_argument("--adaptive-intervals", type=int, nargs="*", default=[2, 3, 5, 10],
+                        help="adaptive caching with these uniform N's full steps on the profiling seeds (longest run 2N)")
+    parser.add_argument("--compose-interval", type=int, default=5, help="N of the composition runs")
+    parser.add_argument("--gate-steps", type=int, nargs="*", default=[20],
+                        help="emoji: T-GATE gate steps, alone and with DeepCache (none: no gating runs)")
+    parser.add_argument("--compose-deltas", type=float, nargs="*", default=[0.1],
+                        help="Block Caching thresholds composed with DeepCache, per unit kind of --block-units")
     parser.add_argument("--kid-subset", type=int, default=100, help="KID subset size (default 100)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process (default 1)")
     parser.add_argument("--output-dir", help="default reproduction/<embedded model>")
@@ -99,8 +113,9 @@ def parse(argv):
     return args
 
 
-def settings(args, flops: dict[int, tuple[int, int]], profiles: dict) -> list[dict]:
-    """Every run: name, group, call arguments and FLOP-ideal speedup over the baseline."""
+def settings(args, flops: dict[int, tuple[int, int]], profiles: dict, calibration=None, thresholds=None) -> list[dict]:
+    """Every run: name, group, call arguments and FLOP-ideal speedup over the baseline (``None``
+    where FLOPs are counted on a real call instead: adaptive runs from their records, compositions)."""
     main_solver = args.solvers[0]
 
     def cached(interval, branch, uniform, group, solver=main_solver):
@@ -116,6 +131,13 @@ def settings(args, flops: dict[int, tuple[int, int]], profiles: dict) -> list[di
         return dict(name=f"{SOLVERS[solver][0]}-{steps}", group=group, solver=solver, interval=1, branch=None, schedule="-",
                     call=dict(num_inference_steps=steps), ideal=args.steps / steps, **extra)
 
+    def budgeted(interval, schedule, **caching):  # the full-step budget of uniform N, placed another way
+        num_full = len(DeepCacheConfig(cache_interval=interval).full_steps(args.steps))
+        ideal = None if "cache_threshold" in caching else ideal_speedup(*flops[args.branch], args.steps, num_full)
+        return dict(name=f"N={interval} b{args.branch} {schedule}", group="interval", solver=main_solver, interval=interval,
+                    branch=args.branch, schedule=schedule, ideal=ideal, threshold=caching.get("cache_threshold"),
+                    call=dict(num_inference_steps=args.steps, cache_branch_id=args.branch, **caching))
+
     runs = [plain(main_solver, args.steps, "baseline")]
     if args.embedded == "emoji":
         for scale in args.other_guidance:
@@ -123,6 +145,8 @@ def settings(args, flops: dict[int, tuple[int, int]], profiles: dict) -> list[di
             runs.append(dict(run, name=f"{run['name']} guidance {scale:g}", guidance=scale, call=dict(run["call"], guidance_scale=scale)))
     runs += [cached(n, args.branch, True, "interval") for n in args.intervals]
     runs += [cached(n, args.branch, False, "interval") for n in args.nonuniform_intervals]
+    runs += [budgeted(n, "calibrated", cache_full_steps=calibration.schedule(n)) for n in args.calibrated_intervals]
+    runs += [budgeted(n, "adaptive", cache_threshold=thresholds[n], cache_interval=2 * n) for n in args.adaptive_intervals]
     for solver in args.solvers:
         if solver != main_solver:
             runs.append(plain(solver, args.steps, "baseline"))
@@ -137,7 +161,35 @@ def settings(args, flops: dict[int, tuple[int, int]], profiles: dict) -> list[di
             runs.append(dict(name=f"Block Caching {units} delta={delta:g}", group="block caching", solver=main_solver, units=units,
                              delta=delta, interval=1, branch=None, schedule="-",
                              call=dict(num_inference_steps=args.steps, block_cache=schedule), ideal=1 / schedule.flop_fraction))
+    deepcache = dict(cache_interval=args.compose_interval, cache_branch_id=args.branch)
+    for gate in args.gate_steps if args.embedded == "emoji" else []:
+        for caching, prefix in (({}, ""), (deepcache, f"N={args.compose_interval} b{args.branch} + ")):
+            runs.append(dict(name=f"{prefix}T-GATE gate {gate}", group="composition", solver=main_solver, interval=args.compose_interval,
+                             branch=args.branch, schedule="-", ideal=None, call=dict(num_inference_steps=args.steps, gate_step=gate, **caching)))
+    for units, profile in profiles.items():
+        for delta in args.compose_deltas:
+            runs.append(dict(name=f"N={args.compose_interval} b{args.branch} + Block Caching {units} delta={delta:g}", group="composition",
+                             solver=main_solver, interval=args.compose_interval, branch=args.branch, schedule="-", ideal=None,
+                             call=dict(num_inference_steps=args.steps, block_cache=profile.schedule(delta), **deepcache)))
     return runs
+
+
+def adaptive_threshold(pipe, call, steps: int, interval: int, branch: int) -> float:
+    """The ``cache_threshold`` at which ``call()`` runs as many full steps as uniform ``interval``, with
+    runs of at most ``2 * interval`` (bisection over the threshold's logarithm; the closest found)."""
+    target = len(DeepCacheConfig(cache_interval=interval).full_steps(steps))
+    low, high, best = 1e-4, 1e2, None
+    for _ in range(16):
+        threshold = math.sqrt(low * high)
+        pipe(**call(), num_inference_steps=steps, cache_threshold=threshold, cache_interval=2 * interval, cache_branch_id=branch,
+             output_type="np")  # fmt: skip
+        count = len(pipe.deepcache_record.full_steps)
+        if best is None or abs(count - target) < abs(best[1] - target):
+            best = (threshold, count)
+        if count == target:
+            break
+        low, high = (threshold, high) if count > target else (low, threshold)
+    return best[0]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -172,8 +224,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         meta_kwargs = dict(encoder_hidden_states=torch.empty(batch, pipe.tokenizer.model_max_length, config.cross_attention_dim)) if emoji else {}
     branches = {args.branch, *args.sweep_branches}
     flops = {b: step_flops(meta_unet, meta_args, meta_kwargs, b) for b in sorted(branches)}
+    first = 10**6  # profiling and calibration seeds: not among the evaluation seeds
     if emoji:  # each profiling run: a batch of other seeds, with training captions
-        first = 10**6  # not among the evaluation seeds
         profile_prompts = evaluation_prompts(args.profile_runs * args.batch_size, offset=first)
         calls = [dict(prompt=profile_prompts[r * args.batch_size : (r + 1) * args.batch_size],
                       generator=[torch.Generator().manual_seed(first + r * args.batch_size + i) for i in range(args.batch_size)])
@@ -183,27 +235,54 @@ def main(argv: list[str] | None = None) -> dict | None:
         profile_runs = dict(seeds=range(10**6, 10**6 + args.profile_runs), batch_size=args.batch_size)
     profiles = {units: profile_blocks(pipe, units=units, num_inference_steps=args.steps, progress=state.is_main_process, **profile_runs)
                 for units in dict.fromkeys(args.block_units)}  # fmt: skip
-    runs = settings(args, flops, profiles)
+
+    def tuning_call(count: int = args.batch_size) -> dict:  # the first profiling seeds, fresh generators (a call consumes them)
+        generators = [torch.Generator().manual_seed(first + i) for i in range(count)] if emoji else torch.Generator().manual_seed(10**6)
+        inputs = dict(prompt=evaluation_prompts(count, offset=first)) if emoji else dict(batch_size=count)
+        return dict(generator=generators, **inputs, **extra_call)
+
+    calibration = thresholds = None
+    if args.calibrated_intervals:
+        calibration = calibrate_schedule(pipe, calls=[tuning_call()], branch=args.branch, num_inference_steps=args.steps,
+                                         max_interval=2 * max(args.calibrated_intervals), progress=state.is_main_process)
+    if args.adaptive_intervals:
+        thresholds = {n: adaptive_threshold(pipe, tuning_call, args.steps, n, args.branch) for n in args.adaptive_intervals}
+    runs = settings(args, flops, profiles, calibration, thresholds)
+    baseline_flops = None
+    for run in runs:  # settings whose steps differ in cost: their U-Net FLOPs counted over one sample's call
+        if run["ideal"] is None and "cache_threshold" not in run["call"]:
+            use_solver(run["solver"])
+            count = lambda **call: module_flops(pipe.unet, pipe, **tuning_call(1), **call, output_type="np")  # noqa: E731
+            baseline_flops = baseline_flops or count(num_inference_steps=args.steps)
+            run["ideal"] = baseline_flops / count(**run["call"])
 
     saved = Path(args.output_dir) / "samples.pt"
-    quantized, seconds = torch.load(saved) if args.reuse_samples and saved.exists() else ({}, {})
+    quantized, seconds, full_counts = torch.load(saved) if args.reuse_samples and saved.exists() else ({}, {}, {})
     missing = [run for run in runs if run["name"] not in quantized]
     for index, run in enumerate(missing):
         use_solver(run["solver"])
         start = time.perf_counter()
-        images = sample_images(pipe, seeds, args.batch_size, prompts=prompts, **{**extra_call, **run["call"]})
+        records = []
+        images = sample_images(pipe, seeds, args.batch_size, prompts=prompts, records=records, **{**extra_call, **run["call"]})
         quantized[run["name"]] = (images * 255).round().to(torch.uint8)  # 8-bit, as saved images are
         seconds[run["name"]] = time.perf_counter() - start
+        full_counts[run["name"]] = [len(record.full_steps) for record in records if record is not None]
         if state.is_main_process:
             print(f"[{index + 1}/{len(missing)}] {run['name']}: {seconds[run['name']]:.1f} s", flush=True)
     if missing and state.is_main_process:  # kept, so the scores can be recomputed (--reuse-samples)
         saved.parent.mkdir(parents=True, exist_ok=True)
-        torch.save((quantized, seconds), saved)
+        torch.save((quantized, seconds, full_counts), saved)
     if not state.is_main_process:
         return None
     for units, profile in profiles.items():
         profile.save(Path(args.output_dir) / f"block_profile_{units}.json")
     samples = {name: images.float() / 255 for name, images in quantized.items()}
+    for run in runs:  # adaptive runs: the FLOPs of the full steps each batch chose
+        if run["ideal"] is None:
+            full, cached = flops[run["branch"]]
+            counts = full_counts[run["name"]]
+            run["full_steps_per_call"] = counts
+            run["ideal"] = args.steps * full / statistics.mean(k * full + (args.steps - k) * cached for k in counts)
     return report(args, runs, samples, seconds, flops, state.num_processes, real, prompts, real_captions)
 
 
@@ -299,6 +378,11 @@ def family(payload: dict, group: str, solver: str | None = None) -> list[dict]:
         interval = payload["arguments"]["sweep_interval"]
         shared = [r for r in runs if r["group"] == "interval" and r["schedule"] == "uniform" and r["interval"] == interval]
         return sorted(shared + [r for r in runs if r["group"] == group], key=lambda r: r["branch"])
+    if group == "composition":
+        interval, deltas = payload["arguments"]["compose_interval"], payload["arguments"]["compose_deltas"]
+        deepcache = [r for r in runs if r["group"] == "interval" and r["schedule"] == "uniform" and r["interval"] == interval]
+        block = [r for r in runs if r["group"] == "block caching" and r["delta"] in deltas]
+        return deepcache + block + [r for r in runs if r["group"] == group]
     if group == "equal flops":
         cached = [r for r in runs if r["solver"] == solver and r["group"] in ("interval", "solver") and r["schedule"] == "uniform"]
         return cached + [r for r in runs if r["solver"] == solver and r["group"] == "fewer steps"]
@@ -329,7 +413,8 @@ def tables(payload: dict) -> str:
     groups += [(("equal flops", key), f"Equal FLOPs: {name} with fewer steps vs DeepCache (branch {args['branch']}, uniform)")
                for key, name in solver_names.items()]
     groups += [(("branch sweep",), f"Branch sweep at N = {args['sweep_interval']}, uniform, {main_name}"),
-               (("block caching",), f"Block Caching (no scale-shift), profiled over {args['profile_runs']} separate runs, {main_name}")]
+               (("block caching",), f"Block Caching (no scale-shift), profiled over {args['profile_runs']} separate runs, {main_name}"),
+               (("composition",), f"Compositions at N = {args['compose_interval']}, each beside its parts, {main_name}")]
     extra_head = " text score | group accuracy |" if judged else ""
     head = "| setting | steps | FLOP-ideal speedup | measured speedup | PSNR vs baseline (dB) | SSIM vs baseline | FD | KID x1000 |" + extra_head
     for selector, title in groups:
@@ -341,12 +426,35 @@ def tables(payload: dict) -> str:
         lines += [f"### {title}", "", head, "|---|---|---|---|---|---|---|---|" + ("---|---|" if judged else "")]
         for r in rows:
             name = r["name"] + (f" (= FLOPs of {r['matches']})" if r.get("matches") else "")
+            if r.get("full_steps_per_call"):
+                name += f" (threshold {r['threshold']:.3g}, {statistics.mean(r['full_steps_per_call']):.1f} full steps)"
             fidelity = ("-", "-") if r["psnr"] is None else (f"{r['psnr']:.1f}", f"{r['ssim']:.3f}")
             extra = f" {r['text_score']:.1f} | {r['group_accuracy']:.1%} |" if judged else ""
             lines.append(f"| {name} | {r['steps']} | {r['ideal']:.2f}x | {r['speedup']:.2f}x | {fidelity[0]} | {fidelity[1]} | "
                          f"{_pm(r['fd'])} | {_pm(r['kid'], 1000, 1)} |" + extra)
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + budget_table(payload))
+
+
+def budget_table(payload: dict) -> list[str]:
+    """PSNR and FD of every way to spend uniform N's full steps, and of fewer steps at the same FLOPs."""
+    args = payload["arguments"]
+    interval_runs = [r for r in payload["runs"] if r["group"] == "interval"]
+    schedules = list(dict.fromkeys(r["schedule"] for r in interval_runs))
+    if len(schedules) < 3:
+        return []
+    fewer = {r["matches"]: r for r in payload["runs"] if r["group"] == "fewer steps" and r["solver"] == args["solvers"][0]}
+    lines = [f"### Equal budgets: PSNR vs baseline (dB) / FD, {SOLVERS[args['solvers'][0]][0]}, branch {args['branch']}", "",
+             "| N | " + " | ".join(schedules) + " | fewer steps |", "|---" * (len(schedules) + 2) + "|"]
+    for interval in sorted({r["interval"] for r in interval_runs}):
+        cells = []
+        for schedule in schedules:
+            row = next((r for r in interval_runs if r["interval"] == interval and r["schedule"] == schedule), None)
+            cells.append("-" if row is None else f"{row['psnr']:.1f} / {row['fd'][0]:.2f} ({row['ideal']:.2f}x)")
+        match = next((r for name, r in fewer.items() if name.startswith(f"N={interval} ")), None)
+        cells.append("-" if match is None else f"{match['psnr']:.1f} / {match['fd'][0]:.2f} ({match['name']})")
+        lines.append(f"| {interval} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def plot(payload: dict, path: Path) -> None:
@@ -359,19 +467,25 @@ def plot(payload: dict, path: Path) -> None:
     main_solver = args["solvers"][0]
     families = {
         f"DeepCache, uniform, {SOLVERS[main_solver][0]}": [r for r in family(payload, "interval") if r["schedule"] == "uniform"],
-        f"DeepCache, non-uniform, {SOLVERS[main_solver][0]}": [r for r in family(payload, "interval") if r["schedule"] == "non-uniform"],
+        **{f"DeepCache, {schedule}, {SOLVERS[main_solver][0]}": [r for r in family(payload, "interval") if r["schedule"] == schedule]
+           for schedule in ("non-uniform", "calibrated", "adaptive")},
         **{f"DeepCache, uniform, {SOLVERS[s][0]}": [r for r in family(payload, "equal flops", s) if r["group"] == "solver"]
            for s in args["solvers"][1:]},
         **{f"{SOLVERS[s][0]}, fewer steps": [r for r in family(payload, "equal flops", s) if r["group"] == "fewer steps"]
            for s in args["solvers"]},
         f"branch sweep, N={args['sweep_interval']}": family(payload, "branch sweep"),
         **{f"Block Caching, {units}": [r for r in family(payload, "block caching") if r["units"] == units] for units in args["block_units"]},
+        **{r["name"]: [r] for r in payload["runs"] if r["group"] == "composition"},
     }
     figure, (fd_axis, psnr_axis) = plt.subplots(1, 2, figsize=(12, 4.6))
     for label, rows in families.items():
         if not rows:
             continue
         sweep = "sweep" in label
+        if len(rows) == 1 and rows[0]["group"] == "composition":  # a composition: one marker
+            fd_axis.plot(rows[0]["ideal"], rows[0]["fd"][0], marker="*", markersize=10, linestyle="", label=label)
+            psnr_axis.plot(rows[0]["ideal"], rows[0]["psnr"], marker="*", markersize=10, linestyle="", label=label)
+            continue
         rows = sorted(rows if sweep else [baseline_of(payload, rows[0]["solver"]), *rows], key=lambda r: r["ideal"])
         style = dict(marker="o", linestyle="--" if "fewer steps" in label else "-")
         x = [r["ideal"] for r in rows]

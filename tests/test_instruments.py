@@ -97,7 +97,8 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path, capsys):
 
 REPRODUCE_SMOKE = ["--embedded", "digits", "--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "3",
                    "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0", "1",
-                   "--block-units", "all", "--block-deltas", "0.1", "--profile-runs", "1"]
+                   "--block-units", "all", "--block-deltas", "0.1", "--profile-runs", "1", "--calibrated-intervals", "2",
+                   "--adaptive-intervals", "2", "--compose-interval", "2", "--compose-deltas", "0.1"]
 
 
 def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
@@ -106,15 +107,25 @@ def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
     reproduce = script("reproduce")
     payload = reproduce.main([*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "one")])
     names = [run["name"] for run in payload["runs"]]
-    assert names == ["DDIM-4", "N=2 b2 uniform", "N=3 b2 non-uniform", "DDIM-3", "N=2 b0 uniform", "N=2 b1 uniform",
-                     "Block Caching all delta=0.1"]
+    assert names == ["DDIM-4", "N=2 b2 uniform", "N=3 b2 non-uniform", "N=2 b2 calibrated", "N=2 b2 adaptive", "DDIM-3",
+                     "N=2 b0 uniform", "N=2 b1 uniform", "Block Caching all delta=0.1", "N=2 b2 + Block Caching all delta=0.1"]
     baseline, cached = payload["runs"][0], payload["runs"][1]
     assert baseline["psnr"] is None and 0 < cached["ssim"] < 1 and len(cached["fd"]) == 2
-    assert payload["runs"][3]["matches"] == "N=2 b2 uniform" and payload["samples_per_setting"] == 8
-    block = payload["runs"][-1]
+    assert payload["runs"][5]["matches"] == "N=2 b2 uniform" and payload["samples_per_setting"] == 8
+    block = payload["runs"][-2]
     assert block["ideal"] == pytest.approx(1 / block["flop_fraction"]) and block["ideal"] > 1 and block["psnr"] > 0
+    by_name = {run["name"]: run for run in payload["runs"]}
+    assert by_name["N=2 b2 calibrated"]["ideal"] == cached["ideal"]  # the same full-step budget, placed by calibration
+    adaptive = by_name["N=2 b2 adaptive"]  # three batches of seeds, each deciding its own full steps
+    full, cached_flops = payload["flops"]["2"]["full"], payload["flops"]["2"]["cached"]
+    counts = adaptive["full_steps_per_call"]
+    assert len(counts) == 3 and all(1 <= k <= 4 for k in counts) and adaptive["threshold"] > 0
+    assert adaptive["ideal"] == pytest.approx(4 * full / (sum(k * full + (4 - k) * cached_flops for k in counts) / 3))
+    composed = by_name["N=2 b2 + Block Caching all delta=0.1"]  # counted on a real call: more saved than by either part
+    assert composed["ideal"] > max(cached["ideal"], block["ideal"])
     tables = (tmp_path / "one" / "tables.md").read_text()
     assert "Real-vs-real floor" in tables and "| N=2 b2 uniform | 4 |" in tables and "### Block Caching" in tables
+    assert "### Compositions at N = 2" in tables and "### Equal budgets" in tables and "adaptive (threshold" in tables
     assert Image.open(tmp_path / "one" / "quality_vs_speedup.png").size[0] > 500
 
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -124,16 +135,18 @@ def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["processes"] == 2
-    one_samples, _ = torch.load(tmp_path / "one" / "samples.pt")
-    two_samples, _ = torch.load(tmp_path / "two" / "samples.pt")
+    one_samples, _, one_counts = torch.load(tmp_path / "one" / "samples.pt")
+    two_samples, _, two_counts = torch.load(tmp_path / "two" / "samples.pt")
+    assert one_counts == two_counts
     assert one_samples.keys() == two_samples.keys()
     assert all(torch.equal(one_samples[name], two_samples[name]) for name in one_samples)
     assert [run["fd"] for run in two["runs"]] == [list(run["fd"]) for run in payload["runs"]]
 
     # Reusing samples scores the stored settings again and samples only the new one.
     rescored = reproduce.main([*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "two"), "--reuse-samples", "--block-deltas", "0.1", "0.5"])
-    assert [list(run["kid"]) for run in rescored["runs"][:-1]] == [run["kid"] for run in two["runs"]]
-    stored, seconds = torch.load(tmp_path / "two" / "samples.pt")
+    kids = {run["name"]: list(run["kid"]) for run in rescored["runs"]}
+    assert [kids[run["name"]] for run in two["runs"]] == [run["kid"] for run in two["runs"]]
+    stored, seconds, _ = torch.load(tmp_path / "two" / "samples.pt")
     assert list(stored)[-1] == "Block Caching all delta=0.5" and len(stored) == len(seconds) == len(names) + 1
     with pytest.raises(SystemExit):
         reproduce.main(["--samples", "10", "--kid-subset", "50"])

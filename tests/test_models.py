@@ -6,6 +6,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from deepcache import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel
+from deepcache.models.flops import count_flops, module_flops, step_flops
 from deepcache.testing import tiny_unet, tiny_unet_inputs
 from helpers import compile_counting_graphs
 
@@ -304,3 +305,19 @@ def test_adaptive_step_without_features_cannot_replay():
         cached(*args, cache_branch_id=1, cache_refresh=lambda h: False)
     with pytest.raises(ValueError, match="need a branch"):
         cached(*args, cache_refresh=lambda h: True)
+
+
+def test_module_flops_counts_attention_on_real_tensors():
+    """On CPU tensors the counter misses the fused attention kernel; ``module_flops`` runs the math
+    one, so counting real calls gives what the meta-device count gives, per call."""
+    unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    args, kwargs = tiny_unet_inputs("sd1.5")
+    with torch.device("meta"):
+        meta = DeepCacheUNet2DConditionModel.from_config(unet.config)
+    meta_args = tuple(a.to("meta") for a in args)
+    full, cached = step_flops(meta, meta_args, kwargs, 1)
+    _, features = unet(*args, cache_branch_id=1, return_dict=False)
+    counted = module_flops(unet, lambda: [unet(*args), unet(*args, cache_branch_id=1, replicate_prev_features=features)])
+    assert counted == full + cached and cached < full
+    with torch.no_grad():
+        assert count_flops(unet, *args) < full  # what the counter sees of the fused kernel: no attention

@@ -139,16 +139,20 @@ def test_reproduction_on_the_emoji_model_has_every_table(tmp_path):
     payload = reproduce.main(["--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "4",
                               "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0",
                               "--block-units", "attentions", "--block-deltas", "0.1", "--profile-runs", "1",
-                              "--solvers", "ddim", "dpm++", "--other-guidance", "1", "--output-dir", str(tmp_path)])
+                              "--solvers", "ddim", "dpm++", "--other-guidance", "1", "--calibrated-intervals", "--adaptive-intervals",
+                              "--compose-interval", "2", "--gate-steps", "2", "--compose-deltas", "--output-dir", str(tmp_path)])
     names = [run["name"] for run in payload["runs"]]
     assert names == ["DDIM-4", "DDIM-4 guidance 1", "N=2 b1 uniform", "N=3 b1 non-uniform", "DDIM-3", "DPM-Solver++-4",
-                     "DPM-Solver++ N=2 b1 uniform", "DPM-Solver++-3", "N=2 b0 uniform", "Block Caching attentions delta=0.1"]
+                     "DPM-Solver++ N=2 b1 uniform", "DPM-Solver++-3", "N=2 b0 uniform", "Block Caching attentions delta=0.1",
+                     "T-GATE gate 2", "N=2 b1 + T-GATE gate 2"]
     by_name = {run["name"]: run for run in payload["runs"]}
     assert by_name["DPM-Solver++-3"]["matches"] == "DPM-Solver++ N=2 b1 uniform"
     assert by_name["DPM-Solver++-4"]["psnr"] is None and by_name["DPM-Solver++-3"]["psnr"] > 0  # against its own baseline
     assert 0 <= by_name["N=2 b1 uniform"]["group_accuracy"] <= 1 and by_name["N=2 b1 uniform"]["text_score"] >= 0
     assert 0 < payload["real_judged"]["group_accuracy"] <= 1
+    gated, both = by_name["T-GATE gate 2"], by_name["N=2 b1 + T-GATE gate 2"]  # FLOPs counted on a real call
+    assert 1 < gated["ideal"] < 2 and both["ideal"] > max(gated["ideal"], by_name["N=2 b1 uniform"]["ideal"])
     tables = (tmp_path / "tables.md").read_text()
     for title in ["other guidance scales", "Quality vs interval N (branch 1)", "Equal FLOPs: DDIM", "Equal FLOPs: DPM-Solver++",
-                  "Branch sweep at N = 2", "Block Caching"]:
+                  "Branch sweep at N = 2", "Block Caching", "Compositions at N = 2"]:
         assert title in tables

@@ -17,12 +17,15 @@ def process_state() -> PartialState:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def sample_images(pipe, seeds: list[int], batch_size: int, prompts: list[str] | None = None, **call_kwargs) -> torch.Tensor:
+def sample_images(
+    pipe, seeds: list[int], batch_size: int, prompts: list[str] | None = None, records: list | None = None, **call_kwargs
+) -> torch.Tensor:
     """Images (N, C, H, W) in [0, 1] for ``seeds``, in seed order: from an unconditional pipeline, or
     with ``prompts`` (one per seed) from a text-to-image one.
 
     Every process returns the full gathered result. ``call_kwargs`` go to the pipeline call
-    (``num_inference_steps``, caching arguments, ...).
+    (``num_inference_steps``, caching arguments, ...). A ``records`` list receives each batch's
+    ``pipe.deepcache_record`` (the full steps a cached call ran), gathered, in batch order.
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1, but got {batch_size}.")
@@ -36,6 +39,8 @@ def sample_images(pipe, seeds: list[int], batch_size: int, prompts: list[str] | 
         start = index * batch_size
         inputs = dict(batch_size=len(generators)) if prompts is None else dict(prompt=prompts[start : start + len(generators)])
         images = pipe(generator=generators, output_type="np", **inputs, **call_kwargs).images
-        mine.append((index, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()))
-    gathered = gather_object(mine)
-    return torch.cat([images for _, images in sorted(gathered, key=lambda item: item[0])]) if gathered else torch.empty(0)
+        mine.append((index, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), getattr(pipe, "deepcache_record", None)))
+    gathered = sorted(gather_object(mine), key=lambda item: item[0])
+    if records is not None:
+        records.extend(record for _, _, record in gathered)
+    return torch.cat([images for _, images, _ in gathered]) if gathered else torch.empty(0)

@@ -6,6 +6,8 @@ tensors ``FlopCounterMode`` misses it, because the CPU attention kernel has no F
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
@@ -16,6 +18,32 @@ def count_flops(function, *args, **kwargs) -> int:
     with FlopCounterMode(display=False) as counter:
         function(*args, **kwargs)
     return counter.get_total_flops()
+
+
+def module_flops(module: torch.nn.Module, function, *args, **kwargs) -> int:
+    """FLOPs inside ``module``'s forward calls while ``function(*args, **kwargs)`` runs on real tensors.
+
+    For what no fixed schedule describes (a pipeline call whose steps differ, as with gating or
+    composed caches): e.g. ``module_flops(pipe.unet, pipe, prompt, num_inference_steps=50)``.
+    Attention runs its math kernel here, the one whose FLOPs the counter sees.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    counter, total = FlopCounterMode(display=False), 0
+
+    def enter(*_):
+        counter.__enter__()
+
+    def leave(*_):
+        nonlocal total
+        counter.__exit__(None, None, None)
+        total += counter.get_total_flops()
+
+    with contextlib.ExitStack() as cleanup, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        cleanup.callback(module.register_forward_pre_hook(enter).remove)
+        cleanup.callback(module.register_forward_hook(leave).remove)
+        function(*args, **kwargs)
+    return total
 
 
 def step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch: int) -> tuple[int, int]:
