@@ -8,7 +8,7 @@ import torch
 from diffusers import DDPMScheduler, HeunDiscreteScheduler
 
 from deepcache import CacheRecord, DeepCacheConfig, DeepCacheSDHelper, DeepCacheUNet2DModel
-from deepcache.pipelines.runs import relative_l1
+from deepcache.pipelines.runs import relative_l1, step_weights
 from deepcache.testing import tiny_pipeline, tiny_unet
 from helpers import CASES, TwoPassPipeline, compile_counting_graphs
 from helpers import generate as generate_case
@@ -66,11 +66,12 @@ def test_compiled_unet_builds_graphs_per_piece_and_none_per_step():
     assert len(graphs) == first_call <= 4
 
 
-def test_signal_is_the_relative_change_of_the_branch_skip_since_the_last_full_step():
+def test_signal_accumulates_the_weighted_change_of_the_branch_skip_since_the_last_full_step():
     _, ours = pipelines()
-    skips, state = [], {"step": 0}
+    skips, timesteps, state = [], [], {"step": 0}
     hook = lambda module, inputs, output: skips.append((state["step"], output[0]))  # noqa: E731
     ours.unet.down_blocks[0].attentions[0].register_forward_hook(hook)
+    ours.unet.register_forward_pre_hook(lambda module, args: timesteps.append(float(args[1])))
 
     def count(pipeline, step, timestep, callback_kwargs):
         state["step"] = step + 1
@@ -79,9 +80,12 @@ def test_signal_is_the_relative_change_of_the_branch_skip_since_the_last_full_st
     generate(ours, cache_interval=3, cache_branch_id=1, cache_threshold=0.02, callback_on_step_end=count)
     record = ours.deepcache_record
     skip = dict(skips)  # branch 1 is the first down layer's (resnet, attention) output; it runs at every step
+    weights = step_weights(ours.scheduler, timesteps)
+    assert len(timesteps) == STEPS and weights[0] > weights[-1]  # early, noisy steps pass more of an error on
     for step in range(1, STEPS):
         last_full = max(s for s in record.full_steps if s < step)
-        assert record.signals[step] == pytest.approx(relative_l1(skip[step], skip[last_full]), rel=1e-6)
+        expected = sum(weights[k] * relative_l1(skip[k], skip[last_full]) for k in range(last_full + 1, step + 1))
+        assert record.signals[step] == pytest.approx(expected, rel=1e-6)
 
 
 def test_second_order_scheduler_counts_loop_iterations():

@@ -11,7 +11,7 @@ import torch
 import deepcache
 import deepcache.testing
 from deepcache import DeepCacheConfig, ScheduleCalibration, calibrate_schedule
-from deepcache.pipelines.calibration import _scheduler_weights
+from deepcache.pipelines.runs import step_weights
 from test_pipeline import STEPS, full_step_iterations, generate, pipelines
 
 
@@ -44,7 +44,7 @@ def test_weights_follow_sigma_and_the_costs_match_a_hand_computation():
     sigmas = [math.sqrt((1 - abar[int(t)]) / abar[int(t)]) for t in timesteps] + [0.0]
     raw = [abs(sigmas[k] - sigmas[k + 1]) for k in range(STEPS)]
     assert calibration.weights == pytest.approx([w / (sum(raw) / STEPS) for w in raw])
-    assert _scheduler_weights(object(), timesteps) == [1.0] * STEPS
+    assert step_weights(object(), timesteps) == [1.0] * STEPS
 
     def guided(prediction):
         uncond, cond = prediction.chunk(2)
@@ -103,3 +103,20 @@ def test_schedule_longer_than_the_call_and_bad_calibration_arguments():
         with pytest.raises(ValueError, match="Disable the pipeline's DeepCacheSDHelper"):
             calibrate_schedule(ours, "a")
     assert torch.is_tensor(ours.scheduler.alphas_cumprod)
+
+
+def test_step_weights_follow_the_schedulers_own_sigmas_and_positions():
+    """Sigma schedulers use their ``sigmas``; a loop over part of the timesteps (img2img) or over
+    repeated ones (Heun) gets each timestep's own position."""
+    from diffusers import EulerDiscreteScheduler, HeunDiscreteScheduler
+
+    for scheduler_class in (EulerDiscreteScheduler, HeunDiscreteScheduler):
+        scheduler = scheduler_class(num_train_timesteps=1000)
+        scheduler.set_timesteps(6)
+        sigmas = scheduler.sigmas.tolist()
+        raw = [abs(sigmas[k] - sigmas[k + 1]) for k in range(len(scheduler.timesteps))]
+        expected = [w / (sum(raw) / len(raw)) for w in raw]
+        timesteps = scheduler.timesteps.tolist()
+        assert step_weights(scheduler, timesteps) == pytest.approx(expected)
+        assert step_weights(scheduler, timesteps[3:]) == pytest.approx(expected[3:])
+    assert step_weights(scheduler, [12345.0]) == [1.0]  # not among the scheduler's timesteps: no weighting

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -27,7 +26,7 @@ from tqdm.auto import tqdm
 from ..models import DeepCacheUNetMixin, cache_aware_class
 from ..schedules import ScheduleCalibration
 from .profiling import _profile_calls
-from .runs import LoopRun, branch_layout, call_with_run, diffusers_class, split_output, unwrap
+from .runs import LoopRun, branch_layout, call_with_run, diffusers_class, split_output, step_weights, unet_timestep, unwrap
 
 
 class _TrajectoryRun(LoopRun):
@@ -95,7 +94,7 @@ def calibrate_schedule(
             if num_steps is not None and len(run.calls) != num_steps:
                 raise ValueError(f"Every calibration run must have the same loop length, but got {num_steps} and {len(run.calls)}.")
             num_steps = len(run.calls)
-            weights = _scheduler_weights(pipe.scheduler, [_timestep(*run.calls[i][0][:2]) for i in range(num_steps)])
+            weights = step_weights(pipe.scheduler, [unet_timestep(*run.calls[i][0][:2]) for i in range(num_steps)])
             with torch.no_grad():
                 for i in range(1, num_steps):
                     for j in range(max(0, i - max_interval + 1), i):
@@ -126,21 +125,3 @@ def _guided(pipe, prediction: torch.Tensor) -> torch.Tensor:
         return prediction
     uncond, cond = prediction.chunk(2)
     return uncond + scale * (cond - uncond)
-
-
-def _timestep(args: tuple, kwargs: dict) -> float:
-    value = args[1] if len(args) > 1 else kwargs.get("timestep")
-    return float(value.flatten()[0]) if isinstance(value, torch.Tensor) else float(value)
-
-
-def _scheduler_weights(scheduler, timesteps: list[float]) -> list[float]:
-    """``|sigma_i - sigma_(i+1)|`` per iteration (sigma 0 after the last), normalised to mean 1; 1s without ``alphas_cumprod``."""
-    alphas = getattr(scheduler, "alphas_cumprod", None)
-    if alphas is None:
-        return [1.0] * len(timesteps)
-    last = len(alphas) - 1
-    abar = [float(alphas[min(max(round(t), 0), last)]) for t in timesteps]
-    sigmas = [math.sqrt((1 - a) / a) for a in abar] + [0.0]
-    weights = [abs(sigmas[k] - sigmas[k + 1]) for k in range(len(timesteps))]
-    mean = sum(weights) / len(weights)
-    return [w / mean if mean > 0 else 1.0 for w in weights]

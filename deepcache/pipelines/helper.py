@@ -72,7 +72,7 @@ class DeepCacheSDHelper:
             block_cache (`BlockCacheSchedule`, *optional*): Block Caching, alone (``cache_interval`` 1)
                 or with DeepCache; see :func:`deepcache.profile_blocks`.
             cache_threshold (`float`, *optional*): adaptive caching: full steps chosen at run time from
-                the change at the branch (``cache_interval`` is then the longest run between them);
+                the weighted change at the branch, summed (``cache_interval`` is then the longest run between them);
                 ``pipe.deepcache_record`` shows them after each call.
             cache_min_interval (`int`, defaults to `1`): adaptive caching's shortest run between full steps.
             gate_step (`int`, *optional*): cross-attention gating (T-GATE): iterations from ``gate_step``

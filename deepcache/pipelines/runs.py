@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import math
 
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
@@ -99,8 +100,10 @@ class DeepCacheRun(LoopRun):
 class AdaptiveDeepCacheRun(DeepCacheRun):
     """One adaptive DeepCache call: each iteration's first U-Net call decides, at the branch, full or cached.
 
-    The signal is the relative L1 change of the tensor the down path produces at the branch since
-    the last full step; a step is full when it reaches ``cache_threshold``, always after
+    The signal accumulates, over the cached iterations since the last full step, the relative L1
+    change of the tensor the down path produces at the branch (against that full step's), each
+    times the iteration's :func:`step_weights` weight: an estimate of the error the stale features
+    have put into the result. A step is full when it reaches ``cache_threshold``, always after
     ``cache_interval`` iterations and never before ``cache_min_interval``. Later U-Net calls of the
     same iteration (separate cond/uncond passes) follow the first one's decision.
     """
@@ -109,10 +112,13 @@ class AdaptiveDeepCacheRun(DeepCacheRun):
         super().__init__(pipeline, config, branch)
         self.reference: torch.Tensor | None = None  # the branch's tensor at the last full step
         self.signals: dict[int, float] = {}
+        self.timesteps: list[float] = []  # each iteration's, from its first U-Net call
         self.has_features = False  # whether this U-Net call was given features to replay
 
     def before_unet(self, unet, args, kwargs):
         self.iterations_seen = self.iteration + 1
+        if self.call == 0:
+            self.timesteps.append(unet_timestep(args, kwargs))
         features = self.features.pop(self.call, None)
         self.has_features = features is not None
         return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features, "cache_refresh": self.refresh}
@@ -124,7 +130,9 @@ class AdaptiveDeepCacheRun(DeepCacheRun):
             return not self.has_features or (bool(self.ran_full) and self.ran_full[-1] == iteration)
         if self.reference is not None:
             reference = self.reference[-len(branch_tensor) :]  # gating may have cut the batch to its conditional half
-            self.signals[iteration] = relative_l1(branch_tensor, reference)
+            weight = step_weights(self.pipeline.scheduler, self.timesteps)[-1]
+            self.signals[iteration] = self.signals.get(iteration - 1, 0.0) * (self.ran_full[-1] != iteration - 1)
+            self.signals[iteration] += weight * relative_l1(branch_tensor, reference)
         since = iteration - self.ran_full[-1] if self.ran_full else None
         if not self.has_features or since is None or since >= self.config.cache_interval:
             full = True
@@ -140,6 +148,42 @@ class AdaptiveDeepCacheRun(DeepCacheRun):
     def record(self) -> CacheRecord:
         signals = [self.signals.get(i) for i in range(self.iterations_seen)]
         return CacheRecord(self.iterations_seen, self.ran_full, signals, self.config.cache_threshold)
+
+
+def unet_timestep(args: tuple, kwargs: dict) -> float:
+    """The timestep of one U-Net call, as a float."""
+    value = args[1] if len(args) > 1 else kwargs.get("timestep")
+    return float(value.flatten()[0]) if isinstance(value, torch.Tensor) else float(value)
+
+
+def step_weights(scheduler, timesteps: list[float]) -> list[float]:
+    """How much of a noise-prediction error each loop iteration passes on to the result.
+
+    ``|sigma_k - sigma_(k+1)|`` along the scheduler's own timesteps, for the position ``k`` of each
+    of ``timesteps`` (the loop's, in order): the scheduler's ``sigmas`` where it has one per timestep,
+    else ``sqrt((1 - abar) / abar)`` from ``alphas_cumprod``, and 0 after the last. Normalised to
+    mean 1 over the scheduler's timesteps; 1s for a scheduler that has neither or other timesteps.
+    """
+    timesteps_of_scheduler = getattr(scheduler, "timesteps", None)
+    schedule = [] if timesteps_of_scheduler is None else [float(t) for t in timesteps_of_scheduler]
+    sigmas, alphas = getattr(scheduler, "sigmas", None), getattr(scheduler, "alphas_cumprod", None)
+    if isinstance(sigmas, torch.Tensor) and len(sigmas) == len(schedule) + 1:
+        sigma = [float(value) for value in sigmas[:-1]]
+    elif alphas is not None:
+        abar = [float(alphas[min(max(round(t), 0), len(alphas) - 1)]) for t in schedule]
+        sigma = [math.sqrt((1 - a) / a) for a in abar]
+    else:
+        return [1.0] * len(timesteps)
+    sigma.append(0.0)
+    weights = [abs(sigma[k] - sigma[k + 1]) for k in range(len(schedule))]
+    mean = sum(weights) / len(weights) if weights else 0.0
+    positions, k = [], -1
+    for t in timesteps:  # each loop timestep's position, walking forward (second-order schedulers repeat timesteps)
+        k = next((q for q in range(k + 1, len(schedule)) if math.isclose(schedule[q], t, rel_tol=1e-6, abs_tol=1e-6)), None)
+        if k is None or mean <= 0:
+            return [1.0] * len(timesteps)
+        positions.append(k)
+    return [weights[k] / mean for k in positions]
 
 
 def relative_l1(tensor: torch.Tensor, reference: torch.Tensor) -> float:

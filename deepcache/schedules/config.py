@@ -28,9 +28,10 @@ class DeepCacheConfig:
         pow (`float`, *optional*): non-uniform schedule's power (> 1), 1.4 if not given.
         center (`int`, *optional*): non-uniform schedule's centre iteration, ``round(0.3 * T)`` if not given.
         cache_threshold (`float`, *optional*): decides the full steps at run time instead (adaptive
-            caching). Each iteration runs the down path to the branch, then stays cached while that
-            tensor's relative L1 change since the last full step is below the threshold; ``0`` makes
-            every step full. ``cache_interval`` is then the longest run between full steps.
+            caching). Each iteration runs the down path to the branch and adds that tensor's relative
+            L1 change since the last full step, times the step's weight (how much of an error the
+            scheduler passes on), to a sum; the step is full once the sum reaches the threshold. ``0``
+            makes every step full. ``cache_interval`` is then the longest run between full steps.
         cache_min_interval (`int`, defaults to `1`): adaptive caching's shortest run between full
             steps (at most ``cache_interval``).
         cache_full_steps (`tuple[int, ...]`, *optional*): an explicit schedule instead: the full loop

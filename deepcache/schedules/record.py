@@ -15,8 +15,9 @@ class CacheRecord:
     Args:
         num_iterations (`int`): loop iterations the call ran.
         full_steps (`tuple[int, ...]`): the iterations that ran the whole U-Net; all others were cached.
-        signals (`tuple[float | None, ...]`): adaptive caching only, one per iteration: the relative L1
-            change of the branch's tensor since the last full step (``None`` before the first one).
+        signals (`tuple[float | None, ...]`): adaptive caching only, one per iteration: the sum the
+            threshold was compared with, the step-weighted relative L1 changes of the branch's tensor
+            since the last full step (``None`` before the first one).
         threshold (`float`, *optional*): the adaptive call's ``cache_threshold``.
     """
 
@@ -70,12 +71,12 @@ class CacheRecord:
         figure, axis = plt.subplots(figsize=(9, 3.2))
         measured = [(step, signal) for step, signal in enumerate(self.signals) if signal is not None]
         if measured:
-            axis.plot(*zip(*measured), color="tab:blue", marker=".", label="change at the branch since the last full step")
+            axis.plot(*zip(*measured), color="tab:blue", marker=".", label="weighted change at the branch, summed since the last full step")
         if self.threshold is not None:
             axis.axhline(self.threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {self.threshold:g}")
         for step in self.full_steps:
             axis.axvline(step, color="0.8", linewidth=3, zorder=0)
-        axis.set(xlim=(-0.5, self.num_iterations - 0.5), xlabel="loop iteration (grey: full step)", ylabel="relative L1 change")
+        axis.set(xlim=(-0.5, self.num_iterations - 0.5), xlabel="loop iteration (grey: full step)", ylabel="signal")
         axis.set_title(f"{len(self.full_steps)} of {self.num_iterations} iterations full", fontsize=10)
         if measured or self.threshold is not None:
             axis.legend(fontsize=8, loc="upper left")
