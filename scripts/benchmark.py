@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import deepcache
-from deepcache.evaluation.benchmark import MODELS, benchmark, branch_flops, markdown_table, settings_grid
+from deepcache.evaluation.benchmark import MODELS, SCHEDULES, benchmark, branch_flops, markdown_table, settings_grid
 from deepcache.evaluation.examples import describe
 from deepcache.models.flops import ideal_speedup
 from deepcache.evaluation.original import load_original_helper
@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="embedded", choices=sorted(MODELS))
     parser.add_argument("--intervals", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--branches", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--schedules", nargs="+", default=["uniform"], choices=["uniform", "non-uniform"])
+    parser.add_argument("--schedules", nargs="+", default=["uniform"], choices=SCHEDULES,
+                        help="adaptive: the run-time path with uniform N's decisions, to time its overhead (default uniform)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=1, help="images per call (conditional models run twice that, for guidance)")
     parser.add_argument("--resolution", type=int, nargs="+", help="image height [width] in pixels (default: the model's)")

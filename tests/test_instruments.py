@@ -72,6 +72,10 @@ def test_benchmark_loop_caches_what_the_schedule_says():
     assert torch.allclose(every_step_full, baseline, atol=1e-5) and no_cache == 0
     assert not torch.allclose(cached, baseline, atol=1e-4)
     assert cache_bytes > 0
+    adaptive, = settings_grid([2], [0], ["adaptive"])  # the run-time path, deciding as uniform N = 2 does
+    assert adaptive.adaptive and torch.equal(denoise(unet, inputs, 4, adaptive)[0], cached)
+    with pytest.raises(ValueError, match="'uniform', 'non-uniform', 'adaptive'"):
+        settings_grid([2], [0], ["calibrated"])
 
 
 def test_benchmark_rejects_bad_arguments():

@@ -27,6 +27,7 @@ from ..embedded.text_to_image import UNET_CONFIG as EMOJI_UNET
 from ..embedded.text_to_image import embedded_text_to_image_path
 from ..models import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel, DeepCacheUNetSpatioTemporalConditionModel
 from ..models.flops import ideal_speedup, step_flops
+from ..pipelines.runs import relative_l1
 from ..schedules import DeepCacheConfig
 from ..testing import DDPM_UNET, SD15_UNET
 
@@ -147,25 +148,43 @@ def loop_inputs(name: str, unet, batch: int, size: tuple[int, int] | None = None
     return LoopInputs(randn(rows, config.in_channels, height, width), kwargs)
 
 
+def full_steps_of(setting: DeepCacheConfig, steps: int) -> tuple[int, ...]:
+    """The setting's full steps; for an adaptive one those of uniform ``N = cache_interval``, the
+    steps it runs when its threshold is never reached (how the benchmark times its decisions)."""
+    return DeepCacheConfig(cache_interval=setting.cache_interval).full_steps(steps) if setting.adaptive else setting.full_steps(steps)
+
+
 def denoise(unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig | None = None) -> tuple[torch.Tensor, int]:
     """A DDIM loop of ``steps`` U-Net calls: all full without ``setting``, else cached as it says.
 
-    Returns the final sample and the bytes of the cached feature (0 without caching).
+    An adaptive setting runs the adaptive path (down path, decision, then the deep layers or not)
+    and computes its signal at every step, with uniform ``N``'s full steps as the decisions: the
+    time over uniform's is what deciding at run time costs. Returns the final sample and the bytes
+    of the cached feature (0 without caching).
     """
     scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
     scheduler.set_timesteps(steps)
-    full_steps = set(setting.full_steps(steps)) if setting is not None else None
-    sample, features, cache_bytes = inputs.noise, None, 0
+    full_steps = set(full_steps_of(setting, steps)) if setting is not None else None
+    sample, features, cache_bytes, reference = inputs.noise, None, 0, None
+
+    def refresh(branch_tensor: torch.Tensor) -> bool:
+        nonlocal reference
+        if reference is not None:
+            relative_l1(branch_tensor, reference)
+        if step in full_steps:
+            reference = branch_tensor
+        return step in full_steps
+
     with torch.no_grad():
         for step, timestep in enumerate(scheduler.timesteps):
             model_input = inputs.model_input(sample)
             if setting is None:
                 output = unet(model_input, timestep, **inputs.kwargs, return_dict=False)[0]
             else:
-                cached = None if step in full_steps else features
+                cached = None if step in full_steps and not setting.adaptive else features
                 output, features = unet(
-                    model_input, timestep, **inputs.kwargs, return_dict=False,
-                    cache_branch_id=setting.cache_branch_id, replicate_prev_features=cached,
+                    model_input, timestep, **inputs.kwargs, return_dict=False, cache_branch_id=setting.cache_branch_id,
+                    replicate_prev_features=cached, cache_refresh=refresh if setting.adaptive else None,
                 )
                 cache_bytes = features.numel() * features.element_size()
             sample = scheduler.step(output, timestep, sample).prev_sample
@@ -240,12 +259,16 @@ class Row:
     times: dict = field(default_factory=dict)
 
 
+SCHEDULES = ("uniform", "non-uniform", "adaptive")
+
+
 def settings_grid(intervals, branches, schedules) -> list[DeepCacheConfig]:
     for schedule in schedules:
-        if schedule not in ("uniform", "non-uniform"):
-            raise ValueError(f"`schedules` must contain 'uniform' or 'non-uniform', but got {schedule!r}.")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"`schedules` must contain only {', '.join(map(repr, SCHEDULES))}, but got {schedule!r}.")
     return [
-        DeepCacheConfig(cache_interval=interval, cache_branch_id=branch, uniform=schedule == "uniform")
+        DeepCacheConfig(cache_interval=interval, cache_branch_id=branch, uniform=schedule != "non-uniform",
+                        cache_threshold=1e30 if schedule == "adaptive" else None)
         for interval in intervals for branch in branches for schedule in schedules
     ]
 
@@ -276,7 +299,7 @@ def benchmark(
     inputs = loop_inputs(name, unet, batch, size, frames)
     flops = branch_flops(name, {s.cache_branch_id for s in settings}, batch, size, frames)
     timer = _Timer(unet.device)
-    with_original = [s for s in settings if original is not None and s.uniform]
+    with_original = [s for s in settings if original is not None and s.uniform and not s.adaptive]
 
     def run_original(setting):
         return denoise_with_original(original, unet, inputs, steps, setting)
@@ -306,11 +329,11 @@ def benchmark(
     rows = []
     for index, setting in enumerate(settings):
         full, cached = flops[setting.cache_branch_id]
-        ideal = ideal_speedup(full, cached, steps, len(setting.full_steps(steps)))
+        ideal = ideal_speedup(full, cached, steps, len(full_steps_of(setting, steps)))
         seconds = statistics.median(times[index])
         row = Row(
             model=name, resolution=spec.pixels(size) + (f", {frames or spec.frames} frames" if spec.family == "svd" else ""), batch=batch, steps=steps, interval=setting.cache_interval,
-            branch=setting.cache_branch_id, schedule="uniform" if setting.uniform else "non-uniform",
+            branch=setting.cache_branch_id, schedule="adaptive" if setting.adaptive else "uniform" if setting.uniform else "non-uniform",
             full_gflops=full / 1e9, cached_gflops=cached / 1e9, ideal_speedup=ideal, baseline_s=baseline,
             deepcache_s=seconds, speedup=baseline / seconds, measured_over_ideal=baseline / seconds / ideal,
             baseline_peak_mb=_mb(peaks["baseline"]), deepcache_peak_mb=_mb(peaks[index]), cache_mb=cache_bytes[index] / 2**20,
