@@ -478,16 +478,17 @@ def plot(payload: dict, path: Path) -> None:
         **{r["name"]: [r] for r in payload["runs"] if r["group"] == "composition"},
     }
     figure, (fd_axis, psnr_axis) = plt.subplots(1, 2, figsize=(12, 4.6))
-    for label, rows in families.items():
+    for index, (label, rows) in enumerate(families.items()):
         if not rows:
             continue
+        color = plt.cm.tab20(index % 20)  # more families than the default ten colours
         sweep = "sweep" in label
         if len(rows) == 1 and rows[0]["group"] == "composition":  # a composition: one marker
-            fd_axis.plot(rows[0]["ideal"], rows[0]["fd"][0], marker="*", markersize=10, linestyle="", label=label)
-            psnr_axis.plot(rows[0]["ideal"], rows[0]["psnr"], marker="*", markersize=10, linestyle="", label=label)
+            fd_axis.plot(rows[0]["ideal"], rows[0]["fd"][0], marker="*", markersize=10, linestyle="", color=color, label=label)
+            psnr_axis.plot(rows[0]["ideal"], rows[0]["psnr"], marker="*", markersize=10, linestyle="", color=color, label=label)
             continue
         rows = sorted(rows if sweep else [baseline_of(payload, rows[0]["solver"]), *rows], key=lambda r: r["ideal"])
-        style = dict(marker="o", linestyle="--" if "fewer steps" in label else "-")
+        style = dict(marker="o", linestyle="--" if "fewer steps" in label else "-", color=color)
         x = [r["ideal"] for r in rows]
         fd_axis.errorbar(x, [r["fd"][0] for r in rows], yerr=[r["fd"][1] for r in rows], capsize=3, label=label, **style)
         cached = [r for r in rows if r["psnr"] is not None]
