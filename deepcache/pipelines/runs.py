@@ -112,13 +112,19 @@ class AdaptiveDeepCacheRun(DeepCacheRun):
         super().__init__(pipeline, config, branch)
         self.reference: torch.Tensor | None = None  # the branch's tensor at the last full step
         self.signals: dict[int, float] = {}
-        self.timesteps: list[float] = []  # each iteration's, from its first U-Net call
         self.has_features = False  # whether this U-Net call was given features to replay
+        self.weights: tuple[list[float], list[float]] | None = None  # the scheduler's, built once the loop has started
+        self.position: int | None = -1  # the iteration's position in the scheduler's timesteps (None: not found)
+        self.weight = 1.0  # the iteration's step weight, as step_weights gives it for the loop so far
 
     def before_unet(self, unet, args, kwargs):
         self.iterations_seen = self.iteration + 1
-        if self.call == 0:
-            self.timesteps.append(unet_timestep(args, kwargs))
+        if self.call == 0:  # step_weights one iteration at a time: the table once, the position walked forward
+            if self.iteration == 0:
+                self.weights = schedule_weights(self.pipeline.scheduler)
+            if self.weights is not None and self.position is not None:
+                self.position = next_position(self.weights[0], unet_timestep(args, kwargs), self.position)
+            self.weight = 1.0 if self.weights is None or self.position is None else self.weights[1][self.position]
         features = self.features.pop(self.call, None)
         self.has_features = features is not None
         return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features, "cache_refresh": self.refresh}
@@ -130,9 +136,8 @@ class AdaptiveDeepCacheRun(DeepCacheRun):
             return not self.has_features or (bool(self.ran_full) and self.ran_full[-1] == iteration)
         if self.reference is not None:
             reference = self.reference[-len(branch_tensor) :]  # gating may have cut the batch to its conditional half
-            weight = step_weights(self.pipeline.scheduler, self.timesteps)[-1]
             self.signals[iteration] = self.signals.get(iteration - 1, 0.0) * (self.ran_full[-1] != iteration - 1)
-            self.signals[iteration] += weight * relative_l1(branch_tensor, reference)
+            self.signals[iteration] += self.weight * relative_l1(branch_tensor, reference)
         since = iteration - self.ran_full[-1] if self.ran_full else None
         if not self.has_features or since is None or since >= self.config.cache_interval:
             full = True
@@ -156,16 +161,12 @@ def unet_timestep(args: tuple, kwargs: dict) -> float:
     return float(value.flatten()[0]) if isinstance(value, torch.Tensor) else float(value)
 
 
-def step_weights(scheduler, timesteps: list[float]) -> list[float]:
-    """How much of a noise-prediction error each loop iteration passes on to the result.
-
-    ``|sigma_k - sigma_(k+1)|`` along the scheduler's own timesteps, for the position ``k`` of each
-    of ``timesteps`` (the loop's, in order): the scheduler's ``sigmas`` where it has one per timestep,
-    else ``sqrt((1 - abar) / abar)`` from ``alphas_cumprod``, and 0 after the last. Normalised to
-    mean 1 over the scheduler's timesteps; 1s for a scheduler that has neither or other timesteps.
-    """
-    timesteps_of_scheduler = getattr(scheduler, "timesteps", None)
-    schedule = [] if timesteps_of_scheduler is None else [float(t) for t in timesteps_of_scheduler]
+def schedule_weights(scheduler) -> tuple[list[float], list[float]] | None:
+    """The scheduler's timesteps and, for each, ``|sigma_k - sigma_(k+1)|`` normalised to mean 1 (sigma 0
+    after the last): its ``sigmas`` where it has one per timestep, else ``sqrt((1 - abar) / abar)``
+    from ``alphas_cumprod``. ``None`` for a scheduler that has neither."""
+    timesteps = getattr(scheduler, "timesteps", None)
+    schedule = [] if timesteps is None else [float(t) for t in timesteps]
     sigmas, alphas = getattr(scheduler, "sigmas", None), getattr(scheduler, "alphas_cumprod", None)
     if isinstance(sigmas, torch.Tensor) and len(sigmas) == len(schedule) + 1:
         sigma = [float(value) for value in sigmas[:-1]]
@@ -173,17 +174,33 @@ def step_weights(scheduler, timesteps: list[float]) -> list[float]:
         abar = [float(alphas[min(max(round(t), 0), len(alphas) - 1)]) for t in schedule]
         sigma = [math.sqrt((1 - a) / a) for a in abar]
     else:
-        return [1.0] * len(timesteps)
+        return None
     sigma.append(0.0)
     weights = [abs(sigma[k] - sigma[k + 1]) for k in range(len(schedule))]
     mean = sum(weights) / len(weights) if weights else 0.0
+    return (schedule, [w / mean for w in weights]) if mean > 0 else None
+
+
+def next_position(schedule: list[float], timestep: float, after: int) -> int | None:
+    """The first position after ``after`` holding ``timestep`` (second-order schedulers repeat timesteps)."""
+    return next((q for q in range(after + 1, len(schedule)) if math.isclose(schedule[q], timestep, rel_tol=1e-6, abs_tol=1e-6)), None)
+
+
+def step_weights(scheduler, timesteps: list[float]) -> list[float]:
+    """How much of a noise-prediction error each loop iteration passes on to the result.
+
+    The :func:`schedule_weights` weight of each of ``timesteps`` (the loop's, in order) at its
+    position in the scheduler's timesteps, walking forward; 1s for a scheduler without sigmas or
+    where a timestep is not among its own.
+    """
+    table = schedule_weights(scheduler)
     positions, k = [], -1
-    for t in timesteps:  # each loop timestep's position, walking forward (second-order schedulers repeat timesteps)
-        k = next((q for q in range(k + 1, len(schedule)) if math.isclose(schedule[q], t, rel_tol=1e-6, abs_tol=1e-6)), None)
-        if k is None or mean <= 0:
+    for t in timesteps:
+        k = None if table is None else next_position(table[0], t, k)
+        if k is None:
             return [1.0] * len(timesteps)
         positions.append(k)
-    return [weights[k] / mean for k in positions]
+    return [table[1][k] for k in positions]
 
 
 def relative_l1(tensor: torch.Tensor, reference: torch.Tensor) -> float:
