@@ -3,7 +3,8 @@
 DeepCache (Ma et al., arXiv 2312.00858) and Block Caching (Wimbauer et al., arXiv 2312.03209) on
 current diffusers, by subclassing rather than forking. The product lives in ``schedules`` (settings
 and schedules as data), ``models`` (cache-aware U-Nets and the caching mechanisms) and
-``pipelines`` (pipelines, the plug-and-play helper, profiling); the instruments in ``evaluation``,
+``pipelines`` (pipelines, the plug-and-play helper, profiling, calibration), with ``tuning`` on top
+(which setting to use, measured on the user's pipeline); the instruments in ``evaluation``,
 ``embedded`` (models shipped with the package) and ``testing`` (tiny random pipelines).
 Every public name is importable from here and loads its module on first use.
 """
@@ -46,6 +47,7 @@ _EXPORTS = {
         "calibrate_schedule",
         "profile_blocks",
     ),
+    ".tuning": ("TunedPoint", "TunedSetting", "TuningResult", "tune"),
 }
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
@@ -82,6 +84,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         recompute_steps,
         uniform_full_steps,
     )
+    from .tuning import TunedPoint, TunedSetting, TuningResult, tune
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 __version__ = "0.1.0"

@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import deepcache
+import deepcache.pipelines
+import deepcache.tuning
 
 PACKAGE = pathlib.Path(deepcache.__file__).parent
 
@@ -14,9 +16,10 @@ ALLOWED = {
     "schedules": set(),
     "models": set(),
     "pipelines": {"models", "schedules"},
+    "tuning": {"models", "schedules", "pipelines"},
     "embedded": set(),
     "testing": set(),
-    "evaluation": {"models", "schedules", "pipelines", "embedded", "testing"},
+    "evaluation": {"models", "schedules", "pipelines", "tuning", "embedded", "testing"},
 }
 
 
@@ -61,7 +64,7 @@ def test_each_folder_says_what_lives_there():
 
 
 def test_public_names_resolve_and_match_what_type_checkers_see():
-    for package in (deepcache, deepcache.pipelines):
+    for package in (deepcache, deepcache.pipelines, deepcache.tuning):
         tree = ast.parse(pathlib.Path(package.__file__).read_text())
         checked = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
         seen = sorted(alias.name for node in checked.body for alias in node.names)

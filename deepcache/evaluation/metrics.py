@@ -14,29 +14,10 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-
-def _check_pair(reference: torch.Tensor, candidate: torch.Tensor) -> None:
-    if reference.shape != candidate.shape or reference.ndim != 4:
-        raise ValueError(
-            f"`reference` and `candidate` must be image batches (N, C, H, W) of one shape, "
-            f"but got {tuple(reference.shape)} and {tuple(candidate.shape)}."
-        )
-
-
-def psnr(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of each candidate against its reference (images in [0, 1]); shape (N,)."""
-    _check_pair(reference, candidate)
-    return peak_signal_noise_ratio(candidate, reference, data_range=1.0, reduction="none", dim=(1, 2, 3))
-
-
-def ssim(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
-    """SSIM of each candidate against its reference (images in [0, 1]); shape (N,)."""
-    _check_pair(reference, candidate)
-    return structural_similarity_index_measure(candidate, reference, data_range=1.0, reduction="none")
+from ..tuning.fidelity import psnr, ssim  # noqa: F401  (fidelity lives with the tuner, which optimises it)
 
 
 class _Features(torch.nn.Module):

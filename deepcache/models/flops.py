@@ -7,9 +7,10 @@ tensors ``FlopCounterMode`` misses it, because the CPU attention kernel has no F
 from __future__ import annotations
 
 import contextlib
+import json
 
 import torch
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 from .blocks import shortcut_splits
@@ -53,6 +54,38 @@ def step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch: int) ->
         _, features = unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
         cached = count_flops(unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features)
     return full, cached
+
+
+_BRANCH_FLOPS: dict[str, dict[int, tuple[int, int]]] = {}  # by architecture and input shapes: counting takes seconds
+
+
+def branch_step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branches) -> dict[int, tuple[int, int]]:
+    """FLOPs of one full and one cached call of a cache-aware ``unet`` at each branch, on these inputs.
+
+    Counted on a float32 ``meta`` copy (built from ``unet.config``), so the inputs may be on any
+    device and of any dtype: only their shapes matter; the counts are kept for the next call with
+    the same architecture and shapes.
+    """
+    shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else repr(v) for v in tree_flatten((args, kwargs))[0]]
+    key = json.dumps([type(unet).__name__, dict(unet.config), shapes, sorted(kwargs), list(branches)], sort_keys=True, default=str)
+    if key not in _BRANCH_FLOPS:
+        _BRANCH_FLOPS[key] = _count_branch_flops(unet, args, kwargs, branches)
+    return dict(_BRANCH_FLOPS[key])
+
+
+def _count_branch_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branches) -> dict[int, tuple[int, int]]:
+    with torch.device("meta"):
+        meta_unet = type(unet).from_config(unet.config).to("meta")
+    args, kwargs = tree_map(_float32_meta, (args, kwargs))
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("return_dict", "cache_branch_id", "replicate_prev_features")}
+    counts = {}
+    with torch.no_grad():
+        for branch in branches:  # a full call costs the same at every branch: counted once
+            if not counts:
+                full = count_flops(meta_unet, *args, **kwargs, cache_branch_id=branch, return_dict=False)
+            _, features = meta_unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+            counts[branch] = (full, count_flops(meta_unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features))
+    return counts
 
 
 def unit_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, units: tuple[str, ...]) -> tuple[int, dict[str, int]]:
