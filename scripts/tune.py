@@ -81,14 +81,14 @@ def load_pipeline(args):
     source = defaults["path"]() if args.model is None else args.model
     dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
     try:
-        plain = DiffusionPipeline.from_pretrained(source, dtype=dtype)
+        class_name = DiffusionPipeline.load_config(source)["_class_name"]
+        cls = getattr(deepcache, f"DeepCache{class_name}", None)
+        if cls is None:
+            supported = sorted(diffusers_class(getattr(deepcache, n)).__name__ for n in deepcache.__all__ if n.endswith("Pipeline"))
+            raise SystemExit(f"error: deepcache has no subclass of {class_name}; it tunes {', '.join(supported)}.")
+        pipe = cls.from_pretrained(source, dtype=dtype).to(args.device)
     except (OSError, ValueError) as error:
         raise SystemExit(f"error: cannot load --model {source!r}: {load_failure(error)}") from None
-    cls = getattr(deepcache, f"DeepCache{type(plain).__name__}", None)
-    if cls is None:
-        supported = sorted(diffusers_class(getattr(deepcache, n)).__name__ for n in deepcache.__all__ if n.endswith("Pipeline"))
-        raise SystemExit(f"error: deepcache has no subclass of {type(plain).__name__}; it tunes {', '.join(supported)}.")
-    pipe = cls.from_pipe(plain).to(args.device)
     scheduler = args.scheduler or defaults["scheduler"]
     if scheduler is not None:
         scheduler_class, extra = SCHEDULERS[scheduler]

@@ -184,6 +184,7 @@ class _Tuner:
                 self.generator_states.setdefault(id(generator), generator.get_state())
         self.max_evaluations, self.time_budget, self.progress = max_evaluations, time_budget, progress
         self.points: list[TunedPoint] = []
+        self.evaluations = 0  # settings run on the calibration inputs
         self.measured: dict[str, TunedPoint] = {}
         self.counted_flops: dict[str, float] = {}
         self.stopped: str | None = None
@@ -253,11 +254,15 @@ class _Tuner:
 
     # ----- measuring
     def measure(self, family: str, setting: TunedSetting) -> TunedPoint:
-        """Runs ``setting`` on every calibration input and scores it (once per setting)."""
+        """Runs ``setting`` on every calibration input and scores it (once per setting; the pipeline's
+        default gets its own point even when another family measured the same setting)."""
         key = repr(setting.to_dict())
         if key in self.measured:
-            return self.measured[key]
-        if len(self.points) >= self.max_evaluations:
+            known = self.measured[key]
+            if family == "pipeline default" and known.family != family:
+                self.points.append(dataclasses.replace(known, family=family))
+            return known
+        if self.evaluations >= self.max_evaluations:
             raise _BudgetSpent(f"the evaluation budget ({self.max_evaluations}) was spent")
         if self.time_budget is not None and time.perf_counter() - self.start > self.time_budget:
             raise _BudgetSpent(f"the time budget ({self.time_budget:g} s) was spent")
@@ -276,6 +281,7 @@ class _Tuner:
                            statistics.mean(full_steps) if full_steps else None)  # fmt: skip
         self.points.append(point)
         self.measured[key] = point
+        self.evaluations += 1
         self.bar.update(1)
         return point
 
@@ -313,7 +319,7 @@ class _Tuner:
                 pipe._progress_bar_config = saved_bar
         meta = {"pipeline": diffusers_class(type(pipe)).__name__, "scheduler": type(pipe.scheduler).__name__,
                 "calibration_inputs": len(self.calls), "held_out_inputs": len(self.held_out_calls or []),
-                "evaluations": len(self.points), "seconds": time.perf_counter() - self.start, "stopped": self.stopped,
+                "evaluations": self.evaluations, "seconds": time.perf_counter() - self.start, "stopped": self.stopped,
                 "branch_flops": {str(b): list(f) for b, f in self.branch_flops.items()}}  # fmt: skip
         reference = {"num_inference_steps": self.num_steps, "flops": self.reference_flops, "iterations": self.iterations}
         return TuningResult(self.points, best, self._target(), self.metric_name, reference, meta)
@@ -508,7 +514,7 @@ class _Tuner:
             return
         calibration = getattr(self, "calibration", None)
         if calibration is None or calibration.branch != branch:  # once, for runs as long as the fastest level needs
-            if len(self.points) >= self.max_evaluations:
+            if self.evaluations >= self.max_evaluations:
                 raise _BudgetSpent(f"the evaluation budget ({self.max_evaluations}) was spent")
             self.bar.set_postfix_str("calibrating a schedule")
             calls = [self._fresh(call) for call in self.calls]
