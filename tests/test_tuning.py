@@ -198,6 +198,8 @@ def test_bad_targets_and_arguments_fail_before_any_denoising(pipe, kwargs, error
 def test_targets_out_of_the_families_reach_and_plain_pipelines_get_clear_errors(pipe):
     with pytest.raises(ValueError, match=r"unreachable with the families \['DeepCache uniform'\]: the fastest reaches about"):
         _tune(pipe, target_speedup=9.5, families=["DeepCache uniform"])
+    with pytest.raises(ValueError, match=r"unreachable with the families \['combinations'\]"):  # 6 of 10 steps, one of them full
+        _tune(pipe, target_speedup=9.5, families=["combinations"])
     with pytest.raises(ValueError, match="at or above the uncached call's"):
         _tune(pipe, target_speedup=None, max_flops=1e30)
     with pytest.raises(TypeError, match=r"DeepCacheStableDiffusionPipeline.from_pipe\(pipe\)"):

@@ -56,6 +56,13 @@ def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] >= b[0] and a[1] >= b[1] and a != b
 
 
+def pareto_front(points: Sequence[TunedPoint], metric: str) -> tuple[TunedPoint, ...]:
+    """The points no other is both faster and more faithful than (one per equal pair), fastest last."""
+    keys = [(p.speedup, p.scores.get(metric)) for p in points]
+    front = {k: p for p, k in zip(points, keys) if not any(dominates(other, k) for other in keys)}
+    return tuple(sorted(front.values(), key=lambda p: p.speedup))
+
+
 @dataclass(frozen=True)
 class TuningResult:
     """Every setting a tuning run measured, the pick, and how the pick held up on inputs it did not see.
@@ -94,9 +101,7 @@ class TuningResult:
     @property
     def front(self) -> tuple[TunedPoint, ...]:
         """The Pareto front of (FLOP speedup, score), fastest last."""
-        keys = [(p.speedup, self.score(p)) for p in self.points]
-        front = {k: p for p, k in zip(self.points, keys) if not any(dominates(other, k) for other in keys)}
-        return tuple(sorted(front.values(), key=lambda p: p.speedup))
+        return pareto_front(self.points, self.metric)
 
     def tolerance(self, value: float) -> float:
         return TOLERANCE.get(self.metric, RELATIVE_TOLERANCE * abs(value))

@@ -37,14 +37,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import cross_attention_names
-from ..models.flops import branch_step_flops, module_flops
+from ..models.flops import branch_step_flops, ideal_speedup, module_flops
 from ..pipelines import calibrate_schedule, profile_blocks
 from ..pipelines.mixin import DeepCachePipelineMixin
 from ..pipelines.profiling import _profile_calls
 from ..pipelines.runs import branch_layout, diffusers_class, unwrap
 from ..schedules import DeepCacheConfig, nonuniform_full_steps, uniform_full_steps
 from .fidelity import PSNR_CAP, mean_psnr, mean_ssim
-from .result import TunedPoint, TuningResult, pick
+from .result import TunedPoint, TuningResult, pareto_front, pick
 from .setting import TunedSetting
 
 FAMILIES = (
@@ -60,6 +60,7 @@ FAMILIES = (
 )
 LEVELS = (1.5, 2.0, 3.0, 4.0, 6.0)  # the speedups the front is measured at, besides the target
 ADAPTIVE_PROBES = 7  # threshold bisection steps per adaptive search
+COMBINED_STEP_SHARES = (0.6, 0.8)  # fewer steps x DeepCache: shares of the user's steps tried
 FLOP_PRUNE = 0.9  # branches whose cached call costs more than this share of a full one are not tried
 
 
@@ -377,18 +378,20 @@ class _Tuner:
                 raise ValueError(f"`min_fidelity` {self.min_fidelity:g} is above what the reference itself scores ({ceiling:.4g}).")
 
     def _fastest(self) -> float:
-        """The largest FLOP speedup the chosen families can give (DeepCache with one full step at the cheapest branch)."""
-        if "fewer steps" in self.families or "combinations" in self.families:
+        """The largest FLOP speedup the chosen families can give: fewer steps down to one step, else one
+        full step at the cheapest branch (over the fewest steps a combination runs, if combinations are chosen)."""
+        if "fewer steps" in self.families:
             return float(self.num_steps)
-        cheapest = min(cached for _, cached in self.branch_flops.values())
-        return self.iterations * self.full_flops / (self.full_flops + (self.iterations - 1) * cheapest)
+        cheapest = min(self.branch_flops, key=lambda branch: self.branch_flops[branch][1])
+        steps = min(COMBINED_STEP_SHARES) * self.num_steps if "combinations" in self.families else self.num_steps
+        return self._speedup(cheapest, 1, self._iterations(steps))
 
     # ----- candidates
     def _speedup(self, branch: int, full_steps: int, iterations: int | None = None) -> float:
         """FLOP speedup of a run with ``full_steps`` full of ``iterations`` (default: the reference's) at ``branch``."""
         iterations = self.iterations if iterations is None else iterations
-        cached = self.branch_flops[branch][1]
-        return self.iterations * self.full_flops / (full_steps * self.full_flops + (iterations - full_steps) * cached)
+        full, cached = self.branch_flops[branch]
+        return ideal_speedup(full, cached, iterations, full_steps) * self.iterations / iterations
 
     def _interval(self, branch: int, level: float, uniform: bool = True, steps: int | None = None) -> int | None:
         """The smallest interval at ``branch`` whose schedule reaches ``level`` (with ``steps`` steps), if any."""
@@ -449,7 +452,7 @@ class _Tuner:
             for n in sorted({max(2, interval - 1), interval}) if interval is not None else ():
                 self.measure("gating", TunedSetting(self.num_steps, DeepCacheConfig(n, branch, gate_step=gate)))
         if "combinations" in self.families:
-            for share in (0.6, 0.8):
+            for share in COMBINED_STEP_SHARES:
                 steps = max(1, round(share * self.num_steps))
                 interval = self._interval(branch, level, steps=steps)
                 if interval is not None:
@@ -582,7 +585,7 @@ class _Tuner:
 
     def _time_front(self, best: int | None) -> None:
         """Wall-clock speedups of the front's settings (and the pick) against the reference, interleaved, medians of three."""
-        front = {id(p) for p in TuningResult(self.points, best, self._target(), self.metric_name, {}).front}
+        front = {id(p) for p in pareto_front(self.points, self.metric_name)}
         indices = [i for i, p in enumerate(self.points) if id(p) in front or i == best]
         call = self.calls[0]
         times = {i: [] for i in [-1, *indices]}
