@@ -44,6 +44,8 @@ _EXPORTS = {
         "DeepCacheStableDiffusionXLInpaintPipeline",
         "DeepCacheStableDiffusionXLPipeline",
         "DeepCacheStableVideoDiffusionPipeline",
+        "DeepCacheTextToVideoZeroPipeline",
+        "DeepCacheTextToVideoZeroSDXLPipeline",
         "calibrate_schedule",
         "profile_blocks",
     ),
@@ -71,6 +73,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         DeepCacheStableDiffusionXLInpaintPipeline,
         DeepCacheStableDiffusionXLPipeline,
         DeepCacheStableVideoDiffusionPipeline,
+        DeepCacheTextToVideoZeroPipeline,
+        DeepCacheTextToVideoZeroSDXLPipeline,
         calibrate_schedule,
         profile_blocks,
     )

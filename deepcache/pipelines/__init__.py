@@ -12,7 +12,7 @@ _EXPORTS = {
     ".helper": ("DeepCacheSDHelper",),
     ".mixin": ("DeepCachePipelineMixin",),
     ".profiling": ("profile_blocks",),
-    ".runs": ("BlockCacheRun", "DeepCacheRun", "call_with_caching", "call_with_run"),
+    ".runs": ("BlockCacheRun", "DeepCacheRun", "call_with_caching", "call_with_run", "start_loop"),
     ".stable_diffusion": (
         "DeepCacheStableDiffusionImg2ImgPipeline",
         "DeepCacheStableDiffusionInpaintPipeline",
@@ -24,6 +24,7 @@ _EXPORTS = {
         "DeepCacheStableDiffusionXLPipeline",
     ),
     ".stable_video_diffusion": ("DeepCacheStableVideoDiffusionPipeline",),
+    ".text_to_video_zero": ("DeepCacheTextToVideoZeroPipeline", "DeepCacheTextToVideoZeroSDXLPipeline"),
 }
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
     from .helper import DeepCacheSDHelper
     from .mixin import DeepCachePipelineMixin
     from .profiling import profile_blocks
-    from .runs import BlockCacheRun, DeepCacheRun, call_with_caching, call_with_run
+    from .runs import BlockCacheRun, DeepCacheRun, call_with_caching, call_with_run, start_loop
     from .stable_diffusion import (
         DeepCacheStableDiffusionImg2ImgPipeline,
         DeepCacheStableDiffusionInpaintPipeline,
@@ -44,5 +45,6 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         DeepCacheStableDiffusionXLPipeline,
     )
     from .stable_video_diffusion import DeepCacheStableVideoDiffusionPipeline
+    from .text_to_video_zero import DeepCacheTextToVideoZeroPipeline, DeepCacheTextToVideoZeroSDXLPipeline
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -15,7 +15,7 @@ import functools
 from ..models import DeepCacheUNetMixin, cache_aware_class
 from ..schedules import BlockCacheSchedule, DeepCacheConfig
 from .mixin import DeepCachePipelineMixin
-from .runs import branch_layout, call_with_caching, check_caching, diffusers_class, unwrap
+from .runs import SeveralLoopsMixin, branch_layout, call_with_caching, check_caching, diffusers_class, unwrap
 
 SKIP_MODES = ("uniform", "non-uniform")
 
@@ -152,6 +152,9 @@ def _with_helper_call(pipeline_class: type) -> type:
         config = helper.config
         return call_with_caching(self, parent_call.__get__(self), args, kwargs, config, config.cache_branch_id, helper.block_cache)
 
-    subclass = type(pipeline_class.__name__, (pipeline_class,), {"__call__": __call__, "__module__": pipeline_class.__module__})
+    bases = (pipeline_class,)
+    if hasattr(pipeline_class, "backward_loop") and not issubclass(pipeline_class, SeveralLoopsMixin):
+        bases = (SeveralLoopsMixin, pipeline_class)  # Text2Video-Zero: each loop cached on its own
+    subclass = type(pipeline_class.__name__, bases, {"__call__": __call__, "__module__": pipeline_class.__module__})
     subclass.__qualname__ = pipeline_class.__qualname__
     return subclass

@@ -4,15 +4,18 @@ A pipeline call with ``cache_interval > 1`` creates a :class:`DeepCacheRun` (wit
 :class:`BlockCacheRun`) and hooks it onto the U-Net for that call only. The parent's ``__call__``
 runs unchanged; on each U-Net call the run adds the caching arguments and, on cached steps, what
 it stored. The hooks are removed and the run dropped when the call ends, also when it raises, so
-no call can see another's features.
+no call can see another's features. A pipeline that runs several denoising loops in one call
+(Text2Video-Zero) calls :func:`start_loop` before each: the loop gets fresh runs of its own length.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import inspect
 import math
+from collections.abc import Callable
 
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
@@ -29,13 +32,16 @@ class LoopRun:
     otherwise each U-Net call is one iteration. Subclasses implement the two hooks.
     """
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline, loop_length: int | None = None):
         self.pipeline = pipeline
         self.counts_by_callback = False  # set by call_with_run
+        self.loop_length = loop_length  # given by a pipeline that runs several loops; else read from it
         self.iteration = 0
         self.call = 0  # U-Net call within the iteration
 
     def num_iterations(self) -> int:
+        if self.loop_length is not None:
+            return self.loop_length
         steps = getattr(self.pipeline, "_num_timesteps", None)
         return steps if steps else len(self.pipeline.scheduler.timesteps)
 
@@ -344,6 +350,71 @@ class ComposedRun(LoopRun):
             run.end_iteration()
 
 
+class LoopsRun(LoopRun):
+    """A call's runs, made afresh for each denoising loop it runs.
+
+    Most pipelines run one loop. Text2Video-Zero runs three (the first frame in two, then every frame
+    at a larger batch): each gets its own schedule over its own iterations, the first one full, and
+    nothing stored in one loop is replayed in the next.
+    """
+
+    def __init__(self, pipeline, make: Callable[[int | None], list[LoopRun]]):
+        self.make = make
+        self.loops = [make(None)]  # the runs of each loop so far
+        self.current = _composed(pipeline, self.loops[-1])
+        super().__init__(pipeline)
+
+    @property
+    def counts_by_callback(self) -> bool:
+        return self.current.counts_by_callback
+
+    @counts_by_callback.setter
+    def counts_by_callback(self, value: bool) -> None:
+        self.current.counts_by_callback = value
+
+    def start_loop(self, num_iterations: int) -> None:
+        counts_by_callback = self.counts_by_callback
+        runs = self.make(num_iterations)
+        first = self.loops[-1][0]
+        if first.iteration == 0 and first.call == 0:  # nothing ran yet: the first loop gets its length
+            self.loops[-1] = runs
+        else:
+            self.loops.append(runs)
+        self.current = _composed(self.pipeline, runs)
+        self.current.counts_by_callback = counts_by_callback
+
+    def before_unet(self, unet, args, kwargs):
+        return self.current.before_unet(unet, args, kwargs)
+
+    def after_unet(self, unet, args, kwargs, output):
+        return self.current.after_unet(unet, args, kwargs, output)
+
+    def end_iteration(self) -> None:
+        self.current.end_iteration()
+
+
+_ACTIVE_LOOPS: contextvars.ContextVar[LoopsRun | None] = contextvars.ContextVar("deepcache_active_loops", default=None)
+
+
+def start_loop(num_iterations: int) -> None:
+    """Called by a pipeline before each of several denoising loops in one call: the cached call in
+    progress (if any) starts afresh over ``num_iterations`` iterations."""
+    loops = _ACTIVE_LOOPS.get()
+    if loops is not None:
+        loops.start_loop(num_iterations)
+
+
+class SeveralLoopsMixin:
+    """For pipelines that denoise in several ``backward_loop`` calls per ``__call__`` (Text2Video-Zero:
+    the first frame to ``t1``, on to ``t0``, then every frame from ``t1`` at a larger batch): each
+    loop starts its caching afresh over its own iterations."""
+
+    def backward_loop(self, *args, **kwargs):
+        timesteps = inspect.signature(super().backward_loop).bind(*args, **kwargs).arguments["timesteps"]
+        start_loop(len(timesteps))
+        return super().backward_loop(*args, **kwargs)
+
+
 def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun):
     """Runs ``parent_call(*args, **kwargs)`` with ``run`` hooked onto ``pipeline.unet`` for this call only.
 
@@ -378,17 +449,33 @@ def call_with_caching(
     """
     check_caching(block_cache)
     pipeline.deepcache_record = None
-    others = [BlockCacheRun(pipeline, block_cache)] if block_cache is not None else []
-    if config.gate_step is not None:
-        others.append(GateRun(pipeline, config.gate_step))
-    if not config.enabled:
-        return call_with_run(pipeline, parent_call, args, kwargs, _composed(pipeline, others)) if others else parent_call(*args, **kwargs)
-    branch = branch_layout(pipeline).resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
-    run = (AdaptiveDeepCacheRun if config.adaptive else DeepCacheRun)(pipeline, config, default_branch if branch is None else branch)
+    if not (config.enabled or block_cache is not None or config.gate_step is not None):
+        return parent_call(*args, **kwargs)
+    branch = None
+    if config.enabled:
+        resolved = branch_layout(pipeline).resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
+        branch = default_branch if resolved is None else resolved
+
+    def loop_runs(num_iterations: int | None) -> list[LoopRun]:
+        runs = []
+        if config.enabled:
+            runs.append((AdaptiveDeepCacheRun if config.adaptive else DeepCacheRun)(pipeline, config, branch))
+        if block_cache is not None:
+            runs.append(BlockCacheRun(pipeline, block_cache))
+        if config.gate_step is not None:
+            runs.append(GateRun(pipeline, config.gate_step))
+        for run in runs:
+            run.loop_length = num_iterations
+        return runs
+
+    loops = LoopsRun(pipeline, loop_runs)
+    token = _ACTIVE_LOOPS.set(loops)
     try:
-        return call_with_run(pipeline, parent_call, args, kwargs, _composed(pipeline, [run, *others]))
+        return call_with_run(pipeline, parent_call, args, kwargs, loops)
     finally:  # what the call did, for the user to inspect: a record, not state any later call reads
-        pipeline.deepcache_record = run.record()
+        _ACTIVE_LOOPS.reset(token)
+        if config.enabled:
+            pipeline.deepcache_record = CacheRecord.concatenate([runs[0].record() for runs in loops.loops])
 
 
 def _composed(pipeline, runs: list[LoopRun]) -> LoopRun:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,16 @@ class CacheRecord:
             raise ValueError(f"`full_steps` must lie in [0, {self.num_iterations - 1}], but got {self.full_steps}.")
         if self.signals and len(self.signals) != self.num_iterations:
             raise ValueError(f"`signals` must have one entry per iteration ({self.num_iterations}), but got {len(self.signals)}.")
+
+    @classmethod
+    def concatenate(cls, records: Sequence["CacheRecord"]) -> "CacheRecord":
+        """One record for a call that ran several loops (Text2Video-Zero), their iterations in order."""
+        if len(records) == 1:
+            return records[0]
+        offsets = [sum(r.num_iterations for r in records[:i]) for i in range(len(records))]
+        full_steps = [offset + step for offset, record in zip(offsets, records) for step in record.full_steps]
+        signals = [s for record in records for s in record.signals] if records[0].threshold is not None else ()
+        return cls(sum(r.num_iterations for r in records), full_steps, signals, records[0].threshold)
 
     @property
     def cached_fraction(self) -> float:
