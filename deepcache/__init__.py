@@ -46,6 +46,7 @@ _EXPORTS = {
         "DeepCacheStableVideoDiffusionPipeline",
         "DeepCacheTextToVideoZeroPipeline",
         "DeepCacheTextToVideoZeroSDXLPipeline",
+        "FewStepsWarning",
         "calibrate_schedule",
         "profile_blocks",
     ),
@@ -75,6 +76,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         DeepCacheStableVideoDiffusionPipeline,
         DeepCacheTextToVideoZeroPipeline,
         DeepCacheTextToVideoZeroSDXLPipeline,
+        FewStepsWarning,
         calibrate_schedule,
         profile_blocks,
     )

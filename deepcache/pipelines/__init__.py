@@ -12,7 +12,7 @@ _EXPORTS = {
     ".helper": ("DeepCacheSDHelper",),
     ".mixin": ("DeepCachePipelineMixin",),
     ".profiling": ("profile_blocks",),
-    ".runs": ("BlockCacheRun", "DeepCacheRun", "call_with_caching", "call_with_run", "start_loop"),
+    ".runs": ("BlockCacheRun", "DeepCacheRun", "FewStepsWarning", "call_with_caching", "call_with_run", "start_loop"),
     ".stable_diffusion": (
         "DeepCacheStableDiffusionImg2ImgPipeline",
         "DeepCacheStableDiffusionInpaintPipeline",
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
     from .helper import DeepCacheSDHelper
     from .mixin import DeepCachePipelineMixin
     from .profiling import profile_blocks
-    from .runs import BlockCacheRun, DeepCacheRun, call_with_caching, call_with_run, start_loop
+    from .runs import BlockCacheRun, DeepCacheRun, FewStepsWarning, call_with_caching, call_with_run, start_loop
     from .stable_diffusion import (
         DeepCacheStableDiffusionImg2ImgPipeline,
         DeepCacheStableDiffusionInpaintPipeline,

@@ -15,6 +15,7 @@ import contextvars
 import dataclasses
 import inspect
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -22,6 +23,13 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from ..models import BranchLayout, block_units, cache_aware_class, cross_attention_names
 from ..schedules import BlockCacheSchedule, CacheRecord, DeepCacheConfig
+
+
+FEW_STEPS = 8  # a fixed schedule over fewer loop iterations than this warns
+
+
+class FewStepsWarning(UserWarning):
+    """A fixed DeepCache schedule caches steps of a call with very few iterations (LCM, Turbo, Lightning)."""
 
 
 class LoopRun:
@@ -87,12 +95,29 @@ class DeepCacheRun(LoopRun):
     def before_unet(self, unet, args, kwargs):
         if self.full_steps is None:  # the loop is starting: its length is known now
             self.full_steps = frozenset(self.config.full_steps(self.num_iterations()))
+            self.warn_if_few_steps()
         self.iterations_seen = self.iteration + 1
         cached = self.iteration not in self.full_steps and self.call in self.features
         if not cached and self.call == 0:
             self.ran_full.append(self.iteration)
         features = self.features.pop(self.call) if cached else None
         return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features}
+
+    def warn_if_few_steps(self) -> None:
+        """Few-step models change their features a lot from one step to the next: say what caching will do.
+        (A loop of a call that runs several is not the call's step count, and is not judged.)"""
+        iterations = self.num_iterations()
+        cached = tuple(i for i in range(iterations) if i not in self.full_steps)
+        if self.loop_length is None and iterations < FEW_STEPS and cached:
+            warnings.warn(
+                f"DeepCache: this call runs only {iterations} denoising iterations (a few-step model or sampler such as "
+                f"LCM, Turbo or Lightning?); the schedule runs {iterations - len(cached)} of them in full "
+                f"{tuple(sorted(self.full_steps))} and caches {len(cached)} {cached}. Features change a lot between so "
+                f"few steps, so each cached step costs visible quality for a small saving: below {FEW_STEPS} iterations "
+                "prefer `cache_interval=1` (no caching) or an adaptive `cache_threshold`.",
+                FewStepsWarning,
+                stacklevel=2,
+            )
 
     def after_unet(self, unet, args, kwargs, output):
         self.features[self.call], output = split_output(output, "features")

@@ -30,6 +30,7 @@ import inspect
 import math
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -41,7 +42,7 @@ from ..models.flops import branch_step_flops, ideal_speedup, module_flops
 from ..pipelines import calibrate_schedule, profile_blocks
 from ..pipelines.mixin import DeepCachePipelineMixin
 from ..pipelines.profiling import _profile_calls
-from ..pipelines.runs import branch_layout, diffusers_class, unwrap
+from ..pipelines.runs import FewStepsWarning, branch_layout, diffusers_class, unwrap
 from ..schedules import DeepCacheConfig, nonuniform_full_steps, uniform_full_steps
 from .fidelity import PSNR_CAP, mean_psnr, mean_ssim
 from .result import TunedPoint, TuningResult, pareto_front, pick
@@ -215,7 +216,8 @@ class _Tuner:
             nonlocal count
             count += 1
 
-        with contextlib.ExitStack() as cleanup:
+        with contextlib.ExitStack() as cleanup, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FewStepsWarning)  # fewer steps x DeepCache may try few steps, knowingly
             cleanup.callback(self.pipe.unet.register_forward_pre_hook(counted).remove)
             output = self.pipe(**self._fresh(call), **setting.kwargs, output_type="np")
         return _images(output), count, self.pipe.deepcache_record
