@@ -5,6 +5,8 @@
     python scripts/benchmark.py --model sd1.5 --device cuda --dtype fp16 --intervals 3 5 --branches 0 1 \
         --schedules uniform non-uniform --json sd15.json --markdown sd15.md
     python scripts/benchmark.py --defaults-table     # FLOP-ideal speedup of each pipeline's defaults
+    python scripts/benchmark.py --controlnet --model sd1.5 --branches 0 1 2 3 5   # a cached step with the ControlNet cut
+    python scripts/benchmark.py --controlnet --model emoji --branches 0 1          # ... and timed on the emoji pipeline
 
 Models: the embedded digits DDPM (trained weights) and the real SD 1.5, SDXL and SVD-XT U-Net
 architectures (random weights: speed does not depend on them). Only the U-Net denoising loop is
@@ -25,9 +27,19 @@ from pathlib import Path
 import torch
 
 import deepcache
-from deepcache.evaluation.benchmark import MODELS, SCHEDULES, benchmark, branch_flops, markdown_table, settings_grid
+from deepcache.evaluation.benchmark import (
+    MODELS,
+    SCHEDULES,
+    benchmark,
+    branch_flops,
+    controlnet_flops,
+    controlnet_pipeline_seconds,
+    markdown_table,
+    settings_grid,
+)
 from deepcache.evaluation.examples import describe
 from deepcache.models.flops import ideal_speedup
+from deepcache.schedules import DeepCacheConfig
 from deepcache.evaluation.original import load_original_helper
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -66,6 +78,31 @@ def defaults_table(steps: int) -> str:
     return "\n".join(lines)
 
 
+def controlnet_report(args: argparse.Namespace) -> str:
+    """Markdown: per branch, a cached step's FLOPs with the ControlNet whole and cut; on the emoji model, timings."""
+    spec = MODELS[args.model]
+    rows = controlnet_flops(args.model, args.branches, batch=args.batch)
+    interval = args.intervals[0]
+    lines = [f"### ControlNet on cached steps: {spec.description}, {spec.pixels(spec.size)}, guided batch of {2 * args.batch}",
+             "", f"Full step: {rows[0].full / 1e9:.1f} GFLOPs (U-Net and ControlNet). Ideal speedups: interval {interval}, uniform, {args.steps} steps.", "",
+             "| branch | cached step / full, ControlNet whole | cached step / full, ControlNet cut | ideal speedup, whole | ideal speedup, cut |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    full_steps = len(DeepCacheConfig(cache_interval=interval).full_steps(args.steps))
+    for row in rows:
+        whole, cut = (ideal_speedup(1.0, share, args.steps, full_steps) for share in (row.whole_share, row.cut_share))
+        lines.append(f"| {row.branch} | {row.whole_share:.3f} | {row.cut_share:.3f} | {whole:.2f}x | {cut:.2f}x |")
+    if args.model == "emoji":
+        lines += ["", f"Whole pipeline, ControlNet from the U-Net, 4 prompts, {args.steps} PNDM steps, guidance 5, interval {interval}, "
+                  f"{machine(args.device, args.threads)}, median of {args.repeats} interleaved runs:", "",
+                  "| branch | uncached | ControlNet whole | ControlNet cut | speedup whole / cut | same images |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for branch in args.branches:
+            seconds = controlnet_pipeline_seconds(branch, interval, args.steps, args.repeats)
+            base, whole, cut = seconds["uncached"], seconds["ControlNet whole"], seconds["ControlNet cut"]
+            lines.append(f"| {branch} | {base:.2f} s | {whole:.2f} s | {cut:.2f} s | {base / whole:.2f}x / {base / cut:.2f}x | "
+                         f"{'yes' if seconds['identical'] else 'no'} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--model", default="embedded", choices=sorted(MODELS))
@@ -85,9 +122,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="write the rows as JSON here")
     parser.add_argument("--markdown", help="append the table to this markdown file")
     parser.add_argument("--defaults-table", action="store_true", help="only print the FLOP-ideal speedup of every pipeline's defaults")
+    parser.add_argument("--controlnet", action="store_true",
+                        help="FLOPs of a cached step with a ControlNet run whole and cut (SD-shaped models); with --model emoji also "
+                             "the whole pipeline timed at the first --intervals")  # fmt: skip
     args = parser.parse_args(argv)
     if args.defaults_table:
         print(defaults_table(args.steps))
+        return
+    if args.controlnet:
+        torch.set_num_threads(args.threads)
+        try:
+            print(controlnet_report(args))
+        except ValueError as error:
+            sys.exit(f"error: {error}")
         return
 
     torch.set_num_threads(args.threads)

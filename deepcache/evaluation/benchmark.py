@@ -25,8 +25,9 @@ from ..embedded import embedded_model_path
 from ..embedded.text_to_image import MAX_TOKENS as EMOJI_TOKENS
 from ..embedded.text_to_image import UNET_CONFIG as EMOJI_UNET
 from ..embedded.text_to_image import embedded_text_to_image_path
-from ..models import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel, DeepCacheUNetSpatioTemporalConditionModel
-from ..models.flops import ideal_speedup, step_flops
+from ..models import DeepCacheControlNetModel, DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel, DeepCacheUNetSpatioTemporalConditionModel
+from ..models.flops import count_flops, ideal_speedup, step_flops
+from ..pipelines import DeepCacheStableDiffusionControlNetPipeline, DeepCacheStableDiffusionPipeline, runs
 from ..pipelines.runs import relative_l1
 from ..schedules import DeepCacheConfig
 from ..testing import DDPM_UNET, SD15_UNET
@@ -380,3 +381,90 @@ def markdown_table(rows: list[Row]) -> str:
         cells = [("n/a" if getattr(row, key) is None else form.format(getattr(row, key))) for key, _, form in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ControlNetStepFlops:
+    """FLOPs of one guided step with a ControlNet: cached at ``branch`` with the ControlNet whole or cut, as shares of a full step."""
+
+    branch: int
+    unet_cached: int
+    controlnet_whole: int
+    controlnet_cut: int
+    full: int  # U-Net and ControlNet of a full step
+
+    @property
+    def whole_share(self) -> float:
+        return (self.unet_cached + self.controlnet_whole) / self.full
+
+    @property
+    def cut_share(self) -> float:
+        return (self.unet_cached + self.controlnet_cut) / self.full
+
+
+def _controlnet_for(unet, vae_scale: int, **kwargs):
+    """A ControlNet with ``unet``'s down path whose conditioning embedding matches the VAE's downscaling."""
+    levels = 1 + max(vae_scale.bit_length() - 1, 0)  # one stride-2 convolution per halving
+    return DeepCacheControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[:levels], **kwargs).eval()
+
+
+def controlnet_flops(name: str, branches, batch: int = 1, size: tuple[int, int] | None = None) -> list[ControlNetStepFlops]:
+    """Per branch, FLOPs of a cached step of ``MODELS[name]``'s U-Net (an SD-shaped one) with a ControlNet of
+    its down path run whole and cut to the branch, against a full step; counted on the meta device."""
+    spec = _model(name)
+    if spec.family != "sd":
+        raise ValueError(f"The ControlNet benchmark takes an SD-shaped model ({sorted(n for n, m in MODELS.items() if m.family == 'sd')}), not {name!r}.")
+    unet = build_unet(name, "meta")
+    with torch.device("meta"):
+        controlnet = _controlnet_for(unet, spec.vae_scale, load_weights_from_unet=False)
+    inputs = loop_inputs(name, unet, batch, size)
+    sample, timestep, text = inputs.noise, torch.tensor(500), inputs.kwargs["encoder_hidden_states"]
+    height, width = sample.shape[-2:]
+    condition = torch.zeros(sample.shape[0], 3, height * spec.vae_scale, width * spec.vae_scale, device="meta")
+    rows = []
+    with torch.no_grad():
+        whole = count_flops(controlnet, sample, timestep, text, condition, return_dict=False)
+        down, mid = controlnet(sample, timestep, text, condition, return_dict=False)
+        residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        full = count_flops(unet, sample, timestep, text, **residuals) + whole
+        for branch in branches:
+            _, features = unet(sample, timestep, text, **residuals, cache_branch_id=branch, return_dict=False)
+            cached = count_flops(unet, sample, timestep, text, **residuals, cache_branch_id=branch, replicate_prev_features=features)
+            cut = count_flops(controlnet, sample, timestep, text, condition, cache_branch_id=branch, return_dict=False)
+            rows.append(ControlNetStepFlops(branch, cached, whole, cut, full))
+    return rows
+
+
+def controlnet_pipeline_seconds(branch: int, interval: int = 3, steps: int = 50, repeats: int = 3, seed: int = 0) -> dict[str, float]:
+    """Median seconds of the embedded emoji pipeline with a ControlNet made from its U-Net (4 prompts, guidance 5),
+    interleaved: uncached, DeepCache with the ControlNet run whole (the path before it could be cut), and cut.
+    Also checks that whole and cut give the same images (``"identical"``: 1.0 or 0.0)."""
+    base = DeepCacheStableDiffusionPipeline.from_pretrained(embedded_text_to_image_path())
+    torch.manual_seed(seed)
+    controlnet = _controlnet_for(base.unet, MODELS["emoji"].vae_scale)
+    pipe = DeepCacheStableDiffusionControlNetPipeline(**{k: v for k, v in base.components.items() if k != "image_encoder"}, controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    side = base.unet.config.sample_size * base.vae_scale_factor
+    control = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(seed))
+    cuttable = runs.cuttable_controlnets
+
+    def call(caching: dict, cut: bool):
+        runs.cuttable_controlnets = cuttable if cut else (lambda *args: [])
+        try:
+            generator = torch.Generator().manual_seed(seed)
+            return pipe(["red apple", "rocket", "dog face", "snowman"], image=control, num_inference_steps=steps, guidance_scale=5.0,
+                        generator=generator, output_type="np", **caching).images  # fmt: skip
+        finally:
+            runs.cuttable_controlnets = cuttable
+
+    caching = dict(cache_interval=interval, cache_branch_id=branch)
+    variants = {"uncached": ({}, True), "ControlNet whole": (caching, False), "ControlNet cut": (caching, True)}
+    seconds, images = {name: [] for name in variants}, {}
+    for _ in range(repeats):
+        for name, (setting, cut) in variants.items():
+            start = time.perf_counter()
+            images[name] = call(setting, cut)
+            seconds[name].append(time.perf_counter() - start)
+    result = {name: statistics.median(times) for name, times in seconds.items()}
+    result["identical"] = float((images["ControlNet whole"] == images["ControlNet cut"]).all())
+    return result

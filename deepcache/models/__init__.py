@@ -1,9 +1,16 @@
-"""Models: the cache-aware U-Nets and the mechanisms they run, once for every U-Net type.
-Views that share weights, DeepCache branches, Block Caching units, cross-attention gates, and step FLOPs.
+"""Models: the cache-aware U-Nets and ControlNets, and the mechanisms they run, once for every U-Net type.
+Views that share weights, DeepCache branches (ControlNets cut with them), Block Caching units, gates, step FLOPs.
 """
 
 from .blocks import block_units
 from .branches import BranchLayout, DeepCacheUNetMixin
+from .controlnets import (
+    CACHE_AWARE_CONTROLNETS,
+    DeepCacheControlNetModel,
+    DeepCacheControlNetUnionModel,
+    cache_aware_controlnets,
+    cuttable_controlnets,
+)
 from .gates import cross_attention_names
 from .unets import (
     CACHE_AWARE_UNETS,

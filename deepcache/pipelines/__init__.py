@@ -8,6 +8,17 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {
     ".calibration": ("calibrate_schedule",),
+    ".controlnet": (
+        "DeepCacheStableDiffusionControlNetImg2ImgPipeline",
+        "DeepCacheStableDiffusionControlNetInpaintPipeline",
+        "DeepCacheStableDiffusionControlNetPipeline",
+        "DeepCacheStableDiffusionXLControlNetImg2ImgPipeline",
+        "DeepCacheStableDiffusionXLControlNetInpaintPipeline",
+        "DeepCacheStableDiffusionXLControlNetPipeline",
+        "DeepCacheStableDiffusionXLControlNetUnionImg2ImgPipeline",
+        "DeepCacheStableDiffusionXLControlNetUnionInpaintPipeline",
+        "DeepCacheStableDiffusionXLControlNetUnionPipeline",
+    ),
     ".ddpm": ("DeepCacheDDIMPipeline", "DeepCacheDDPMPipeline", "DeepCacheLDMPipeline"),
     ".helper": ("DeepCacheSDHelper",),
     ".mixin": ("DeepCachePipelineMixin",),
@@ -29,6 +40,17 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
     from .calibration import calibrate_schedule
+    from .controlnet import (
+        DeepCacheStableDiffusionControlNetImg2ImgPipeline,
+        DeepCacheStableDiffusionControlNetInpaintPipeline,
+        DeepCacheStableDiffusionControlNetPipeline,
+        DeepCacheStableDiffusionXLControlNetImg2ImgPipeline,
+        DeepCacheStableDiffusionXLControlNetInpaintPipeline,
+        DeepCacheStableDiffusionXLControlNetPipeline,
+        DeepCacheStableDiffusionXLControlNetUnionImg2ImgPipeline,
+        DeepCacheStableDiffusionXLControlNetUnionInpaintPipeline,
+        DeepCacheStableDiffusionXLControlNetUnionPipeline,
+    )
     from .ddpm import DeepCacheDDIMPipeline, DeepCacheDDPMPipeline, DeepCacheLDMPipeline
     from .helper import DeepCacheSDHelper
     from .mixin import DeepCachePipelineMixin

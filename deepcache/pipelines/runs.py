@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
-from ..models import BranchLayout, block_units, cache_aware_class, cross_attention_names
+from ..models import BranchLayout, block_units, cache_aware_class, cache_aware_controlnets, cross_attention_names, cuttable_controlnets
 from ..schedules import BlockCacheSchedule, CacheRecord, DeepCacheConfig
 
 
@@ -58,6 +58,10 @@ class LoopRun:
 
     def after_unet(self, unet, args: tuple, kwargs: dict, output):
         raise NotImplementedError
+
+    def before_controlnet(self, controlnet, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """A ControlNet runs before the iteration's U-Net call; by default it runs whole."""
+        return args, kwargs
 
     def next_call(self) -> None:
         self.call += 1
@@ -103,6 +107,11 @@ class DeepCacheRun(LoopRun):
         features = self.features.pop(self.call) if cached else None
         return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features}
 
+    def before_controlnet(self, controlnet, args, kwargs):
+        """On a cached step the ControlNet runs only the layers whose residuals the U-Net reads."""
+        cached = self.full_steps is not None and self.iteration not in self.full_steps and self.call in self.features
+        return args, {**kwargs, "cache_branch_id": self.branch} if cached else kwargs
+
     def warn_if_few_steps(self) -> None:
         """Few-step models change their features a lot from one step to the next: say what caching will do.
         (A loop of a call that runs several is not the call's step count, and is not judged.)"""
@@ -147,6 +156,8 @@ class AdaptiveDeepCacheRun(DeepCacheRun):
         self.weights: tuple[list[float], list[float]] | None = None  # the scheduler's, built once the loop has started
         self.position: int | None = -1  # the iteration's position in the scheduler's timesteps (None: not found)
         self.weight = 1.0  # the iteration's step weight, as step_weights gives it for the loop so far
+
+    before_controlnet = LoopRun.before_controlnet  # whether a step is cached is decided inside the U-Net, after the ControlNet ran
 
     def before_unet(self, unet, args, kwargs):
         self.iterations_seen = self.iteration + 1
@@ -370,6 +381,11 @@ class ComposedRun(LoopRun):
             output = run.after_unet(unet, args, kwargs, output)
         return output
 
+    def before_controlnet(self, controlnet, args, kwargs):
+        for run in self.runs:
+            args, kwargs = run.before_controlnet(controlnet, args, kwargs)
+        return args, kwargs
+
     def end_iteration(self) -> None:
         for run in self.runs:
             run.end_iteration()
@@ -414,6 +430,9 @@ class LoopsRun(LoopRun):
     def after_unet(self, unet, args, kwargs, output):
         return self.current.after_unet(unet, args, kwargs, output)
 
+    def before_controlnet(self, controlnet, args, kwargs):
+        return self.current.before_controlnet(controlnet, args, kwargs)
+
     def end_iteration(self) -> None:
         self.current.end_iteration()
 
@@ -451,9 +470,13 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
     run.counts_by_callback = "callback_on_step_end" in parameters
     if run.counts_by_callback:
         kwargs = _chain_step_end(kwargs, run, "callback_on_step_end_tensor_inputs" in parameters)
+    controlnets = cuttable_controlnets(unwrap(getattr(pipeline, "controlnet", None)), branch_layout(pipeline))
     with contextlib.ExitStack() as cleanup:  # hooks go on whatever object the parent calls
         cleanup.callback(pipeline.unet.register_forward_pre_hook(run.before_unet, with_kwargs=True).remove)
         cleanup.callback(pipeline.unet.register_forward_hook(run.after_unet, with_kwargs=True).remove)
+        cleanup.enter_context(cache_aware_controlnets(controlnets))
+        for controlnet in controlnets:
+            cleanup.callback(controlnet.register_forward_pre_hook(run.before_controlnet, with_kwargs=True).remove)
         return parent_call(*args, **kwargs)
 
 
