@@ -90,8 +90,8 @@ class TwoPassPipeline(DiffusionPipeline):
         return sample
 
 
-def compile_counting_graphs(module):
-    """``torch.compile(module)`` with a backend that runs each graph eagerly; returns it and the list of graphs."""
+def compile_counting_graphs(module, **options):
+    """``torch.compile(module, **options)`` with a backend that runs each graph eagerly; returns it and the list of graphs."""
     graphs = []
 
     def counting_backend(graph_module, example_inputs):
@@ -99,4 +99,4 @@ def compile_counting_graphs(module):
         return graph_module.forward
 
     torch._dynamo.reset()
-    return torch.compile(module, backend=counting_backend), graphs
+    return torch.compile(module, backend=counting_backend, **options), graphs

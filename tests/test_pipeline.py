@@ -166,3 +166,15 @@ def test_compiled_unet_keeps_one_graph_per_step_kind_across_calls():
     for _ in range(2):
         np.testing.assert_allclose(generate(ours, cache_interval=3), expected, atol=1e-5)
     assert len(graphs) == 2
+
+
+@pytest.mark.parametrize(("dynamic", "expected"), [(False, [2, 4, 4, 4, 6]), (None, [2, 4, 4, 4, 4])])
+def test_a_compiled_unet_serves_calls_and_batch_sizes_without_compiling_per_step(dynamic, expected):
+    """``dynamic=False``: a full and a cached graph per batch size; the default turns dynamic at the second size and serves the rest."""
+    _, ours = pipelines()
+    ours.unet, graphs = compile_counting_graphs(ours.unet, dynamic=dynamic)
+    counts = []
+    for images in (1, 2, 1, 2, 3):
+        generate(ours, cache_interval=3, num_images_per_prompt=images)
+        counts.append(len(graphs))
+    assert counts == expected
