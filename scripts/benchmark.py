@@ -7,6 +7,7 @@
     python scripts/benchmark.py --defaults-table     # FLOP-ideal speedup of each pipeline's defaults
     python scripts/benchmark.py --controlnet --model sd1.5 --branches 0 1 2 3 5   # a cached step with the ControlNet cut
     python scripts/benchmark.py --controlnet --model emoji --branches 0 1          # ... and timed on the emoji pipeline
+    python scripts/benchmark.py --compile default --model emoji --intervals 3 --branches 0   # does caching stack with torch.compile?
 
 Models: the embedded digits DDPM (trained weights) and the real SD 1.5, SDXL and SVD-XT U-Net
 architectures (random weights: speed does not depend on them). Only the U-Net denoising loop is
@@ -32,6 +33,7 @@ from deepcache.evaluation.benchmark import (
     SCHEDULES,
     benchmark,
     branch_flops,
+    compile_seconds,
     controlnet_flops,
     controlnet_pipeline_seconds,
     markdown_table,
@@ -75,6 +77,23 @@ def defaults_table(steps: int) -> str:
             num_full = len(setting.full_steps(steps))
             speedup = ideal_speedup(*flops[setting.cache_branch_id], steps, num_full)
             lines.append(f"| {cls.__name__} | {model} | {describe(setting.as_kwargs())} | {num_full} | {speedup:.2f}x |")
+    return "\n".join(lines)
+
+
+def compile_report(args: argparse.Namespace) -> str:
+    """Markdown: eager and compiled loops, uncached and cached, and which speedups stack."""
+    setting = DeepCacheConfig(cache_interval=args.intervals[0], cache_branch_id=args.branches[0])
+    seconds = compile_seconds(args.model, setting, steps=args.steps, batch=args.batch, repeats=args.repeats, mode=args.compile)
+    spec = MODELS[args.model]
+    lines = [f"### torch.compile (inductor, mode {args.compile}, dynamic=False) and caching: {spec.description}, {args.steps} DDIM steps, "
+             f"{describe(setting.as_kwargs())}", "", f"{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs; "
+             f"compiling and warming up took {seconds['compile and warm-up']:.0f} s.", "", "| | uncached | cached | caching speedup |", "|---|---|---|---|"]  # fmt: skip
+    for kind in ("eager", "compiled"):
+        uncached, cached = seconds[f"{kind} uncached"], seconds[f"{kind} cached"]
+        lines.append(f"| {kind} | {uncached:.2f} s | {cached:.2f} s | {uncached / cached:.2f}x |")
+    both = seconds["eager uncached"] / seconds["compiled cached"]
+    lines += ["", f"compile alone {seconds['eager uncached'] / seconds['compiled uncached']:.2f}x, caching alone "
+              f"{seconds['eager uncached'] / seconds['eager cached']:.2f}x, both {both:.2f}x."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -122,12 +141,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="write the rows as JSON here")
     parser.add_argument("--markdown", help="append the table to this markdown file")
     parser.add_argument("--defaults-table", action="store_true", help="only print the FLOP-ideal speedup of every pipeline's defaults")
+    parser.add_argument("--compile", metavar="MODE", help="time eager and torch.compile'd (inductor, this mode, dynamic=False) U-Net "
+                        "loops, uncached and cached at the first --intervals and --branches")  # fmt: skip
     parser.add_argument("--controlnet", action="store_true",
                         help="FLOPs of a cached step with a ControlNet run whole and cut (SD-shaped models); with --model emoji also "
                              "the whole pipeline timed at the first --intervals")  # fmt: skip
     args = parser.parse_args(argv)
     if args.defaults_table:
         print(defaults_table(args.steps))
+        return
+    if args.compile:
+        torch.set_num_threads(args.threads)
+        print(compile_report(args))
         return
     if args.controlnet:
         torch.set_num_threads(args.threads)

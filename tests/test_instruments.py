@@ -171,3 +171,17 @@ def test_training_script_writes_loadable_models_and_their_records(tmp_path):
 
     classifier = DigitClassifier.load(tmp_path / "classifier")
     assert classifier.feature_scale > 0 and "held_out_accuracy" in json.loads((tmp_path / "classifier" / "training.json").read_text())
+
+
+def test_benchmark_compile_mode_times_eager_and_compiled_loops_uncached_and_cached(capsys):
+    """``--compile``: four interleaved loops; here compiled with the eager backend (inductor takes minutes on this CPU)."""
+    import functools
+
+    from deepcache.evaluation.benchmark import compile_seconds
+
+    module = script("benchmark")
+    module.compile_seconds = functools.partial(compile_seconds, backend="eager")
+    module.main(["--compile", "default", "--model", "tiny-sd", "--steps", "4", "--intervals", "2", "--branches", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "mode default, dynamic=False" in out and "interval 2, branch 1, uniform" in out
+    assert "| eager |" in out and "| compiled |" in out and "both " in out

@@ -468,3 +468,24 @@ def controlnet_pipeline_seconds(branch: int, interval: int = 3, steps: int = 50,
     result = {name: statistics.median(times) for name, times in seconds.items()}
     result["identical"] = float((images["ControlNet whole"] == images["ControlNet cut"]).all())
     return result
+
+
+def compile_seconds(name: str, setting: DeepCacheConfig, steps: int = 50, batch: int = 4, repeats: int = 3, mode: str = "default",
+                    backend: str = "inductor") -> dict[str, float]:  # fmt: skip
+    """Does caching stack with ``torch.compile``? Median seconds of ``MODELS[name]``'s U-Net loop, eager and compiled
+    (``dynamic=False``), uncached and cached with ``setting``, interleaved after one warm-up of each (which compiles)."""
+    unet = build_unet(name)
+    inputs = loop_inputs(name, unet, batch)
+    compiled = torch.compile(unet, backend=backend, dynamic=False, **({"mode": mode} if backend == "inductor" else {}))
+    variants = {"eager uncached": (unet, None), "eager cached": (unet, setting), "compiled uncached": (compiled, None), "compiled cached": (compiled, setting)}
+    seconds = {name: [] for name in variants}
+    with torch.no_grad():
+        start = time.perf_counter()
+        denoise(compiled, inputs, 4), denoise(compiled, inputs, 4, setting)
+        seconds["compile and warm-up"] = [time.perf_counter() - start]
+        for _ in range(repeats):
+            for variant, (model, caching) in variants.items():
+                start = time.perf_counter()
+                denoise(model, inputs, steps, caching)
+                seconds[variant].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in seconds.items()}
