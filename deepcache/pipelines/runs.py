@@ -40,10 +40,10 @@ class LoopRun:
     otherwise each U-Net call is one iteration. Subclasses implement the two hooks.
     """
 
-    def __init__(self, pipeline, loop_length: int | None = None):
+    def __init__(self, pipeline):
         self.pipeline = pipeline
         self.counts_by_callback = False  # set by call_with_run
-        self.loop_length = loop_length  # given by a pipeline that runs several loops; else read from it
+        self.loop_length: int | None = None  # set for a pipeline that runs several loops; else read from it
         self.iteration = 0
         self.call = 0  # U-Net call within the iteration
 
