@@ -100,3 +100,19 @@ def compile_counting_graphs(module, **options):
 
     torch._dynamo.reset()
     return torch.compile(module, backend=counting_backend, **options), graphs
+
+
+def ip_adapter_state_dict(unet) -> dict:
+    """Random IP-Adapter weights in the original checkpoint's layout, for this U-Net's cross-attentions."""
+    generator = torch.Generator().manual_seed(3)
+    dim = unet.config.cross_attention_dim
+    image_proj = {"proj.weight": torch.randn(4 * dim, dim, generator=generator) * 0.1, "proj.bias": torch.zeros(4 * dim),
+                  "norm.weight": torch.ones(dim), "norm.bias": torch.zeros(dim)}  # fmt: skip
+    ip_adapter, key = {}, 1
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            shape = unet.get_submodule(name.removesuffix(".processor")).to_k.weight.shape
+            ip_adapter[f"{key}.to_k_ip.weight"] = torch.randn(shape, generator=generator) * 0.1
+            ip_adapter[f"{key}.to_v_ip.weight"] = torch.randn(shape, generator=generator) * 0.1
+            key += 2  # the original checkpoints number cross-attentions 1, 3, 5, ...
+    return {"image_proj": image_proj, "ip_adapter": ip_adapter}

@@ -18,7 +18,7 @@ from diffusers import DiffusionPipeline
 import deepcache
 from deepcache.pipelines.runs import diffusers_class
 from deepcache.testing import tiny_pipeline
-from helpers import CASES, STEPS, call, generate
+from helpers import CASES, STEPS, call, generate, ip_adapter_state_dict
 
 ON = dict(cache_interval=3)  # the pipeline's default branch
 CACHING_NAMES = [*inspect.signature(deepcache.DeepCacheConfig).parameters, "block_cache"]
@@ -322,28 +322,12 @@ def test_progress_bar_config(case, caching):
 # ---- IP-Adapter, where the parent supports it --------------------------------------------------------
 
 
-def _ip_adapter_state_dict(unet) -> dict:
-    """Random IP-Adapter weights in the original checkpoint's layout, for this U-Net's cross-attentions."""
-    generator = torch.Generator().manual_seed(3)
-    dim = unet.config.cross_attention_dim
-    image_proj = {"proj.weight": torch.randn(4 * dim, dim, generator=generator) * 0.1, "proj.bias": torch.zeros(4 * dim),
-                  "norm.weight": torch.ones(dim), "norm.bias": torch.zeros(dim)}  # fmt: skip
-    ip_adapter, key = {}, 1
-    for name in unet.attn_processors:
-        if name.endswith("attn2.processor"):
-            shape = unet.get_submodule(name.removesuffix(".processor")).to_k.weight.shape
-            ip_adapter[f"{key}.to_k_ip.weight"] = torch.randn(shape, generator=generator) * 0.1
-            ip_adapter[f"{key}.to_v_ip.weight"] = torch.randn(shape, generator=generator) * 0.1
-            key += 2  # the original checkpoints number cross-attentions 1, 3, 5, ...
-    return {"image_proj": image_proj, "ip_adapter": ip_adapter}
-
-
 def test_ip_adapter(case):
     needs(case, "ip_adapter_image_embeds")
     plain, ours = pair(case)
     without = generate(ours, case, **ON)
     for pipe in (plain, ours):
-        pipe.unet._load_ip_adapter_weights([_ip_adapter_state_dict(pipe.unet)])
+        pipe.unet._load_ip_adapter_weights([ip_adapter_state_dict(pipe.unet)])
     embeds = [torch.randn(2, 1, ours.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(4))]
     assert np.array_equal(generate(ours, case, ip_adapter_image_embeds=embeds), generate(plain, case, ip_adapter_image_embeds=embeds))
     assert isinstance(ours.unet, deepcache.DeepCacheUNetMixin)

@@ -1,12 +1,14 @@
-"""Settings users combine with caching: SD 2.1's v-prediction, FreeU, and bfloat16 weights (on CPU)."""
+"""Settings users combine with caching: SD 2.1's v-prediction, FreeU, bfloat16 weights (on CPU), an IP-Adapter."""
 
 import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-from deepcache import DeepCacheStableDiffusionPipeline
-from deepcache.testing import tiny_pipeline
+from helpers import ip_adapter_state_dict
+
+from deepcache import DeepCacheStableDiffusionPipeline, DeepCacheUNet2DConditionModel
+from deepcache.testing import tiny_pipeline, tiny_unet, tiny_unet_inputs
 
 STEPS = 6
 
@@ -60,3 +62,22 @@ def test_bfloat16_features_stay_in_the_models_dtype():
     pipe.unet.register_forward_hook(record, with_kwargs=True)
     _images(pipe, cache_interval=3, cache_branch_id=0)
     assert replayed == [torch.bfloat16] * (STEPS - 2)
+
+
+def test_ip_adapter_image_embeddings_reach_the_shallow_layers_of_a_cached_step():
+    """With an IP-Adapter, a cached step fed its own full step's features reproduces the full step on every
+    branch, and other image embeddings change it: the shallow cross-attentions it runs read them too."""
+    unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
+    unet._load_ip_adapter_weights([ip_adapter_state_dict(unet)])
+    args, kwargs = tiny_unet_inputs("sd1.5")
+    generator = torch.Generator().manual_seed(5)
+    embeds = [torch.randn(2, 1, unet.config.cross_attention_dim, generator=generator) for _ in range(2)]
+    with torch.no_grad():
+        for branch in range(unet.deepcache_layout.num_branches):
+            given = {**kwargs, "added_cond_kwargs": {"image_embeds": [embeds[0]]}}
+            full, features = unet(*args, **given, cache_branch_id=branch, return_dict=False)
+            cached, _ = unet(*args, **given, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+            assert torch.equal(cached, full), branch
+            other = {**kwargs, "added_cond_kwargs": {"image_embeds": [embeds[1]]}}
+            changed, _ = unet(*args, **other, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+            assert not torch.equal(changed, full), branch
