@@ -180,3 +180,21 @@ def test_the_controlnet_benchmark_counts_what_a_cached_step_runs(capsys):
     assert "| branch | uncached | ControlNet whole | ControlNet cut |" in out and "| yes |" in out
     with pytest.raises(SystemExit, match="SD-shaped model"):
         script("benchmark").main(["--controlnet", "--model", "tiny-ddpm"])
+
+
+def test_saved_controlnet_pipelines_are_plain_diffusers_checkpoints_and_load_both_ways(tmp_path):
+    import json
+
+    ours = _pipe(deepcache.DeepCacheStableDiffusionControlNetPipeline, StableDiffusionControlNetPipeline)
+    ours.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionControlNetPipeline" and index["controlnet"] == ["diffusers", "ControlNetModel"]
+    plain = StableDiffusionControlNetPipeline.from_pretrained(tmp_path)
+    back = deepcache.DeepCacheStableDiffusionControlNetPipeline.from_pretrained(tmp_path)
+    piped = deepcache.DeepCacheStableDiffusionControlNetPipeline.from_pipe(plain)
+    for pipe in (plain, back, piped):
+        pipe.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(_call(plain), _call(ours))
+    expected = _call(ours, cache_interval=3)
+    np.testing.assert_array_equal(_call(back, cache_interval=3), expected)
+    np.testing.assert_array_equal(_call(piped, cache_interval=3), expected)
