@@ -150,19 +150,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.defaults_table:
         print(defaults_table(args.steps))
         return
+    torch.set_num_threads(args.threads)
     if args.compile:
-        torch.set_num_threads(args.threads)
         print(compile_report(args))
         return
     if args.controlnet:
-        torch.set_num_threads(args.threads)
         try:
             print(controlnet_report(args))
         except ValueError as error:
             sys.exit(f"error: {error}")
         return
 
-    torch.set_num_threads(args.threads)
     spec = MODELS[args.model]
     size = None
     if args.resolution:

@@ -31,6 +31,7 @@ from ..pipelines import DeepCacheStableDiffusionControlNetPipeline, DeepCacheSta
 from ..pipelines.runs import relative_l1
 from ..schedules import DeepCacheConfig
 from ..testing import DDPM_UNET, SD15_UNET
+from .examples import interleaved
 
 # The real architectures' U-Net configs (random weights: speed and FLOPs do not depend on them).
 SD15_CONFIG = dict(
@@ -459,14 +460,9 @@ def controlnet_pipeline_seconds(branch: int, interval: int = 3, steps: int = 50,
 
     caching = dict(cache_interval=interval, cache_branch_id=branch)
     variants = {"uncached": ({}, True), "ControlNet whole": (caching, False), "ControlNet cut": (caching, True)}
-    seconds, images = {name: [] for name in variants}, {}
-    for _ in range(repeats):
-        for name, (setting, cut) in variants.items():
-            start = time.perf_counter()
-            images[name] = call(setting, cut)
-            seconds[name].append(time.perf_counter() - start)
-    result = {name: statistics.median(times) for name, times in seconds.items()}
-    result["identical"] = float((images["ControlNet whole"] == images["ControlNet cut"]).all())
+    images, seconds = interleaved([(call, setting, cut) for setting, cut in variants.values()], repeats)
+    result = dict(zip(variants, seconds))
+    result["identical"] = float((images[1] == images[2]).all())
     return result
 
 
@@ -478,14 +474,9 @@ def compile_seconds(name: str, setting: DeepCacheConfig, steps: int = 50, batch:
     inputs = loop_inputs(name, unet, batch)
     compiled = torch.compile(unet, backend=backend, dynamic=False, **({"mode": mode} if backend == "inductor" else {}))
     variants = {"eager uncached": (unet, None), "eager cached": (unet, setting), "compiled uncached": (compiled, None), "compiled cached": (compiled, setting)}
-    seconds = {name: [] for name in variants}
     with torch.no_grad():
         start = time.perf_counter()
         denoise(compiled, inputs, 4), denoise(compiled, inputs, 4, setting)
-        seconds["compile and warm-up"] = [time.perf_counter() - start]
-        for _ in range(repeats):
-            for variant, (model, caching) in variants.items():
-                start = time.perf_counter()
-                denoise(model, inputs, steps, caching)
-                seconds[variant].append(time.perf_counter() - start)
-    return {name: statistics.median(times) for name, times in seconds.items()}
+        warm_up = time.perf_counter() - start
+        _, seconds = interleaved([(denoise, model, inputs, steps, caching) for model, caching in variants.values()], repeats)
+    return {**dict(zip(variants, seconds)), "compile and warm-up": warm_up}

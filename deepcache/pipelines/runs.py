@@ -101,16 +101,19 @@ class DeepCacheRun(LoopRun):
             self.full_steps = frozenset(self.config.full_steps(self.num_iterations()))
             self.warn_if_few_steps()
         self.iterations_seen = self.iteration + 1
-        cached = self.iteration not in self.full_steps and self.call in self.features
+        cached = self.replays()
         if not cached and self.call == 0:
             self.ran_full.append(self.iteration)
         features = self.features.pop(self.call) if cached else None
         return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features}
 
+    def replays(self) -> bool:
+        """Whether this U-Net call is a cached step: the schedule says so and this call has stored features."""
+        return self.full_steps is not None and self.iteration not in self.full_steps and self.call in self.features
+
     def before_controlnet(self, controlnet, args, kwargs):
         """On a cached step the ControlNet runs only the layers whose residuals the U-Net reads."""
-        cached = self.full_steps is not None and self.iteration not in self.full_steps and self.call in self.features
-        return args, {**kwargs, "cache_branch_id": self.branch} if cached else kwargs
+        return args, {**kwargs, "cache_branch_id": self.branch} if self.replays() else kwargs
 
     def warn_if_few_steps(self) -> None:
         """Few-step models change their features a lot from one step to the next: say what caching will do.

@@ -14,8 +14,9 @@ class DeepCacheTextToVideoZeroPipeline(DeepCachePipelineMixin, SeveralLoopsMixin
 
     Its three denoising loops (the first frame to ``t1``, on to ``t0``, then every frame from ``t1``
     at a larger batch) each get their own schedule over their own iterations, the first full; no
-    feature of one loop is replayed in another. ``pipe.deepcache_record`` lists the three loops' iterations one after another. ``deepcache_defaults``:
-    the reference Text2Video-Zero script's interval 3, fork ``(0, 0)`` = branch 1, uniform.
+    feature of one loop is replayed in another. ``pipe.deepcache_record`` lists the three loops'
+    iterations one after another. ``deepcache_defaults``: the reference Text2Video-Zero script's
+    interval 3, fork ``(0, 0)`` = branch 1, uniform.
 
     Example:
         ```py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class CacheRecord:
         """One record for a call that ran several loops (Text2Video-Zero), their iterations in order."""
         if len(records) == 1:
             return records[0]
-        offsets = [sum(r.num_iterations for r in records[:i]) for i in range(len(records))]
+        offsets = itertools.accumulate((r.num_iterations for r in records), initial=0)
         full_steps = [offset + step for offset, record in zip(offsets, records) for step in record.full_steps]
         signals = [s for record in records for s in record.signals] if records[0].threshold is not None else ()
         return cls(sum(r.num_iterations for r in records), full_steps, signals, records[0].threshold)
