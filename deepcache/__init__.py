@@ -26,6 +26,7 @@ _EXPORTS = {
     ),
     ".models": (
         "BranchLayout",
+        "ClassEmbedder",
         "DeepCacheControlNetModel",
         "DeepCacheControlNetUnionModel",
         "DeepCacheUNet2DConditionModel",
@@ -35,8 +36,10 @@ _EXPORTS = {
         "block_units",
     ),
     ".pipelines": (
+        "CIN256_V2",
         "DeepCacheDDIMPipeline",
         "DeepCacheDDPMPipeline",
+        "DeepCacheLDMClassConditionalPipeline",
         "DeepCacheLDMPipeline",
         "DeepCacheSDHelper",
         "DeepCacheStableDiffusionControlNetImg2ImgPipeline",
@@ -58,7 +61,11 @@ _EXPORTS = {
         "DeepCacheTextToVideoZeroPipeline",
         "DeepCacheTextToVideoZeroSDXLPipeline",
         "FewStepsWarning",
+        "LDM4G_NONUNIFORM",
+        "LDMClassConditionalPipeline",
         "calibrate_schedule",
+        "convert_ldm_class_conditional",
+        "load_compvis_checkpoint",
         "profile_blocks",
     ),
     ".tuning": ("TunedPoint", "TunedSetting", "TuningResult", "tune"),
@@ -67,6 +74,7 @@ _EXPORTS = {
 if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
     from .models import (
         BranchLayout,
+        ClassEmbedder,
         DeepCacheControlNetModel,
         DeepCacheControlNetUnionModel,
         DeepCacheUNet2DConditionModel,
@@ -76,8 +84,10 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         block_units,
     )
     from .pipelines import (
+        CIN256_V2,
         DeepCacheDDIMPipeline,
         DeepCacheDDPMPipeline,
+        DeepCacheLDMClassConditionalPipeline,
         DeepCacheLDMPipeline,
         DeepCacheSDHelper,
         DeepCacheStableDiffusionControlNetImg2ImgPipeline,
@@ -99,7 +109,11 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         DeepCacheTextToVideoZeroPipeline,
         DeepCacheTextToVideoZeroSDXLPipeline,
         FewStepsWarning,
+        LDM4G_NONUNIFORM,
+        LDMClassConditionalPipeline,
         calibrate_schedule,
+        convert_ldm_class_conditional,
+        load_compvis_checkpoint,
         profile_blocks,
     )
     from .schedules import (

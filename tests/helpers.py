@@ -57,6 +57,7 @@ CASES = {
     "ddpm": (deepcache.DeepCacheDDPMPipeline, dict(batch_size=2), STEPS),
     "ddim": (deepcache.DeepCacheDDIMPipeline, dict(batch_size=2, eta=0.5), STEPS),
     "ldm": (deepcache.DeepCacheLDMPipeline, dict(batch_size=2), STEPS),
+    "ldm-cin": (deepcache.DeepCacheLDMClassConditionalPipeline, dict(class_labels=[1, 2]), STEPS),
 }
 
 

@@ -18,7 +18,7 @@ ALLOWED = {
     "pipelines": {"models", "schedules"},
     "tuning": {"models", "schedules", "pipelines"},
     "embedded": set(),
-    "testing": set(),
+    "testing": {"models", "pipelines"},  # the class-conditional LDM's parts that diffusers lacks
     "evaluation": {"models", "schedules", "pipelines", "tuning", "embedded", "testing"},
 }
 
@@ -70,7 +70,7 @@ def test_public_names_resolve_and_match_what_type_checkers_see():
         seen = sorted(alias.name for node in checked.body for alias in node.names)
         assert seen == package.__all__
         for name in package.__all__:
-            assert getattr(package, name).__name__ == name
+            assert getattr(getattr(package, name), "__name__", name) == name  # constants such as CIN256_V2 have no name
             assert name in dir(package)
 
 

@@ -1,9 +1,9 @@
-"""Models: the cache-aware U-Nets and ControlNets, and the mechanisms they run, once for every U-Net type.
-Views that share weights, DeepCache branches (ControlNets cut with them), Block Caching units, gates, step FLOPs.
-"""
+"""Models: the cache-aware U-Nets and ControlNets, the mechanisms they run (once for every U-Net type), and the class
+embedder class-conditional LDM needs. Views sharing weights, branches, Block Caching units, gates, step FLOPs."""
 
 from .blocks import block_units
 from .branches import BranchLayout, DeepCacheUNetMixin
+from .class_embedder import ClassEmbedder
 from .controlnets import (
     CACHE_AWARE_CONTROLNETS,
     DeepCacheControlNetModel,

@@ -19,8 +19,10 @@ _EXPORTS = {
         "DeepCacheStableDiffusionXLControlNetUnionInpaintPipeline",
         "DeepCacheStableDiffusionXLControlNetUnionPipeline",
     ),
+    ".conversion": ("CIN256_V2", "convert_ldm_class_conditional", "load_compvis_checkpoint"),
     ".ddpm": ("DeepCacheDDIMPipeline", "DeepCacheDDPMPipeline", "DeepCacheLDMPipeline"),
     ".helper": ("DeepCacheSDHelper",),
+    ".ldm_class_conditional": ("DeepCacheLDMClassConditionalPipeline", "LDM4G_NONUNIFORM", "LDMClassConditionalPipeline"),
     ".mixin": ("DeepCachePipelineMixin",),
     ".profiling": ("profile_blocks",),
     ".runs": ("BlockCacheRun", "DeepCacheRun", "FewStepsWarning", "call_with_caching", "call_with_run", "start_loop"),
@@ -51,8 +53,10 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         DeepCacheStableDiffusionXLControlNetUnionInpaintPipeline,
         DeepCacheStableDiffusionXLControlNetUnionPipeline,
     )
+    from .conversion import CIN256_V2, convert_ldm_class_conditional, load_compvis_checkpoint
     from .ddpm import DeepCacheDDIMPipeline, DeepCacheDDPMPipeline, DeepCacheLDMPipeline
     from .helper import DeepCacheSDHelper
+    from .ldm_class_conditional import LDM4G_NONUNIFORM, DeepCacheLDMClassConditionalPipeline, LDMClassConditionalPipeline
     from .mixin import DeepCachePipelineMixin
     from .profiling import profile_blocks
     from .runs import BlockCacheRun, DeepCacheRun, FewStepsWarning, call_with_caching, call_with_run, start_loop

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
+from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from ..models import BranchLayout, block_units, cache_aware_class, cache_aware_controlnets, cross_attention_names, cuttable_controlnets
@@ -567,8 +568,10 @@ def branch_layout(pipeline) -> BranchLayout:
 
 
 def diffusers_class(pipeline_class: type) -> type:
-    """The first diffusers class in ``pipeline_class``'s MRO: the pipeline DeepCache extends."""
-    return next(c for c in pipeline_class.__mro__ if c.__module__.split(".")[0] == "diffusers")
+    """The pipeline DeepCache extends: the first class in ``pipeline_class``'s MRO that is a diffusers
+    pipeline without DeepCache's arguments (a diffusers class, or a plain one of our own such as
+    ``LDMClassConditionalPipeline``)."""
+    return next(c for c in pipeline_class.__mro__ if issubclass(c, DiffusionPipeline) and not hasattr(c, "deepcache_defaults"))
 
 
 def unwrap(module):

@@ -1,7 +1,7 @@
 """Tiny random-weight models shaped like the real ones, built offline in well under a second.
 
 They have the real block layouts (SD 1.5: 4 levels x 2 layers, 12 branches; SDXL: 3 levels,
-9 branches; SVD; DDPM) with few channels, so tests and demos exercise every code path that real
+9 branches; SVD; DDPM; class-conditional LDM-4-G) with few channels, so tests and demos exercise every code path that real
 checkpoints do without downloading anything. Their outputs are noise: they measure speed and
 correctness, not image quality.
 """
@@ -43,6 +43,9 @@ from transformers import (
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
 )
+
+from ..models import ClassEmbedder
+from ..pipelines import LDMClassConditionalPipeline
 
 SD15_UNET = dict(
     sample_size=16,
@@ -97,11 +100,25 @@ DDPM_UNET = dict(
     norm_num_groups=4,
 )
 
+LDM4_UNET = dict(  # CompVis cin256-v2's layout: 4 levels, attention below the first, one head, 3 latent channels
+    sample_size=8,
+    in_channels=3,
+    out_channels=3,
+    layers_per_block=2,
+    block_out_channels=(8, 16, 24, 40),
+    down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 3,
+    up_block_types=("CrossAttnUpBlock2D",) * 3 + ("UpBlock2D",),
+    cross_attention_dim=16,
+    attention_head_dim=1,
+    norm_num_groups=4,
+)
+
 UNET_CONFIGS = {
     "sd1.5": (UNet2DConditionModel, SD15_UNET),
     "sdxl": (UNet2DConditionModel, SDXL_UNET),
     "svd": (UNetSpatioTemporalConditionModel, SVD_UNET),
     "ddpm": (UNet2DModel, DDPM_UNET),
+    "ldm4": (UNet2DConditionModel, LDM4_UNET),
 }
 
 
@@ -265,6 +282,14 @@ def tiny_ldm_components(seed: int = 0) -> dict:
     return {"vqvae": vqvae, "unet": tiny_unet("ddpm", seed, sample_size=8), "scheduler": DDIMScheduler(num_train_timesteps=1000)}
 
 
+def tiny_ldm_class_conditional_components(seed: int = 0) -> dict:
+    """Components of a class-conditional LDM-4-G-shaped pipeline (11 classes, the last the null class; 16 x 16 px)."""
+    torch.manual_seed(seed)
+    class_embedder = ClassEmbedder(num_classes=11, embedding_dim=16, null_class=10).eval()
+    scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return {**tiny_ldm_components(seed), "unet": tiny_unet("ldm4", seed), "class_embedder": class_embedder, "scheduler": scheduler}
+
+
 TINY_PIPELINES = {
     "sd": (StableDiffusionPipeline, tiny_stable_diffusion_components, {}),
     "sd-img2img": (StableDiffusionImg2ImgPipeline, tiny_stable_diffusion_components, {}),
@@ -277,6 +302,7 @@ TINY_PIPELINES = {
     "ddpm": (DDPMPipeline, tiny_ddpm_components, {}),
     "ddim": (DDIMPipeline, tiny_ddpm_components, {}),
     "ldm": (LDMPipeline, tiny_ldm_components, {}),
+    "ldm-cin": (LDMClassConditionalPipeline, tiny_ldm_class_conditional_components, {}),
 }
 
 
