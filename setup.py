@@ -21,6 +21,7 @@ setup(
         "torchmetrics>=1.4",  # PSNR, SSIM, Frechet distance and KID
         "matplotlib>=3.7",  # profile plots and result figures are part of what users look at
         "tqdm",  # progress bars on every long phase
+        "pyyaml",  # CompVis configs (the LDM-4-G converter)
     ],
     # The embedded models' weights (safetensors) and configs.
     package_data={"deepcache": ["embedded/data/*.json", "embedded/data/*/*.json", "embedded/data/*/*.safetensors",

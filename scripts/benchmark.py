@@ -9,7 +9,7 @@
     python scripts/benchmark.py --controlnet --model emoji --branches 0 1          # ... and timed on the emoji pipeline
     python scripts/benchmark.py --compile default --model emoji --intervals 3 --branches 0   # does caching stack with torch.compile?
 
-Models: the embedded digits DDPM (trained weights) and the real SD 1.5, SDXL and SVD-XT U-Net
+Models: the embedded digits DDPM (trained weights) and the real SD 1.5, SDXL, SVD-XT and LDM-4-G U-Net
 architectures (random weights: speed does not depend on them). Only the U-Net denoising loop is
 timed; see ``deepcache.evaluation.benchmark``. ``--original`` also runs the original DeepCache 0.1.1 helper on
 the same model and inputs (uniform settings) and reports the speed ratio and the largest output
@@ -62,6 +62,7 @@ PIPELINES = {
     "sd1.5": ("StableDiffusion", "StableDiffusionImg2Img", "StableDiffusionInpaint"),
     "sdxl": ("StableDiffusionXL", "StableDiffusionXLImg2Img", "StableDiffusionXLInpaint"),
     "svd": ("StableVideoDiffusion",),
+    "ldm4": ("LDMClassConditional",),
     "embedded": ("DDPM", "DDIM"),
 }
 

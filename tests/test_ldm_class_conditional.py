@@ -323,6 +323,15 @@ def test_guidance_is_compvis_uncond_plus_scale_times_the_difference():
     torch.testing.assert_close(latents[0], expected)
 
 
+def test_gating_runs_the_conditional_half_after_the_gate_step():
+    """T-GATE reads ``do_classifier_free_guidance`` as on diffusers' pipelines: after the gate one U-Net row per image."""
+    pipe = tiny_pipeline("ldm-cin", DeepCacheLDMClassConditionalPipeline)
+    rows = []
+    pipe.unet.conv_in.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))  # after the run halved the call
+    pipe(class_labels=[1, 2], num_inference_steps=6, gate_step=2, cache_interval=2, output_type="np")
+    assert rows == [4, 4, 2, 2, 2, 2]
+
+
 def test_bad_arguments_fail_before_denoising_and_name_themselves():
     pipe = tiny_pipeline("ldm-cin", DeepCacheLDMClassConditionalPipeline)
     calls = []
@@ -331,6 +340,8 @@ def test_bad_arguments_fail_before_denoising_and_name_themselves():
         (dict(class_labels=[3, 11]), ValueError, r"`class_labels` must lie in \[0, 11\), but got \[3, 11\]"),
         (dict(class_labels=[1.5]), TypeError, "`class_labels` must be an int or a non-empty 1-D sequence of ints"),
         (dict(class_labels=[]), TypeError, "`class_labels` must be an int or a non-empty"),
+        (dict(class_labels="dog"), TypeError, "`class_labels` must be an int or a non-empty"),
+        (dict(class_labels=[[1, 2]]), TypeError, "`class_labels` must be an int or a non-empty"),
         (dict(class_labels=1, num_inference_steps=0), ValueError, "`num_inference_steps` must be a positive integer, but got 0"),
         (dict(class_labels=1, guidance_scale="high"), TypeError, "`guidance_scale` must be a number"),
         (dict(class_labels=1, latents=torch.zeros(2, 3, 8, 8)), ValueError, r"`latents` must have shape \(1, 3, 8, 8\)"),
@@ -345,7 +356,7 @@ def test_bad_arguments_fail_before_denoising_and_name_themselves():
     with pytest.raises(ValueError, match="`guidance_scale` > 1 needs a null class"):
         pipe(class_labels=1, num_inference_steps=2)
     assert not calls
-    assert pipe(class_labels=1, num_inference_steps=2, guidance_scale=1.0, output_type="np").images.shape == (1, 16, 16, 3)
+    assert pipe(class_labels=np.int64(1), num_inference_steps=2, guidance_scale=1.0, output_type="np").images.shape == (1, 16, 16, 3)
     with pytest.raises(ValueError, match="`null_class` must be a row of the table, in \\[0, 11\\)"):
         deepcache.ClassEmbedder(num_classes=11, embedding_dim=4, null_class=11)
 

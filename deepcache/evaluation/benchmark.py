@@ -1,7 +1,7 @@
 """Speed of cached U-Net denoising loops: FLOPs, wall time, memory, and the original helper.
 
 Only the U-Net loop is timed (DDIM updates included, text encoders and VAE not), since that is all
-caching changes. Speed does not depend on weight values, so the SD, SDXL and SVD architectures run
+caching changes. Speed does not depend on weight values, so the SD, SDXL, SVD and LDM-4-G architectures run
 with random weights; the embedded digits and emoji models run with their trained weights. On CPU the runs use
 the threads they are given and are interleaved (baseline, then every setting, repeated) so that
 drifts in machine speed hit all alike; on CUDA they are timed with CUDA events.
@@ -60,6 +60,19 @@ SDXL_CONFIG = dict(
 )
 
 
+# LDM-4-G (CompVis cin256-v2), as deepcache.convert_ldm_class_conditional configures it: one class token, one head.
+LDM4G_CONFIG = dict(
+    sample_size=64,
+    in_channels=3,
+    out_channels=3,
+    block_out_channels=(192, 384, 576, 960),
+    layers_per_block=2,
+    down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 3,
+    up_block_types=("CrossAttnUpBlock2D",) * 3 + ("UpBlock2D",),
+    cross_attention_dim=512,
+    attention_head_dim=1,
+)
+
 # Stable Video Diffusion (img2vid-xt) is diffusers' default UNetSpatioTemporalConditionModel config.
 SVD_CONFIG: dict = {}
 
@@ -88,6 +101,8 @@ MODELS = {
     "sd1.5": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_CONFIG, "sd", (64, 64), "SD 1.5 U-Net (random weights)"),
     "sdxl": BenchmarkModel(DeepCacheUNet2DConditionModel, SDXL_CONFIG, "sdxl", (128, 128), "SDXL U-Net (random weights)"),
     "svd": BenchmarkModel(DeepCacheUNetSpatioTemporalConditionModel, SVD_CONFIG, "svd", (72, 128), "SVD-XT U-Net (random weights)"),
+    "ldm4": BenchmarkModel(DeepCacheUNet2DConditionModel, LDM4G_CONFIG, "sd", (64, 64), "LDM-4-G U-Net (cin256-v2, random weights)",
+                           vae_scale=4, tokens=1),
     "tiny-sd": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_UNET, "sd", (16, 16), "tiny SD-shaped U-Net (tests)"),
     "tiny-ddpm": BenchmarkModel(DeepCacheUNet2DModel, DDPM_UNET, "pixel", (16, 16), "tiny DDPM U-Net (tests)", vae_scale=1),
 }

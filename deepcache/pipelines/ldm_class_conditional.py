@@ -91,7 +91,8 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         """
         labels = self._check_inputs(class_labels, num_inference_steps, guidance_scale, latents, output_type, callback_on_step_end_tensor_inputs)
         device = self._execution_device
-        guided = guidance_scale > 1
+        self._guidance_scale = guidance_scale
+        guided = self.do_classifier_free_guidance
         labels = labels.to(device)
         if guided:  # CompVis' order: unconditional first
             labels = torch.cat([torch.full_like(labels, self.class_embedder.config.null_class), labels])
@@ -128,9 +129,14 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
 
     def _check_inputs(self, class_labels, num_inference_steps, guidance_scale, latents, output_type, tensor_inputs) -> torch.Tensor:
         """Every argument checked before any denoising; the labels as a 1-D long tensor."""
-        labels = torch.as_tensor([class_labels] if isinstance(class_labels, int) else class_labels)
+        try:
+            labels = torch.as_tensor(class_labels).cpu()
+        except (TypeError, ValueError, RuntimeError):
+            labels = None
+        if labels is not None and labels.ndim == 0:
+            labels = labels[None]
         num_classes, null_class = self.class_embedder.config.num_classes, self.class_embedder.config.null_class
-        if labels.ndim != 1 or len(labels) == 0 or labels.is_floating_point() or labels.dtype == torch.bool:
+        if labels is None or labels.ndim != 1 or len(labels) == 0 or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             raise TypeError(f"`class_labels` must be an int or a non-empty 1-D sequence of ints, but got {class_labels!r}.")
         labels = labels.long()
         if not ((labels >= 0) & (labels < num_classes)).all():
@@ -150,6 +156,14 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         if unknown:
             raise ValueError(f"`callback_on_step_end_tensor_inputs` must be among {self._callback_tensor_inputs}, but got {unknown}.")
         return labels
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1
 
     @property
     def num_timesteps(self) -> int:
