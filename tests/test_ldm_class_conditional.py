@@ -18,6 +18,7 @@ from deepcache import (
     convert_ldm_class_conditional,
     load_compvis_checkpoint,
 )
+from deepcache.evaluation.benchmark import LDM4G_CONFIG
 from deepcache.testing import tiny_pipeline
 from helpers import script
 
@@ -173,7 +174,8 @@ def test_every_weight_of_the_checkpoint_lands_in_a_component(converted):
 
 
 def test_the_full_cin256_v2_config_converts_by_shape():
-    """The real model's layout, on the meta device: every key of a checkpoint shaped like cin256-v2's has a place."""
+    """The real model's layout, on the meta device: every key of a checkpoint shaped like cin256-v2's has a
+    place, and the U-Net is the one the benchmark counts FLOPs of."""
     params = CIN256_V2["model"]["params"]
     shapes = {**{f"model.diffusion_model.{k}": s for k, s in _compvis_unet_shapes(params["unet_config"]["params"]).items()},
               **{f"first_stage_model.{k}": s for k, s in _compvis_vq_shapes(params["first_stage_config"]["params"]).items()},
@@ -183,7 +185,8 @@ def test_the_full_cin256_v2_config_converts_by_shape():
     assert tuple(pipe.unet.config.block_out_channels) == (192, 384, 576, 960) and pipe.unet.config.sample_size == 64
     assert pipe.class_embedder.config.null_class == 1000 and pipe.vqvae.config.num_vq_embeddings == 8192
     assert sum(p.numel() for p in pipe.unet.parameters()) == sum(math.prod(s) for k, s in shapes.items() if k.startswith("model."))
-    assert round(sum(p.numel() for p in pipe.unet.parameters()) / 1e6) == 401  # CompVis' log of cin256-v2: 400.92 M
+    assert round(sum(p.numel() for p in pipe.unet.parameters()) / 1e6, 2) == 400.92
+    assert {key: pipe.unet.config[key] for key in LDM4G_CONFIG} == {key: list(v) if isinstance(v, tuple) else v for key, v in LDM4G_CONFIG.items()}
 
 
 def _group_norm(x, weight, bias, eps):
