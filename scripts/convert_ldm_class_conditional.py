@@ -22,6 +22,7 @@ def main(argv=None):
     parser.add_argument("--checkpoint", required=True, help="the CompVis .ckpt (or .safetensors) file")
     parser.add_argument("--config", help="the CompVis YAML config (default: cin256-v2.yaml's values)")
     parser.add_argument("--extract-ema", action="store_true", help="the U-Net's EMA weights instead of its weights (the DeepCache paper samples with the latter)")
+    parser.add_argument("--unsafe-pickle", action="store_true", help="unpickle a checkpoint that holds more than tensors (runs code from the file: only for files you trust)")
     parser.add_argument("--output", default="ldm-cin256-v2", help="the diffusers folder to write (default ldm-cin256-v2)")
     args = parser.parse_args(argv)
 
@@ -30,7 +31,8 @@ def main(argv=None):
         with open(args.config) as file:
             config = yaml.safe_load(file)
     try:
-        pipe = convert_ldm_class_conditional(load_compvis_checkpoint(args.checkpoint), config, extract_ema=args.extract_ema)
+        checkpoint = load_compvis_checkpoint(args.checkpoint, weights_only=not args.unsafe_pickle)
+        pipe = convert_ldm_class_conditional(checkpoint, config, extract_ema=args.extract_ema)
     except (OSError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     pipe.save_pretrained(args.output)

@@ -7,6 +7,8 @@
 --model is the folder the converter wrote (diffusers has no hub checkpoint of this model).
 """
 
+from pathlib import Path
+
 import torch
 
 from deepcache import LDM4G_NONUNIFORM, DeepCacheLDMClassConditionalPipeline
@@ -20,6 +22,9 @@ def main(argv=None):
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
     parser.add_argument("--nonuniform", action="store_true", help=f"the paper's non-uniform schedule; its (center, pow) by interval: {LDM4G_NONUNIFORM}")
     args = parser.parse_args(argv)
+    if not Path(args.model).expanduser().is_dir():
+        parser.error(f"--model {args.model!r} is not a folder; diffusers has no hub checkpoint of LDM-4-G: convert CompVis' first with "
+                     "python scripts/convert_ldm_class_conditional.py --checkpoint model.ckpt --output ldm-cin256-v2")  # fmt: skip
 
     pipe = load(DeepCacheLDMClassConditionalPipeline, args.model, args.device)
     setting = caching_setting(pipe.deepcache_defaults, args)

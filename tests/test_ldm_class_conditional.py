@@ -1,6 +1,7 @@
 """LDM-4-G: the CompVis checkpoint converter (on a tiny checkpoint written here in CompVis' key layout),
 a hand-computed forward of converted layers, and the class-conditional pipeline's own behaviour."""
 
+import argparse
 import copy
 import math
 
@@ -279,6 +280,17 @@ def test_conversion_refuses_what_it_cannot_convert():
         load_compvis_checkpoint("no/such/model.ckpt")
 
 
+def test_pickled_checkpoints_load_weights_only_unless_trusted(tmp_path):
+    state_dict = {"model.diffusion_model.out.2.bias": torch.ones(3)}
+    torch.save({"state_dict": state_dict, "hyper_parameters": argparse.Namespace(lr=1e-4)}, tmp_path / "lightning.ckpt")
+    with pytest.raises(ValueError, match="holds more than tensors.*weights_only=False \\(the script's --unsafe-pickle\\)"):
+        load_compvis_checkpoint(tmp_path / "lightning.ckpt")
+    assert torch.equal(load_compvis_checkpoint(tmp_path / "lightning.ckpt", weights_only=False)["model.diffusion_model.out.2.bias"], torch.ones(3))
+    torch.save(torch.ones(3), tmp_path / "tensor.pt")
+    with pytest.raises(ValueError, match="holds no state dict"):
+        load_compvis_checkpoint(tmp_path / "tensor.pt")
+
+
 def test_converted_pipeline_generates_and_caches_like_the_paper(converted):
     _, pipe = converted
     ours = DeepCacheLDMClassConditionalPipeline.from_pipe(pipe)
@@ -388,3 +400,6 @@ def test_convert_script_then_example_script(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script("ldm_class_conditional").main(["--model", str(folder), "--cache-interval", "4", "--nonuniform"])
     assert "the paper gives (center, pow) for intervals [2, 3, 5, 10, 20], not 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script("ldm_class_conditional").main(["--model", str(tmp_path / "not-converted")])
+    assert "is not a folder; diffusers has no hub checkpoint of LDM-4-G: convert CompVis' first" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
@@ -71,10 +72,11 @@ CIN256_V2 = {
 _UNET_PREFIX, _FIRST_STAGE_PREFIX, _CLASS_TABLE = "model.diffusion_model.", "first_stage_model.", "cond_stage_model.embedding.weight"
 
 
-def load_compvis_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_compvis_checkpoint(path: str | os.PathLike, weights_only: bool = True) -> dict[str, torch.Tensor]:
     """The state dict in a ``.ckpt``/``.pt``/``.pth`` (a Lightning checkpoint or a bare state dict) or ``.safetensors`` file.
 
-    Pickled files load with ``weights_only=True``: tensors and plain containers, no code runs.
+    Pickled files load with ``weights_only=True`` (tensors and plain containers, no code runs);
+    ``weights_only=False`` unpickles anything, running what the file says: only for files you trust.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -83,8 +85,17 @@ def load_compvis_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path)
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    return loaded.get("state_dict", loaded)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"`checkpoint` {path!r} holds more than tensors, so it does not load with weights_only=True ({str(error).splitlines()[0]}). "
+            "If you trust the file, pass weights_only=False (the script's --unsafe-pickle)."
+        ) from None
+    state_dict = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"`checkpoint` {path!r} holds no state dict (a dict of tensors, or one under 'state_dict').")
+    return state_dict
 
 
 def convert_ldm_class_conditional(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel, VQModel
+from diffusers import DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DConditionModel, VQModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -35,13 +35,14 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         unet ([`UNet2DConditionModel`]): denoises latents, cross-attending to the class token.
         class_embedder ([`~deepcache.models.ClassEmbedder`]): class label -> token; its null class is the
             unconditional input of guidance.
-        scheduler ([`DDIMScheduler`] or another scheduler): CompVis samples with DDIM.
+        scheduler ([`SchedulerMixin`]): CompVis samples with DDIM (what the converter sets); any diffusers
+            scheduler works.
     """
 
     model_cpu_offload_seq = "class_embedder->unet->vqvae"
     _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, vqvae: VQModel, unet: UNet2DConditionModel, class_embedder: ClassEmbedder, scheduler: DDIMScheduler):
+    def __init__(self, vqvae: VQModel, unet: UNet2DConditionModel, class_embedder: ClassEmbedder, scheduler: SchedulerMixin):
         super().__init__()
         self.register_modules(vqvae=vqvae, unet=unet, class_embedder=class_embedder, scheduler=scheduler)
         self.image_processor = VaeImageProcessor(vae_scale_factor=2 ** (len(vqvae.config.block_out_channels) - 1))

@@ -1,8 +1,8 @@
 """Tiny random-weight models shaped like the real ones, built offline in well under a second.
 
 They have the real block layouts (SD 1.5: 4 levels x 2 layers, 12 branches; SDXL: 3 levels,
-9 branches; SVD; DDPM; class-conditional LDM-4-G) with few channels, so tests and demos exercise every code path that real
-checkpoints do without downloading anything. Their outputs are noise: they measure speed and
+9 branches; SVD; DDPM; class-conditional LDM-4-G) with few channels, so tests and demos exercise
+every code path that real checkpoints do without downloading anything. Their outputs are noise: they measure speed and
 correctness, not image quality.
 """
 
