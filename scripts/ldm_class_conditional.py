@@ -26,10 +26,10 @@ def main(argv=None):
         parser.error(f"--model {args.model!r} is not a folder; diffusers has no hub checkpoint of LDM-4-G: convert CompVis' first with "
                      "python scripts/convert_ldm_class_conditional.py --checkpoint model.ckpt --output ldm-cin256-v2")  # fmt: skip
 
-    pipe = load(DeepCacheLDMClassConditionalPipeline, args.model, args.device)
-    setting = caching_setting(pipe.deepcache_defaults, args)
+    setting = caching_setting(DeepCacheLDMClassConditionalPipeline.deepcache_defaults, args)
     if args.nonuniform and setting["cache_interval"] not in LDM4G_NONUNIFORM:
         parser.error(f"--nonuniform: the paper gives (center, pow) for intervals {sorted(LDM4G_NONUNIFORM)}, not {setting['cache_interval']}")
+    pipe = load(DeepCacheLDMClassConditionalPipeline, args.model, args.device)
 
     def cached_setting(steps: int) -> dict:
         if not args.nonuniform:

@@ -272,6 +272,10 @@ def test_conversion_refuses_what_it_cannot_convert():
     text_config["model"]["params"]["cond_stage_key"] = "caption"
     with pytest.raises(ValueError, match="class-conditional LDM .*cond_stage_key='caption'"):
         convert_ldm_class_conditional(checkpoint, text_config)
+    cosine = copy.deepcopy(TINY_CONFIG)
+    cosine["model"]["params"]["beta_schedule"] = "cosine"
+    with pytest.raises(ValueError, match="only CompVis' 'linear' beta_schedule converts .* not 'cosine'"):
+        convert_ldm_class_conditional(checkpoint, cosine)
     with pytest.raises(ValueError, match="lacks \\['cond_stage_model.embedding.weight'\\]"):
         convert_ldm_class_conditional({k: v for k, v in checkpoint.items() if not k.startswith("cond_stage")}, TINY_CONFIG)
     with pytest.raises(ValueError, match="does not match the configured U-Net: time_embedding.linear_1.weight is \\(128, 32\\), not \\(768, 192\\).*Is `original_config` the checkpoint's"):

@@ -128,8 +128,8 @@ def convert_ldm_class_conditional(
     class_embedder.embedding.weight.data.copy_(table)
     scheduler = DDIMScheduler(
         num_train_timesteps=params.get("timesteps", 1000),
-        beta_start=params.get("linear_start", 0.00085),
-        beta_end=params.get("linear_end", 0.012),
+        beta_start=params.get("linear_start", 1e-4),  # CompVis' DDPM defaults
+        beta_end=params.get("linear_end", 2e-2),
         beta_schedule="scaled_linear",  # CompVis' "linear": linspace over sqrt(beta), squared
         prediction_type="v_prediction" if params.get("parameterization") == "v" else "epsilon",
         clip_sample=False,
@@ -146,6 +146,8 @@ def _check_config(params: dict, checkpoint: dict) -> None:
             "`original_config` must describe a class-conditional LDM (cond_stage_key: class_label, conditioning_key: crossattn), "
             f"but it has cond_stage_key={params.get('cond_stage_key')!r}, conditioning_key={params.get('conditioning_key')!r}."
         )
+    if params.get("beta_schedule", "linear") != "linear":
+        raise ValueError(f"`original_config`: only CompVis' 'linear' beta_schedule converts to DDIM's 'scaled_linear', not {params['beta_schedule']!r}.")
     if params.get("first_stage_config", {}).get("params", {}).get("ddconfig", {}).get("attn_resolutions"):
         raise ValueError("`original_config`: a first stage with attention inside its levels (attn_resolutions) has no diffusers VQModel equivalent.")
     if not params.get("unet_config", {}).get("params", {}).get("use_spatial_transformer"):
