@@ -49,7 +49,7 @@ from deepcache.evaluation.metrics import (
     psnr,
     ssim,
 )
-from deepcache.evaluation.parallel import process_state, sample_images
+from deepcache.evaluation.parallel import end_processes, process_state, sample_images
 from deepcache.models.flops import ideal_speedup, module_flops, step_flops
 
 # Samplers compared against fewer steps: name in the tables, scheduler class, extra config.
@@ -510,3 +510,4 @@ def plot(payload: dict, path: Path) -> None:
 
 if __name__ == "__main__":
     main()
+    end_processes()

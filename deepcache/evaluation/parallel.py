@@ -17,6 +17,15 @@ def process_state() -> PartialState:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def end_processes() -> None:
+    """Waits for every process, then closes the process group. A process that exits while another still
+    uses the group can abort in gloo's threads ("terminate called without an active exception")."""
+    state = process_state()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
+
+
 def sample_images(
     pipe, seeds: list[int], batch_size: int, prompts: list[str] | None = None, records: list | None = None, **call_kwargs
 ) -> torch.Tensor:
