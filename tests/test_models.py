@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -204,6 +205,29 @@ def test_torch_compile_builds_one_graph_per_step_kind():
         expected = unet(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate).sample
         torch.testing.assert_close(sample, expected)
     assert len(graphs) == 2  # one for full steps, one for cached steps, however many steps run
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="inductor compiles C++ on CPU and finds no compiler")
+def test_inductor_modes_compile_full_and_cached_steps_equal_to_eager():
+    """The modes a CPU user picks, really compiled by inductor (about 80 s cold on this machine, so on a
+    two-level U-Net): each builds one full and one cached graph, equal to eager, and a second round compiles nothing."""
+    small = dict(layers_per_block=1, block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))  # fmt: skip
+    unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel, **small)
+    args, _ = tiny_unet_inputs("sd1.5")
+    full, features = unet(*args, cache_branch_id=0, return_dict=False)
+    cached, _ = unet(*args, cache_branch_id=0, replicate_prev_features=features, return_dict=False)
+    for mode in ("default", "reduce-overhead", "max-autotune-no-cudagraphs"):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        compiled = torch.compile(unet, mode=mode, dynamic=False)
+        for _ in range(2):
+            compiled_full, compiled_features = compiled(*args, cache_branch_id=0, return_dict=False)
+            compiled_cached, _ = compiled(*args, cache_branch_id=0, replicate_prev_features=compiled_features, return_dict=False)
+            torch.testing.assert_close(compiled_full, full, msg=mode)
+            torch.testing.assert_close(compiled_cached, cached, msg=mode)
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2, mode
+    torch._dynamo.reset()
 
 
 def test_instance_level_forward_patches_do_not_bypass_caching():
