@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from diffusers.callbacks import PipelineCallback
 
 import deepcache
 from deepcache import (
@@ -340,6 +341,25 @@ def test_guidance_is_compvis_uncond_plus_scale_times_the_difference():
     t = scheduler.timesteps[0]
     expected = scheduler.step(guided, t, sample[:2]).prev_sample
     torch.testing.assert_close(latents[0], expected)
+
+
+def test_step_end_callbacks_see_and_replace_the_latents():
+    """A plain callback and a diffusers ``PipelineCallback`` (its own tensor inputs), also with caching on."""
+
+    class ZeroLatents(PipelineCallback):
+        tensor_inputs = ["latents"]
+
+        def callback_fn(self, pipeline, step, timestep, callback_kwargs):
+            return {"latents": torch.zeros_like(callback_kwargs["latents"])}
+
+    pipe = tiny_pipeline("ldm-cin", DeepCacheLDMClassConditionalPipeline)
+    steps = []
+    for caching in ({}, {"cache_interval": 2}):
+        output = pipe(class_labels=[1], num_inference_steps=3, output_type="latent", callback_on_step_end=ZeroLatents(cutoff_step_ratio=1.0),
+                      callback_on_step_end_tensor_inputs=[], **caching)  # fmt: skip  # its own tensor inputs win, as in diffusers
+        assert torch.equal(output.images, torch.zeros(1, 3, 8, 8))
+        pipe(class_labels=[1], num_inference_steps=3, callback_on_step_end=lambda p, i, t, kw: steps.append((i, sorted(kw))) or {}, **caching)
+    assert steps == [(0, ["latents"]), (1, ["latents"]), (2, ["latents"])] * 2
 
 
 def test_gating_runs_the_conditional_half_after_the_gate_step():

@@ -11,9 +11,11 @@ them. :class:`DeepCacheLDMClassConditionalPipeline` adds caching to it like ever
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DConditionModel, VQModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -58,7 +60,7 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
-        callback_on_step_end=None,
+        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],
     ) -> ImagePipelineOutput | tuple:
         r"""Generates one image per class label.
@@ -75,8 +77,8 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
             latents (`torch.Tensor`, *optional*): initial noise, ``(len(class_labels), C, H, W)``; drawn if not given.
             output_type (`str`, defaults to `"pil"`): ``"pil"``, ``"np"``, ``"pt"`` or ``"latent"``.
             return_dict (`bool`, defaults to `True`): an [`ImagePipelineOutput`] instead of a tuple.
-            callback_on_step_end (`Callable`, *optional*): called at each step's end as
-                ``callback_on_step_end(pipe, step, timestep, callback_kwargs)``; may return new ``latents``.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): called at
+                each step's end as ``callback_on_step_end(pipe, step, timestep, callback_kwargs)``; may return new ``latents``.
             callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): the tensors passed in
                 ``callback_kwargs``.
 
@@ -90,6 +92,8 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
             >>> images = pipe(class_labels=[88, 207, 279, 980]).images
             ```
         """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         labels = self._check_inputs(class_labels, num_inference_steps, guidance_scale, latents, output_type, callback_on_step_end_tensor_inputs)
         device = self._execution_device
         self._guidance_scale = guidance_scale
