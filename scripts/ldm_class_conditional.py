@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from deepcache import LDM4G_NONUNIFORM, DeepCacheLDMClassConditionalPipeline
+from deepcache import LDM4G_NONUNIFORM, DeepCacheConfig, DeepCacheLDMClassConditionalPipeline
 from deepcache.evaluation.examples import caching_setting, compare, describe, load, script_arguments
 
 
@@ -29,13 +29,19 @@ def main(argv=None):
     setting = caching_setting(DeepCacheLDMClassConditionalPipeline.deepcache_defaults, args)
     if args.nonuniform and setting["cache_interval"] not in LDM4G_NONUNIFORM:
         parser.error(f"--nonuniform: the paper gives (center, pow) for intervals {sorted(LDM4G_NONUNIFORM)}, not {setting['cache_interval']}")
-    pipe = load(DeepCacheLDMClassConditionalPipeline, args.model, args.device)
 
     def cached_setting(steps: int) -> dict:
         if not args.nonuniform:
             return setting
         center, pow_ = LDM4G_NONUNIFORM[setting["cache_interval"]]  # tuned at 250 steps: the centre scales with the steps
         return {**setting, "uniform": False, "center": min(steps - 1, round(center * steps / 250)), "pow": pow_}
+
+    for steps in {args.steps, args.warmup_steps} - {0}:  # a schedule that does not fit fails here, not after the baseline ran
+        try:
+            DeepCacheConfig(**cached_setting(steps)).full_steps(steps)
+        except ValueError as error:
+            parser.error(f"at {steps} steps: {error} (the paper's (center, pow) are tuned for 250 steps)")
+    pipe = load(DeepCacheLDMClassConditionalPipeline, args.model, args.device)
 
     print(f"DeepCache: {describe(cached_setting(args.steps))}; classes {args.classes}, guidance {args.guidance_scale}")
 

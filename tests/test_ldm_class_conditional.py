@@ -424,6 +424,9 @@ def test_convert_script_then_example_script(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script("ldm_class_conditional").main(["--model", str(folder), "--cache-interval", "4", "--nonuniform"])
     assert "the paper gives (center, pow) for intervals [2, 3, 5, 10, 20], not 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # 5 full steps of 10 around step 5 do not fit pow 1.2: said before any run
+        script("ldm_class_conditional").main(["--model", str(folder), "--steps", "10", "--cache-interval", "2", "--nonuniform"])
+    assert "at 10 steps: No non-uniform schedule with 5 full steps fits 10 steps" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         script("ldm_class_conditional").main(["--model", str(tmp_path / "not-converted")])
     assert "is not a folder; diffusers has no hub checkpoint of LDM-4-G: convert CompVis' first" in capsys.readouterr().err
