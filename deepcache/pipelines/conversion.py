@@ -10,7 +10,6 @@ schedule) is here. ``scripts/convert_ldm_class_conditional.py`` is the command l
 
 from __future__ import annotations
 
-import copy
 import os
 import pickle
 
@@ -114,8 +113,7 @@ def convert_ldm_class_conditional(
         null_class (`int`, *optional*): the class guidance uses as unconditional; the table's last row
             (1000 of 1001 for ``cin256-v2``) if not given.
     """
-    config = copy.deepcopy(original_config or CIN256_V2)
-    params = config["model"]["params"]
+    params = (original_config or CIN256_V2)["model"]["params"]  # read only: the configs built from it are new dicts
     _check_config(params, checkpoint)
     unet_config = _unet_config(params)
     unet = _load(UNet2DConditionModel, unet_config, convert_ldm_unet_checkpoint(checkpoint, unet_config, extract_ema=extract_ema), "U-Net")

@@ -98,12 +98,12 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         device = self._execution_device
         self._guidance_scale = guidance_scale
         guided = self.do_classifier_free_guidance
-        labels = labels.to(device)
+        batch, labels = len(labels), labels.to(device)
         if guided:  # CompVis' order: unconditional first
             labels = torch.cat([torch.full_like(labels, self.class_embedder.config.null_class), labels])
         context = self.class_embedder(labels).to(self.unet.dtype)
 
-        shape = (len(labels) // (2 if guided else 1), self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
+        shape = (batch, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         latents = latents.to(device=device, dtype=self.unet.dtype) * self.scheduler.init_noise_sigma
