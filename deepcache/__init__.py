@@ -1,12 +1,13 @@
 """deepcache: training-free diffusion U-Net acceleration by caching deep features across steps.
 
 DeepCache (Ma et al., arXiv 2312.00858) and Block Caching (Wimbauer et al., arXiv 2312.03209) on
-current diffusers, by subclassing rather than forking. The product lives in ``schedules`` (settings
-and schedules as data), ``models`` (cache-aware U-Nets and the caching mechanisms) and
-``pipelines`` (pipelines, the plug-and-play helper, profiling, calibration), with ``tuning`` on top
-(which setting to use, measured on the user's pipeline); the instruments in ``evaluation``,
-``embedded`` (models shipped with the package) and ``testing`` (tiny random pipelines).
-Every public name is importable from here and loads its module on first use.
+current diffusers, by subclassing rather than forking. The product, in the order imports flow:
+``schedules`` (schedules as data), ``models`` (cache-aware U-Nets and the caching mechanisms),
+``runtime`` (one module per technique: its setting and the run of one call), ``measurement``
+(FLOPs, profiles, calibration), ``pipelines`` (pipelines and the plug-and-play helper), ``ldm``
+(the LDM-4-G family), ``tuning`` (which setting to use, measured on the user's pipeline); the
+instruments in ``evaluation``, ``embedded`` (models shipped with the package) and ``testing``
+(tiny random pipelines). Every public name is importable from here and loads its module on first use.
 """
 
 from typing import TYPE_CHECKING
@@ -18,7 +19,6 @@ _EXPORTS = {
         "BlockCacheProfile",
         "BlockCacheSchedule",
         "CacheRecord",
-        "DeepCacheConfig",
         "ScheduleCalibration",
         "nonuniform_full_steps",
         "recompute_steps",
@@ -26,7 +26,6 @@ _EXPORTS = {
     ),
     ".models": (
         "BranchLayout",
-        "ClassEmbedder",
         "DeepCacheControlNetModel",
         "DeepCacheControlNetUnionModel",
         "DeepCacheUNet2DConditionModel",
@@ -35,11 +34,22 @@ _EXPORTS = {
         "DeepCacheUNetSpatioTemporalConditionModel",
         "block_units",
     ),
+    ".runtime": (
+        "BlockCacheConfig",
+        "DeepCacheConfig",
+        "FewStepsWarning",
+        "GateStepWarning",
+        "GatingConfig",
+        "TECHNIQUES",
+        "Technique",
+    ),
+    ".measurement": (
+        "calibrate_schedule",
+        "profile_blocks",
+    ),
     ".pipelines": (
-        "CIN256_V2",
         "DeepCacheDDIMPipeline",
         "DeepCacheDDPMPipeline",
-        "DeepCacheLDMClassConditionalPipeline",
         "DeepCacheLDMPipeline",
         "DeepCacheSDHelper",
         "DeepCacheStableDiffusionControlNetImg2ImgPipeline",
@@ -60,21 +70,40 @@ _EXPORTS = {
         "DeepCacheStableVideoDiffusionPipeline",
         "DeepCacheTextToVideoZeroPipeline",
         "DeepCacheTextToVideoZeroSDXLPipeline",
-        "FewStepsWarning",
+    ),
+    ".ldm": (
+        "CIN256_V2",
+        "ClassEmbedder",
+        "DeepCacheLDMClassConditionalPipeline",
         "LDM4G_NONUNIFORM",
         "LDMClassConditionalPipeline",
-        "calibrate_schedule",
         "convert_ldm_class_conditional",
         "load_compvis_checkpoint",
-        "profile_blocks",
     ),
-    ".tuning": ("TunedPoint", "TunedSetting", "TuningResult", "tune"),
+    ".tuning": (
+        "TunedPoint",
+        "TunedSetting",
+        "TuningResult",
+        "tune",
+    ),
 }
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
+    from .ldm import (
+        CIN256_V2,
+        LDM4G_NONUNIFORM,
+        ClassEmbedder,
+        DeepCacheLDMClassConditionalPipeline,
+        LDMClassConditionalPipeline,
+        convert_ldm_class_conditional,
+        load_compvis_checkpoint,
+    )
+    from .measurement import (
+        calibrate_schedule,
+        profile_blocks,
+    )
     from .models import (
         BranchLayout,
-        ClassEmbedder,
         DeepCacheControlNetModel,
         DeepCacheControlNetUnionModel,
         DeepCacheUNet2DConditionModel,
@@ -84,10 +113,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         block_units,
     )
     from .pipelines import (
-        CIN256_V2,
         DeepCacheDDIMPipeline,
         DeepCacheDDPMPipeline,
-        DeepCacheLDMClassConditionalPipeline,
         DeepCacheLDMPipeline,
         DeepCacheSDHelper,
         DeepCacheStableDiffusionControlNetImg2ImgPipeline,
@@ -108,25 +135,31 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         DeepCacheStableVideoDiffusionPipeline,
         DeepCacheTextToVideoZeroPipeline,
         DeepCacheTextToVideoZeroSDXLPipeline,
+    )
+    from .runtime import (
+        TECHNIQUES,
+        BlockCacheConfig,
+        DeepCacheConfig,
         FewStepsWarning,
-        LDM4G_NONUNIFORM,
-        LDMClassConditionalPipeline,
-        calibrate_schedule,
-        convert_ldm_class_conditional,
-        load_compvis_checkpoint,
-        profile_blocks,
+        GateStepWarning,
+        GatingConfig,
+        Technique,
     )
     from .schedules import (
         BlockCacheProfile,
         BlockCacheSchedule,
         CacheRecord,
-        DeepCacheConfig,
         ScheduleCalibration,
         nonuniform_full_steps,
         recompute_steps,
         uniform_full_steps,
     )
-    from .tuning import TunedPoint, TunedSetting, TuningResult, tune
+    from .tuning import (
+        TunedPoint,
+        TunedSetting,
+        TuningResult,
+        tune,
+    )
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 __version__ = "0.1.0"

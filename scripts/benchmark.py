@@ -8,6 +8,7 @@
     python scripts/benchmark.py --controlnet --model sd1.5 --branches 0 1 2 3 5   # a cached step with the ControlNet cut
     python scripts/benchmark.py --controlnet --model emoji --branches 0 1          # ... and timed on the emoji pipeline
     python scripts/benchmark.py --compile default --model emoji --intervals 3 --branches 0   # does caching stack with torch.compile?
+    python scripts/benchmark.py --pipeline --model emoji --intervals 3 5 --branches 0 1     # the whole pipeline beside the U-Net loop
 
 Models: the embedded digits DDPM (trained weights) and the real SD 1.5, SDXL, SVD-XT and LDM-4-G U-Net
 architectures (random weights: speed does not depend on them). Only the U-Net denoising loop is
@@ -37,12 +38,13 @@ from deepcache.evaluation.benchmark import (
     controlnet_flops,
     controlnet_pipeline_seconds,
     markdown_table,
+    pipeline_and_loop_seconds,
     settings_grid,
 )
 from deepcache.evaluation.examples import describe
-from deepcache.models.flops import ideal_speedup
-from deepcache.schedules import DeepCacheConfig
 from deepcache.evaluation.original import load_original_helper
+from deepcache.measurement import ideal_speedup
+from deepcache.runtime import DeepCacheConfig
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -123,6 +125,23 @@ def controlnet_report(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def pipeline_report(args: argparse.Namespace) -> str:
+    """Markdown: the whole pipeline call beside the bare U-Net loop, uncached and cached."""
+    settings = settings_grid(args.intervals, args.branches, args.schedules)
+    rows = pipeline_and_loop_seconds(args.model, settings, steps=args.steps, batch=args.batch, repeats=args.repeats)
+    spec = MODELS[args.model]
+    lines = [f"### Whole pipeline and U-Net loop: {spec.description}, {args.steps} DDIM steps, batch {args.batch}",
+             "", f"{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs; pipeline: `output_type=\"latent\"`"
+             + (", prompt embeddings computed beforehand (text encoder excluded)" if args.model == "emoji" else "") + ".", "",
+             "| setting | U-Net loop | pipeline | loop speedup | pipeline speedup | pipeline over loop, per step |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        name = "uncached" if row["setting"] is None else describe(row["setting"].as_kwargs())
+        lines.append(f"| {name} | {row['loop_s']:.2f} s | {row['pipeline_s']:.2f} s | {row['loop_speedup']:.2f}x | "
+                     f"{row['pipeline_speedup']:.2f}x | {row['overhead_ms_per_step']:.2f} ms |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--model", default="embedded", choices=sorted(MODELS))
@@ -147,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--controlnet", action="store_true",
                         help="FLOPs of a cached step with a ControlNet run whole and cut (SD-shaped models); with --model emoji also "
                              "the whole pipeline timed at the first --intervals")  # fmt: skip
+    parser.add_argument("--pipeline", action="store_true",
+                        help="time the whole pipeline call (embedded models) beside the U-Net loop, uncached and cached")
     args = parser.parse_args(argv)
     if args.defaults_table:
         print(defaults_table(args.steps))
@@ -154,6 +175,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if args.compile:
         print(compile_report(args))
+        return
+    if args.pipeline:
+        try:
+            print(pipeline_report(args))
+        except ValueError as error:
+            sys.exit(f"error: {error}")
         return
     if args.controlnet:
         try:

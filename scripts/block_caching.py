@@ -24,7 +24,13 @@ from diffusers import DDIMScheduler, DiffusionPipeline
 
 from deepcache import DeepCacheSDHelper, profile_blocks
 from deepcache.embedded import embedded_model_path
-from deepcache.evaluation.examples import MODEL_HELP, interleaved, load, side_by_side, step_progress
+from deepcache.evaluation.examples import (
+    MODEL_HELP,
+    interleaved,
+    load,
+    side_by_side,
+    step_progress,
+)
 from deepcache.evaluation.metrics import psnr, ssim
 
 

@@ -8,7 +8,13 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from deepcache import DeepCacheDDPMPipeline
-from deepcache.evaluation.examples import caching_setting, compare, describe, load, script_arguments
+from deepcache.evaluation.examples import (
+    caching_setting,
+    compare,
+    describe,
+    load,
+    script_arguments,
+)
 
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}
 

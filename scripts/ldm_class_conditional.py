@@ -11,8 +11,18 @@ from pathlib import Path
 
 import torch
 
-from deepcache import LDM4G_NONUNIFORM, DeepCacheConfig, DeepCacheLDMClassConditionalPipeline
-from deepcache.evaluation.examples import caching_setting, compare, describe, load, script_arguments
+from deepcache import (
+    LDM4G_NONUNIFORM,
+    DeepCacheConfig,
+    DeepCacheLDMClassConditionalPipeline,
+)
+from deepcache.evaluation.examples import (
+    caching_setting,
+    compare,
+    describe,
+    load,
+    script_arguments,
+)
 
 
 def main(argv=None):

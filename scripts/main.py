@@ -19,7 +19,15 @@ from diffusers import (
 )
 
 from deepcache import DeepCacheSDHelper
-from deepcache.evaluation.examples import MODEL_HELP, compare, demo_image, demo_mask, describe, load, model_size
+from deepcache.evaluation.examples import (
+    MODEL_HELP,
+    compare,
+    demo_image,
+    demo_mask,
+    describe,
+    load,
+    model_size,
+)
 
 # model type: (diffusers pipeline, default weights, inputs, default steps, (interval, branch))
 MODEL_TYPES = {

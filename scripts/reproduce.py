@@ -37,7 +37,13 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 
-from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline, DeepCacheStableDiffusionPipeline, calibrate_schedule, profile_blocks
+from deepcache import (
+    DeepCacheConfig,
+    DeepCacheDDPMPipeline,
+    DeepCacheStableDiffusionPipeline,
+    calibrate_schedule,
+    profile_blocks,
+)
 from deepcache.embedded import embedded_model_path, load_digits
 from deepcache.embedded.text_to_image import embedded_text_to_image_path
 from deepcache.evaluation.metrics import (
@@ -50,7 +56,7 @@ from deepcache.evaluation.metrics import (
     ssim,
 )
 from deepcache.evaluation.parallel import end_processes, process_state, sample_images
-from deepcache.models.flops import ideal_speedup, module_flops, step_flops
+from deepcache.measurement import ideal_speedup, module_flops, step_flops
 
 # Samplers compared against fewer steps: name in the tables, scheduler class, extra config.
 SOLVERS = {

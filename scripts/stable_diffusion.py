@@ -7,7 +7,13 @@
 import torch
 
 from deepcache import DeepCacheStableDiffusionPipeline
-from deepcache.evaluation.examples import caching_setting, compare, describe, load, script_arguments
+from deepcache.evaluation.examples import (
+    caching_setting,
+    compare,
+    describe,
+    load,
+    script_arguments,
+)
 
 MODELS = {"sd1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd2.1": "stabilityai/stable-diffusion-2-1"}
 

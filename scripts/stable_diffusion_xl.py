@@ -8,8 +8,18 @@ from pathlib import Path
 
 import torch
 
-from deepcache import DeepCacheStableDiffusionXLImg2ImgPipeline, DeepCacheStableDiffusionXLPipeline
-from deepcache.evaluation.examples import MODEL_HELP, caching_setting, compare, describe, load, script_arguments
+from deepcache import (
+    DeepCacheStableDiffusionXLImg2ImgPipeline,
+    DeepCacheStableDiffusionXLPipeline,
+)
+from deepcache.evaluation.examples import (
+    MODEL_HELP,
+    caching_setting,
+    compare,
+    describe,
+    load,
+    script_arguments,
+)
 
 REFINER = "stabilityai/stable-diffusion-xl-refiner-1.0"
 

@@ -10,7 +10,15 @@ import torch
 from PIL import Image
 
 from deepcache import DeepCacheStableVideoDiffusionPipeline
-from deepcache.evaluation.examples import caching_setting, compare, demo_image, describe, load, model_size, script_arguments
+from deepcache.evaluation.examples import (
+    caching_setting,
+    compare,
+    demo_image,
+    describe,
+    load,
+    model_size,
+    script_arguments,
+)
 
 
 def main(argv=None):

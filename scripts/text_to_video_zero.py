@@ -11,7 +11,14 @@ import torch
 from PIL import Image
 
 from deepcache import DeepCacheTextToVideoZeroPipeline
-from deepcache.evaluation.examples import caching_setting, compare, describe, load, model_size, script_arguments
+from deepcache.evaluation.examples import (
+    caching_setting,
+    compare,
+    describe,
+    load,
+    model_size,
+    script_arguments,
+)
 
 MODELS = {"sd1.5": "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd2.1": "stabilityai/stable-diffusion-2-1"}
 

@@ -36,9 +36,26 @@ from diffusers import (
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from deepcache.embedded import CLASSIFIER_DIR, MODEL_DIR, UNET_CONFIG, DigitClassifier, load_digits
-from deepcache.embedded.emoji_judges import JUDGES_DIR, EmojiClassifier, EmojiTextScorer, caption_words
-from deepcache.embedded.text_to_image import IMAGE_SIZE, SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, VAE_CONFIG, build_clip_tokenizer
+from deepcache.embedded import (
+    CLASSIFIER_DIR,
+    MODEL_DIR,
+    UNET_CONFIG,
+    DigitClassifier,
+    load_digits,
+)
+from deepcache.embedded.emoji_judges import (
+    JUDGES_DIR,
+    EmojiClassifier,
+    EmojiTextScorer,
+    caption_words,
+)
+from deepcache.embedded.text_to_image import (
+    IMAGE_SIZE,
+    SCHEDULER_CONFIG,
+    TEXT_ENCODER_CONFIG,
+    VAE_CONFIG,
+    build_clip_tokenizer,
+)
 from deepcache.embedded.text_to_image import MODEL_DIR as TEXT_TO_IMAGE_DIR
 from deepcache.embedded.text_to_image import UNET_CONFIG as TEXT_TO_IMAGE_UNET_CONFIG
 

@@ -20,13 +20,25 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler
+from diffusers import (
+    DDIMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+)
 
 import deepcache
 from deepcache.embedded import embedded_model_path
 from deepcache.embedded.text_to_image import embedded_text_to_image_path
-from deepcache.evaluation.examples import MODEL_HELP, demo_image, demo_mask, load_failure, model_size
-from deepcache.pipelines.runs import diffusers_class
+from deepcache.evaluation.examples import (
+    MODEL_HELP,
+    demo_image,
+    demo_mask,
+    load_failure,
+    model_size,
+)
+from deepcache.runtime import diffusers_class
 from deepcache.tuning.search import FAMILIES
 
 SCHEDULERS = {

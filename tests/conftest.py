@@ -1,10 +1,10 @@
 import pytest
 import torch
+from helpers import CASES
 
 import deepcache
 from deepcache.evaluation.original import load_original_helper
 from deepcache.testing import tiny_unet, tiny_unet_inputs
-from helpers import CASES
 
 CACHE_CLASSES = {
     "sd1.5": deepcache.DeepCacheUNet2DConditionModel,

@@ -6,13 +6,18 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler, HeunDiscreteScheduler
-
-from deepcache import CacheRecord, DeepCacheConfig, DeepCacheSDHelper, DeepCacheUNet2DModel
-from deepcache.pipelines.runs import relative_l1, step_weights
-from deepcache.testing import tiny_pipeline, tiny_unet
 from helpers import CASES, TwoPassPipeline, compile_counting_graphs
 from helpers import generate as generate_case
 from test_pipeline import STEPS, full_step_iterations, generate, pipelines
+
+from deepcache import (
+    CacheRecord,
+    DeepCacheConfig,
+    DeepCacheSDHelper,
+    DeepCacheUNet2DModel,
+)
+from deepcache.runtime import relative_l1, step_weights
+from deepcache.testing import tiny_pipeline, tiny_unet
 
 
 def test_threshold_zero_makes_every_step_full_and_equals_diffusers_exactly():
@@ -131,7 +136,8 @@ def test_separate_cond_and_uncond_calls_take_one_decision_per_iteration():
         outputs = []
         for call, flip in enumerate((False, True)):
             x = sample.flip(-1) if flip else sample
-            out, features[call] = unet(x, t, cache_branch_id=2, replicate_prev_features=None if i in full else features[call], return_dict=False)
+            out, extras = unet(x, t, cache_branch_id=2, replicate_prev_features=None if i in full else features[call], return_dict=False)
+            features[call] = extras["features"]
             outputs.append(out.flip(-1) if flip else out)
         sample = scheduler.step((outputs[0] + outputs[1]) / 2, t, sample).prev_sample
     assert torch.equal(result, sample)

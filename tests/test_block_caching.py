@@ -6,16 +6,22 @@ import gc
 import numpy as np
 import pytest
 import torch
+from conftest import CACHE_CLASSES
 from diffusers.models.resnet import ResnetBlock2D
+from helpers import CASES, STEPS, generate
 
 import deepcache
-from deepcache import BlockCacheProfile, BlockCacheSchedule, block_units, profile_blocks, recompute_steps
-from deepcache.pipelines.profiling import relative_l1
+from deepcache import (
+    BlockCacheProfile,
+    BlockCacheSchedule,
+    block_units,
+    profile_blocks,
+    recompute_steps,
+)
+from deepcache.measurement.profiling import relative_l1
+from deepcache.runtime import BlockCacheRun
 from deepcache.schedules.block_caching import derive_schedule, flop_fraction
-from deepcache.pipelines import BlockCacheRun
 from deepcache.testing import tiny_pipeline, tiny_unet, tiny_unet_inputs
-from conftest import CACHE_CLASSES
-from helpers import CASES, STEPS, generate
 
 # --- the accumulation rule and schedules, on hand-made curves ---
 
@@ -86,12 +92,15 @@ def test_reusing_a_unit_adds_the_given_residual_to_its_input(kind):
     ours, plain = tiny_unet(kind, cls=CACHE_CLASSES[kind]), tiny_unet(kind)
     args, kwargs = tiny_unet_inputs(kind)
     units = block_units(ours, "all")
-    sample, residuals = ours(*args, **kwargs, block_cache_units=units, return_dict=False)
+    sample, extras = ours(*args, **kwargs, block_cache_units=units, return_dict=False)
+    residuals = extras["block_residuals"]
+    assert list(extras) == ["block_residuals"]
     assert torch.equal(sample, plain(*args, **kwargs, return_dict=False)[0])  # computing every unit changes nothing
 
     attention, resnet = block_units(ours)[0], next(u for u in units if "up_blocks" in u and "resnets" in u)
     given = {name: torch.randn_like(residuals[name]) for name in (attention, resnet)}
-    sample, returned = ours(*args, **kwargs, block_cache_units=units, block_cache_residuals=given, return_dict=False)
+    sample, extras = ours(*args, **kwargs, block_cache_units=units, block_cache_residuals=given, return_dict=False)
+    returned = extras["block_residuals"]
     assert all(returned[name] is given[name] for name in given)
 
     with units_replaced_by_hand(plain, given):  # the plain model, with the units' outputs replaced by hand
@@ -293,8 +302,10 @@ def test_composed_steps_equal_deepcache_with_the_shallow_units_replaced_by_hand(
     ours, reference = tiny_unet(kind, cls=CACHE_CLASSES[kind]), tiny_unet(kind, cls=CACHE_CLASSES[kind])
     args, kwargs = tiny_unet_inputs(kind)
     units, branch = block_units(ours, "all"), ours.deepcache_layout.num_branches // 2
-    full, features = reference(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-    sample, composed_features, residuals = ours(*args, **kwargs, cache_branch_id=branch, block_cache_units=units, return_dict=False)
+    full, extras = reference(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+    features = extras["features"]
+    sample, extras = ours(*args, **kwargs, cache_branch_id=branch, block_cache_units=units, return_dict=False)
+    composed_features, residuals = extras["features"], extras["block_residuals"]
     assert torch.equal(sample, full) and torch.equal(composed_features, features) and set(residuals) == set(units)
 
     ran = set()
@@ -305,8 +316,9 @@ def test_composed_steps_equal_deepcache_with_the_shallow_units_replaced_by_hand(
     shallow = [name for name in units if name in ran]  # the units a cached step at this branch runs
     assert 0 < len(shallow) < len(units) and "mid_block" not in " ".join(shallow)
     given = {name: torch.randn_like(residuals[name]) for name in (shallow[0], shallow[-1])}
-    step, kept, returned = ours(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features,
-                                block_cache_units=units, block_cache_residuals=given, return_dict=False)  # fmt: skip
+    step, extras = ours(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features,
+                        block_cache_units=units, block_cache_residuals=given, return_dict=False)  # fmt: skip
+    kept, returned = extras["features"], extras["block_residuals"]
     assert kept is features and set(returned) == set(shallow) and all(returned[n] is given[n] for n in given)
 
     with units_replaced_by_hand(reference, given):  # the cached step, with the units' outputs replaced by hand

@@ -7,12 +7,12 @@ import random
 import numpy as np
 import pytest
 import torch
+from test_pipeline import STEPS, full_step_iterations, generate, pipelines
 
 import deepcache
 import deepcache.testing
 from deepcache import DeepCacheConfig, ScheduleCalibration, calibrate_schedule
-from deepcache.pipelines.runs import step_weights
-from test_pipeline import STEPS, full_step_iterations, generate, pipelines
+from deepcache.runtime import step_weights
 
 
 def test_full_steps_are_the_cheapest_schedule_of_their_size():
@@ -51,7 +51,8 @@ def test_weights_follow_sigma_and_the_costs_match_a_hand_computation():
         return uncond + ours.guidance_scale * (cond - uncond)
 
     (args_i, kwargs_i), (args_j, kwargs_j) = inputs[5], inputs[3]
-    _, features = ours.unet(*args_j, **{**kwargs_j, "cache_branch_id": 2, "return_dict": False})
+    _, extras = ours.unet(*args_j, **{**kwargs_j, "cache_branch_id": 2, "return_dict": False})
+    features = extras["features"]
     cached = ours.unet(*args_i, **{**kwargs_i, "cache_branch_id": 2, "replicate_prev_features": features, "return_dict": False})[0]
     full = ours.unet(*args_i, **{**kwargs_i, "return_dict": False})[0]
     error = (guided(cached) - guided(full)).pow(2).mean().sqrt().item()

@@ -18,10 +18,12 @@ from diffusers import (
 from PIL import Image
 
 import deepcache
-import deepcache.pipelines.runs as runs
 from deepcache import DeepCacheSDHelper
 from deepcache.models import DeepCacheControlNetModel
-from deepcache.testing.tiny import tiny_stable_diffusion_components, tiny_stable_diffusion_xl_components
+from deepcache.testing.tiny import (
+    tiny_stable_diffusion_components,
+    tiny_stable_diffusion_xl_components,
+)
 
 STEPS = 7
 CONTROL = Image.fromarray((np.random.RandomState(1).rand(32, 32, 3) * 255).astype(np.uint8))
@@ -73,33 +75,26 @@ CASES = {
 }
 
 
-def _whole_controlnet(monkeypatch):
-    """Today's helper path before this change: the ControlNet runs whole on every step."""
-    monkeypatch.setattr(runs, "cuttable_controlnets", lambda *args: [])
-
-
 @pytest.mark.parametrize("kind", sorted(CASES))
-def test_caching_off_equals_diffusers_and_cached_equals_the_whole_controlnet_path(kind, monkeypatch):
+def test_caching_off_equals_diffusers_and_cached_equals_the_whole_controlnet_path(kind):
     cls, parent, options = CASES[kind]
     ours, plain = _pipe(cls, parent, **options), _pipe(parent, parent, **options)
     np.testing.assert_array_equal(_call(ours, kind), _call(plain, kind))
     branch = 1 if options.get("sdxl") else 0
     cut = _call(ours, kind, cache_interval=3, cache_branch_id=branch)
     assert type(ours.controlnet) in (ControlNetModel, ControlNetUnionModel)  # cache-aware only during the call
-    _whole_controlnet(monkeypatch)
-    whole = _call(ours, kind, cache_interval=3, cache_branch_id=branch)
+    whole = _call(ours, kind, cache_interval=3, cache_branch_id=branch, cut_controlnet=False)
     np.testing.assert_array_equal(cut, whole)
     assert not np.array_equal(cut, _call(plain, kind))
 
 
 @pytest.mark.parametrize(("branch", "guess_mode", "nets"), [(0, False, 1), (1, True, 1), (3, False, 2), (5, True, 2)])
-def test_branches_guess_mode_and_multi_controlnet_equal_the_whole_controlnet_path(branch, guess_mode, nets, monkeypatch):
+def test_branches_guess_mode_and_multi_controlnet_equal_the_whole_controlnet_path(branch, guess_mode, nets):
     pipe = _pipe(deepcache.DeepCacheStableDiffusionControlNetPipeline, StableDiffusionControlNetPipeline, nets=nets)
     scale = [0.7, 1.3] if nets > 1 else 0.8
     options = dict(cache_interval=3, cache_branch_id=branch, guess_mode=guess_mode, controlnet_conditioning_scale=scale)
     cut = _call(pipe, nets=nets, **options)
-    _whole_controlnet(monkeypatch)
-    np.testing.assert_array_equal(cut, _call(pipe, nets=nets, **options))
+    np.testing.assert_array_equal(cut, _call(pipe, nets=nets, **options, cut_controlnet=False))
 
 
 def test_on_cached_steps_no_controlnet_layer_deeper_than_the_branch_runs():
@@ -116,6 +111,10 @@ def test_on_cached_steps_no_controlnet_layer_deeper_than_the_branch_runs():
     assert ran["down0.resnet0"] == ran["zero conv 1"] == list(range(STEPS))
     for name in ("mid", "down0.resnet1", "down0.downsampler", "down1", "zero conv 2", "mid zero conv"):
         assert ran[name] == full, name
+    ran.clear()
+    calls.clear()
+    _call(pipe, cache_interval=3, cache_branch_id=1, cut_controlnet=False)  # the option runs every layer on every step
+    assert all(ran[name] == list(range(STEPS)) for name in modules), ran
 
 
 def test_a_cached_controlnet_step_equals_a_hand_computation():
@@ -160,9 +159,15 @@ def test_adaptive_caching_runs_the_controlnet_whole():
 
 def test_the_controlnet_benchmark_counts_what_a_cached_step_runs(capsys):
     """FLOP shares from `scripts/benchmark.py --controlnet` equal direct counts; the pipeline timing gives the same images cut and whole."""
-    from deepcache.evaluation.benchmark import _controlnet_for, build_unet, controlnet_flops, loop_inputs
-    from deepcache.models.flops import count_flops
     from helpers import script
+
+    from deepcache.evaluation.benchmark import (
+        _controlnet_for,
+        build_unet,
+        controlnet_flops,
+        loop_inputs,
+    )
+    from deepcache.measurement import count_flops
 
     rows = controlnet_flops("tiny-sd", [0, 2])
     unet = build_unet("tiny-sd", "meta")

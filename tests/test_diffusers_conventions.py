@@ -6,6 +6,7 @@ callback-correct). Applicability is read from the parent's signature, as diffuse
 """
 
 import contextlib
+import dataclasses
 import inspect
 import io
 import typing
@@ -14,14 +15,15 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-
-import deepcache
-from deepcache.pipelines.runs import diffusers_class
-from deepcache.testing import tiny_pipeline
 from helpers import CASES, STEPS, call, generate, ip_adapter_state_dict
 
+import deepcache
+from deepcache.runtime import diffusers_class
+from deepcache.testing import tiny_pipeline
+
 ON = dict(cache_interval=3)  # the pipeline's default branch
-CACHING_NAMES = [*inspect.signature(deepcache.DeepCacheConfig).parameters, "block_cache"]
+CONFIG_FIELDS = [(t.config, f) for t in deepcache.TECHNIQUES for f in dataclasses.fields(t.config)]  # each technique's, in order
+CACHING_NAMES = [f.name for _, f in CONFIG_FIELDS]
 PIPELINE_CLASSES = sorted({cls for cls, _, _ in CASES.values()}, key=lambda c: c.__name__)
 
 
@@ -55,11 +57,11 @@ def test_signature_is_the_parents_plus_keyword_only_caching_parameters(cls):
     assert ours_params[len(ours_params) - len(var_keyword) :] == var_keyword if var_keyword else True
     added = ours_params[len(head) : len(ours_params) - len(var_keyword)]
     assert [p.name for p in added] == CACHING_NAMES
+    assert CACHING_NAMES == ["cache_interval", "cache_branch_id", "cache_layer_id", "cache_block_id", "uniform", "pow", "center",
+                             "cache_threshold", "cache_min_interval", "cache_full_steps", "cut_controlnet", "gate_step", "block_cache"]
     assert all(p.kind is p.KEYWORD_ONLY for p in added)
-    defaults = deepcache.DeepCacheConfig()
-    assert [p.default for p in added] == [getattr(defaults, n) for n in CACHING_NAMES[:-1]] + [None]
-    hints = typing.get_type_hints(deepcache.DeepCacheConfig)
-    assert [p.annotation for p in added[:-1]] == [hints[n] for n in CACHING_NAMES[:-1]]
+    assert [p.default for p in added] == [getattr(config(), f.name) for config, f in CONFIG_FIELDS]
+    assert [p.annotation for p in added] == [typing.get_type_hints(config)[f.name] for config, f in CONFIG_FIELDS]
     assert ours.return_annotation == parent.return_annotation
     # help() and IDEs read the same: the parent's documentation plus the caching arguments
     assert cls.__call__.__doc__.startswith(diffusers_class(cls).__call__.__doc__ or "")

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from deepcache.embedded.emoji import FONT_PATH, Emoji, build_emoji_data, font_version, parse_emoji_test, render, unique_rows
+from deepcache.embedded.emoji import (
+    FONT_PATH,
+    Emoji,
+    build_emoji_data,
+    font_version,
+    parse_emoji_test,
+    render,
+    unique_rows,
+)
 
 EMOJI_TEST = """\
 # Version: 15.0

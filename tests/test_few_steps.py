@@ -5,9 +5,17 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from diffusers import LatentConsistencyModelPipeline, LCMScheduler, StableDiffusionPipeline
+from diffusers import (
+    LatentConsistencyModelPipeline,
+    LCMScheduler,
+    StableDiffusionPipeline,
+)
 
-from deepcache import DeepCacheSDHelper, DeepCacheStableDiffusionPipeline, FewStepsWarning
+from deepcache import (
+    DeepCacheSDHelper,
+    DeepCacheStableDiffusionPipeline,
+    FewStepsWarning,
+)
 from deepcache.testing import tiny_pipeline
 from deepcache.testing.tiny import tiny_stable_diffusion_components, tiny_unet
 

@@ -3,7 +3,7 @@ from PIL import Image
 
 from deepcache.__main__ import main as demo
 from deepcache.evaluation.benchmark import branch_flops
-from deepcache.models.flops import ideal_speedup
+from deepcache.measurement import ideal_speedup
 
 
 def test_cached_step_flops_on_the_real_sd15_config_match_the_published_shares():

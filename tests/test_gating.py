@@ -1,17 +1,27 @@
 """Cross-attention gating (T-GATE): record at the gate, replay after it, alone and with caching."""
 
+import itertools
+import warnings
+
 import numpy as np
 import pytest
 import torch
-
-from deepcache import DeepCacheConfig, DeepCacheSDHelper, DeepCacheUNet2DConditionModel
 from conftest import CACHE_CLASSES
-from deepcache import block_units
-from deepcache.models import cross_attention_names
-from deepcache.testing import tiny_pipeline, tiny_unet, tiny_unet_inputs
 from helpers import CASES
 from helpers import generate as generate_case
 from test_pipeline import STEPS, generate, pipelines
+
+import deepcache
+from deepcache import (
+    DeepCacheSDHelper,
+    GateStepWarning,
+    GatingConfig,
+    DeepCacheUNet2DConditionModel,
+    block_units,
+)
+from deepcache.models import cross_attention_names
+from deepcache.runtime import compose
+from deepcache.testing import tiny_pipeline, tiny_unet, tiny_unet_inputs
 
 
 def test_replayed_cross_attention_makes_the_text_irrelevant():
@@ -20,7 +30,8 @@ def test_replayed_cross_attention_makes_the_text_irrelevant():
     args, _ = tiny_unet_inputs("sd1.5")
     names = cross_attention_names(ours)
     assert names and all(name.endswith("attn2") for name in names)
-    sample, outputs = ours(*args, cross_attention_record=True, return_dict=False)
+    sample, extras = ours(*args, cross_attention_record=True, return_dict=False)
+    outputs = extras["cross_attention_outputs"]
     assert torch.equal(sample, plain(*args).sample) and list(outputs) == list(names)
     ran = []
     for name in names:
@@ -38,9 +49,11 @@ def test_gating_composes_with_cached_steps_and_block_caching_units(kind):
     ours = tiny_unet(kind, cls=CACHE_CLASSES[kind])
     args, kwargs = tiny_unet_inputs(kind)
     units, names = block_units(ours, "all"), cross_attention_names(ours)
-    full, features, residuals, outputs = ours(
+    full, extras = ours(
         *args, **kwargs, cache_branch_id=2, block_cache_units=units, cross_attention_record=True, return_dict=False
     )
+    assert list(extras) == ["features", "block_residuals", "cross_attention_outputs"]
+    features, residuals, outputs = extras["features"], extras["block_residuals"], extras["cross_attention_outputs"]
     assert torch.equal(full, ours(*args, **kwargs).sample) and list(outputs) == list(names) and set(residuals) == set(units)
     ran = []
     for name in names:
@@ -51,10 +64,28 @@ def test_gating_composes_with_cached_steps_and_block_caching_units(kind):
     assert cached.cross_attention_outputs is None and 0 < len(cached.block_residuals) < len(units)
 
 
-def test_gate_after_the_last_iteration_equals_diffusers_exactly():
+def test_gate_after_the_last_iteration_equals_diffusers_exactly_and_warns():
     plain, ours = pipelines()
-    assert np.array_equal(generate(ours, gate_step=STEPS), generate(plain))
-    assert np.array_equal(generate(ours, gate_step=STEPS + 5), generate(plain))
+    for gate_step in (STEPS, STEPS + 5):
+        with pytest.warns(GateStepWarning, match=f"`gate_step={gate_step}` gates nothing: this call runs {STEPS} denoising"):
+            gated = generate(ours, gate_step=gate_step)
+        assert np.array_equal(gated, generate(plain))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GateStepWarning)
+        generate(ours, gate_step=STEPS - 1)  # the last iteration reuses: no warning
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_composed_runs_in_any_order_give_identical_images(order, monkeypatch):
+    """Outputs travel by name and only gating reshapes the call, after every run added its arguments:
+    the registry's order does not change what a call computes."""
+    _, ours = pipelines()
+    units = block_units(ours.unet, "attentions")
+    schedule = deepcache.BlockCacheSchedule(STEPS, {unit: tuple(range(0, STEPS, 2)) for unit in units})
+    options = dict(cache_interval=3, cache_branch_id=1, gate_step=3, block_cache=schedule)
+    expected = generate(ours, **options)
+    monkeypatch.setattr(compose, "TECHNIQUES", tuple(compose.TECHNIQUES[i] for i in order))
+    assert np.array_equal(generate(ours, **options), expected)
 
 
 def test_after_the_gate_cross_attention_stops_and_the_guided_batch_halves():
@@ -115,4 +146,6 @@ def test_every_cross_attention_pipeline_and_the_helper(case):
 @pytest.mark.parametrize("gate_step, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)])
 def test_bad_gate_steps_raise_clear_errors(gate_step, error):
     with pytest.raises(error, match="`gate_step` must be a positive integer"):
-        DeepCacheConfig(gate_step=gate_step)
+        GatingConfig(gate_step=gate_step)
+    with pytest.raises(error, match="`gate_step` must be a positive integer"):  # a call refuses it before denoising
+        pipelines()[1]("a cube", num_inference_steps=2, gate_step=gate_step)

@@ -16,10 +16,11 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
+from helpers import TwoPassPipeline
 
 from deepcache import DeepCacheSDHelper, DeepCacheUNet2DModel, nonuniform_full_steps
+from deepcache.runtime import enabled_helper
 from deepcache.testing import tiny_pipeline, tiny_stable_diffusion_components, tiny_unet
-from helpers import TwoPassPipeline
 
 STEPS = 10
 
@@ -110,7 +111,8 @@ def test_custom_pipeline_with_two_unet_calls_per_step_keeps_one_feature_per_call
         for call, flip in enumerate((False, True)):
             x = sample.flip(-1) if flip else sample
             cached = features[call] if i % 3 else None
-            out, features[call] = unet(x, t, cache_branch_id=2, replicate_prev_features=cached, return_dict=False)
+            out, extras = unet(x, t, cache_branch_id=2, replicate_prev_features=cached, return_dict=False)
+            features[call] = extras["features"]
             outputs.append(out.flip(-1) if flip else out)
         sample = scheduler.step((outputs[0] + outputs[1]) / 2, t, sample).prev_sample
     assert torch.equal(result, sample)
@@ -155,7 +157,7 @@ def test_enable_twice_disable_twice_and_context_manager_restore_exactly():
         with helper:
             assert np.array_equal(generate(pipe), cached)
             raise RuntimeError("inside")
-    assert type(pipe) is pipe_class and type(pipe.unet) is UNet2DConditionModel and "_deepcache_helper" not in vars(pipe)
+    assert type(pipe) is pipe_class and type(pipe.unet) is UNet2DConditionModel and enabled_helper(pipe) is None
     assert np.array_equal(generate(pipe), before)
 
 

@@ -8,15 +8,22 @@ import sys
 
 import pytest
 import torch
+from helpers import SCRIPTS, script
 from PIL import Image
 
 from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline
-from deepcache.evaluation.benchmark import benchmark, branch_flops, denoise, loop_inputs, build_unet, markdown_table, settings_grid
 from deepcache.embedded import UNET_CONFIG, embedded_model_path, load_classifier
-from deepcache.models.flops import ideal_speedup
+from deepcache.evaluation.benchmark import (
+    benchmark,
+    branch_flops,
+    build_unet,
+    denoise,
+    loop_inputs,
+    markdown_table,
+    settings_grid,
+)
 from deepcache.evaluation.parallel import sample_images
-
-from helpers import SCRIPTS, script
+from deepcache.measurement import ideal_speedup
 
 
 def test_embedded_model_loads_from_its_path_and_fits_the_size_budget():

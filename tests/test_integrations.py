@@ -53,7 +53,8 @@ def test_lora_loads_and_unloads_under_caching(tmp_path):
     with_lora = generate(ours, cache_interval=3)
     assert not np.allclose(with_lora, without_lora, atol=1e-3)
     args, _ = tiny_unet_inputs("sd1.5")  # a cached step uses the LoRA: fed its full step's features, it repeats it
-    full, features = ours.unet(*args, cache_branch_id=1, return_dict=False)
+    full, extras = ours.unet(*args, cache_branch_id=1, return_dict=False)
+    features = extras["features"]
     assert torch.equal(ours.unet(*args, cache_branch_id=1, replicate_prev_features=features, return_dict=False)[0], full)
     with DeepCacheSDHelper(plain) as helper:
         helper.set_params(cache_interval=3, cache_branch_id=1)

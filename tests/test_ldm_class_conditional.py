@@ -11,18 +11,17 @@ import torch
 import torch.nn.functional as F
 import yaml
 from diffusers.callbacks import PipelineCallback
+from helpers import script
 
 import deepcache
 from deepcache import (
     CIN256_V2,
     DeepCacheLDMClassConditionalPipeline,
-    LDMClassConditionalPipeline,
     convert_ldm_class_conditional,
     load_compvis_checkpoint,
 )
 from deepcache.evaluation.benchmark import LDM4G_CONFIG
 from deepcache.testing import tiny_pipeline
-from helpers import script
 
 # cin256-v2's structure, shrunk: 3 levels, attention below the first, one head, 2 res blocks; a VQ first stage of 2 levels.
 TINY_CONFIG = copy.deepcopy(CIN256_V2)

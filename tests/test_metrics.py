@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from deepcache.evaluation.metrics import FeatureDistances, clip_score, digit_features, inception_fid, psnr, ssim
+from deepcache.evaluation.metrics import (
+    FeatureDistances,
+    clip_score,
+    digit_features,
+    inception_fid,
+    psnr,
+    ssim,
+)
 
 
 class Flatten(torch.nn.Module):

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
-
 from helpers import ip_adapter_state_dict
 
 from deepcache import DeepCacheStableDiffusionPipeline, DeepCacheUNet2DConditionModel
@@ -75,7 +74,8 @@ def test_ip_adapter_image_embeddings_reach_the_shallow_layers_of_a_cached_step()
     with torch.no_grad():
         for branch in range(unet.deepcache_layout.num_branches):
             given = {**kwargs, "added_cond_kwargs": {"image_embeds": [embeds[0]]}}
-            full, features = unet(*args, **given, cache_branch_id=branch, return_dict=False)
+            full, extras = unet(*args, **given, cache_branch_id=branch, return_dict=False)
+            features = extras["features"]
             cached, _ = unet(*args, **given, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
             assert torch.equal(cached, full), branch
             other = {**kwargs, "added_cond_kwargs": {"image_embeds": [embeds[1]]}}

@@ -5,11 +5,11 @@ import shutil
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
+from helpers import compile_counting_graphs
 
 from deepcache import DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel
-from deepcache.models.flops import count_flops, module_flops, step_flops
+from deepcache.measurement import count_flops, module_flops, step_flops
 from deepcache.testing import tiny_unet, tiny_unet_inputs
-from helpers import compile_counting_graphs
 
 
 def test_no_cache_arguments_equal_diffusers(models):
@@ -25,15 +25,18 @@ def test_full_step_equals_diffusers_on_every_branch(models):
         output = cached(*args, **kwargs, cache_branch_id=branch)
         assert isinstance(output, type(plain(*args, **kwargs)))
         assert torch.equal(output.sample, expected), branch
-        sample, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        sample, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        features = extras["features"]
         assert torch.equal(sample, expected) and torch.equal(features, output.features)
 
 
 def test_cached_step_fed_its_own_full_step_features_reproduces_the_full_step(models):
     _, cached, args, kwargs = models
     for branch in range(cached.deepcache_layout.num_branches):
-        full, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-        step, returned = cached(*args, **kwargs, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+        full, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        features = extras["features"]
+        step, extras = cached(*args, **kwargs, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+        returned = extras["features"]
         assert torch.equal(step, full), branch
         assert returned is features
 
@@ -74,7 +77,8 @@ def test_cached_step_runs_exactly_the_shallow_modules_of_every_branch(models):
     _, cached, args, kwargs = models
     ran = _record_modules(cached)
     for branch in range(cached.deepcache_layout.num_branches):
-        _, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        _, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        features = extras["features"]
         assert "mid_block" in ran
         ran.clear()
         cached(*args, **kwargs, cache_branch_id=branch, replicate_prev_features=features)
@@ -185,7 +189,8 @@ def test_views_follow_changes_to_the_model():
 def test_the_model_holds_no_tensor_or_weight_copy_between_calls():
     plain, unet = tiny_unet("sd1.5"), tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
     args, _ = tiny_unet_inputs("sd1.5")
-    _, features = unet(*args, cache_branch_id=2, return_dict=False)
+    _, extras = unet(*args, cache_branch_id=2, return_dict=False)
+    features = extras["features"]
     unet(*args, cache_branch_id=2, replicate_prev_features=features)
     for stack in unet.__dict__["_deepcache_views"]["views"].values():
         assert stack.top.tap.features is None and stack.top.replay.features is None
@@ -201,7 +206,8 @@ def test_torch_compile_builds_one_graph_per_step_kind():
     for step in range(7):
         timestep = torch.tensor(900 - 100 * step)
         replicate = None if step % 3 == 0 else features
-        sample, features = compiled(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate, return_dict=False)
+        sample, extras = compiled(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate, return_dict=False)
+        features = extras["features"]
         expected = unet(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate).sample
         torch.testing.assert_close(sample, expected)
     assert len(graphs) == 2  # one for full steps, one for cached steps, however many steps run
@@ -215,14 +221,16 @@ def test_inductor_modes_compile_full_and_cached_steps_equal_to_eager():
                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))  # fmt: skip
     unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel, **small)
     args, _ = tiny_unet_inputs("sd1.5")
-    full, features = unet(*args, cache_branch_id=0, return_dict=False)
+    full, extras = unet(*args, cache_branch_id=0, return_dict=False)
+    features = extras["features"]
     cached, _ = unet(*args, cache_branch_id=0, replicate_prev_features=features, return_dict=False)
     for mode in ("default", "reduce-overhead", "max-autotune-no-cudagraphs"):
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
         compiled = torch.compile(unet, mode=mode, dynamic=False)
         for _ in range(2):
-            compiled_full, compiled_features = compiled(*args, cache_branch_id=0, return_dict=False)
+            compiled_full, extras = compiled(*args, cache_branch_id=0, return_dict=False)
+            compiled_features = extras["features"]
             compiled_cached, _ = compiled(*args, cache_branch_id=0, replicate_prev_features=compiled_features, return_dict=False)
             torch.testing.assert_close(compiled_full, full, msg=mode)
             torch.testing.assert_close(compiled_cached, cached, msg=mode)
@@ -239,7 +247,8 @@ def test_instance_level_forward_patches_do_not_bypass_caching():
     plain.up_blocks[3].forward = plain.up_blocks[3].forward
     unet = DeepCacheUNet2DConditionModel.from_unet(plain)
     assert unet._old_forward.__func__ is DeepCacheUNet2DConditionModel.forward
-    _, features = reference(*args, cache_branch_id=1, return_dict=False)
+    _, extras = reference(*args, cache_branch_id=1, return_dict=False)
+    features = extras["features"]
     cached = unet(*args, cache_branch_id=1, replicate_prev_features=features).sample
     assert torch.equal(cached, reference(*args, cache_branch_id=1, replicate_prev_features=features).sample)
 
@@ -264,7 +273,8 @@ def test_controlnet_residuals_full_and_cached_steps_on_every_branch():
     expected = plain(*args, **residuals).sample
     assert not torch.equal(expected, plain(*args).sample)
     for branch in range(cached.deepcache_layout.num_branches):
-        full, features = cached(*args, **residuals, cache_branch_id=branch, return_dict=False)
+        full, extras = cached(*args, **residuals, cache_branch_id=branch, return_dict=False)
+        features = extras["features"]
         assert torch.equal(full, expected), branch
         step, _ = cached(*args, **residuals, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
         assert torch.equal(step, expected), branch
@@ -274,7 +284,8 @@ def test_t2i_adapter_residuals_are_refused_on_cached_steps_only():
     cached = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
     args, _ = tiny_unet_inputs("sd1.5")
     adapter = [torch.zeros(2, c, s, s) for c, s in ((8, 16), (16, 8), (16, 4), (32, 2))]
-    _, features = cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, return_dict=False)
+    _, extras = cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, return_dict=False)
+    features = extras["features"]
     with pytest.raises(NotImplementedError, match="T2I-Adapter"):
         cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, replicate_prev_features=features)
 
@@ -284,13 +295,14 @@ def test_adaptive_step_that_refreshes_equals_the_full_step_on_every_branch(model
     _, cached, args, kwargs = models
     ran = _record_modules(cached)
     for branch in range(cached.deepcache_layout.num_branches):
-        full, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        full, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        features = extras["features"]
         ran.clear()
         seen = []
-        step, refreshed = cached(
+        step, extras = cached(
             *args, **kwargs, cache_branch_id=branch, cache_refresh=lambda h: seen.append(h) or True, return_dict=False
         )
-        assert torch.equal(step, full) and torch.equal(refreshed, features), branch
+        assert torch.equal(step, full) and torch.equal(extras["features"], features), branch
         assert len(seen) == 1 and "mid_block" in ran, branch
 
 
@@ -298,16 +310,17 @@ def test_adaptive_step_that_replays_equals_the_cached_step_and_sees_the_branch_s
     _, cached, args, kwargs = models
     ran = _record_modules(cached)
     for branch in (0, cached.deepcache_layout.num_branches // 2):
-        _, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        _, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        features = extras["features"]
         other = (args[0] + 0.1, *args[1:])
         expected = cached(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features).sample
         ran.clear()
         seen = []
-        step, kept = cached(
+        step, extras = cached(
             *other, **kwargs, cache_branch_id=branch, replicate_prev_features=features,
             cache_refresh=lambda h: seen.append(h) or False, return_dict=False,
         )
-        assert torch.equal(step, expected) and kept is features
+        assert torch.equal(step, expected) and extras["features"] is features
         assert ran == _expected_modules(cached, branch), branch
         assert seen[0].shape[0] == features.shape[0]
 
@@ -340,7 +353,8 @@ def test_module_flops_counts_attention_on_real_tensors():
         meta = DeepCacheUNet2DConditionModel.from_config(unet.config)
     meta_args = tuple(a.to("meta") for a in args)
     full, cached = step_flops(meta, meta_args, kwargs, 1)
-    _, features = unet(*args, cache_branch_id=1, return_dict=False)
+    _, extras = unet(*args, cache_branch_id=1, return_dict=False)
+    features = extras["features"]
     counted = module_flops(unet, lambda: [unet(*args), unet(*args, cache_branch_id=1, replicate_prev_features=features)])
     assert counted == full + cached and cached < full
     with torch.no_grad():

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 from diffusers import HeunDiscreteScheduler, StableDiffusionPipeline
-
-from deepcache import DeepCacheStableDiffusionPipeline, DeepCacheUNet2DConditionModel, nonuniform_full_steps
-from deepcache.pipelines import DeepCacheRun
-from deepcache.testing import tiny_stable_diffusion_components
 from helpers import compile_counting_graphs
+
+from deepcache import (
+    DeepCacheStableDiffusionPipeline,
+    DeepCacheUNet2DConditionModel,
+    nonuniform_full_steps,
+)
+from deepcache.runtime import DeepCacheRun
+from deepcache.testing import tiny_stable_diffusion_components
 
 STEPS = 10
 

@@ -4,12 +4,13 @@ import json
 
 import numpy as np
 import torch
+from helpers import CASES, generate
 from torch.utils.flop_counter import FlopCounterMode
 
 import deepcache
 from deepcache import DeepCacheSDHelper, nonuniform_full_steps, uniform_full_steps
 from deepcache.testing import TINY_PIPELINES, tiny_pipeline
-from helpers import CASES, generate
+
 
 def test_every_tiny_pipeline_has_a_case():
     assert sorted(CASES) == sorted(TINY_PIPELINES)

@@ -6,13 +6,12 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from helpers import SCRIPTS, script
 from PIL import Image
 
 import deepcache
 from deepcache.evaluation import examples
 from deepcache.testing import save_tiny_pipeline
-
-from helpers import SCRIPTS, script
 
 
 @pytest.fixture(scope="module")

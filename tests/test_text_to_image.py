@@ -7,14 +7,23 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
+from helpers import script
 
 from deepcache import DeepCacheStableDiffusionPipeline, DeepCacheUNet2DConditionModel
 from deepcache.embedded.emoji import FONT_PATH, load_catalog
-from deepcache.embedded.emoji_judges import EmojiClassifier, EmojiTextScorer, load_emoji_classifier, load_emoji_text_scorer
-from deepcache.embedded.text_to_image import MAX_TOKENS, UNET_CONFIG, build_clip_tokenizer, embedded_text_to_image_path
+from deepcache.embedded.emoji_judges import (
+    EmojiClassifier,
+    EmojiTextScorer,
+    load_emoji_classifier,
+    load_emoji_text_scorer,
+)
+from deepcache.embedded.text_to_image import (
+    MAX_TOKENS,
+    UNET_CONFIG,
+    build_clip_tokenizer,
+    embedded_text_to_image_path,
+)
 from deepcache.evaluation.metrics import emoji_category_accuracy, emoji_text_score
-
-from helpers import script
 
 PROMPTS = ["red apple", "rocket", "flag: Japan", "dog face"]
 

@@ -8,12 +8,18 @@ import torch
 from helpers import script
 
 import deepcache
-from deepcache import DeepCacheConfig, DeepCacheSDHelper, DeepCacheStableDiffusionPipeline, TunedSetting, TuningResult, tune
-from deepcache.models.flops import module_flops, step_flops
+from deepcache import (
+    DeepCacheSDHelper,
+    DeepCacheStableDiffusionPipeline,
+    TunedSetting,
+    TuningResult,
+    tune,
+)
+from deepcache.measurement import module_flops, step_flops
 from deepcache.testing import tiny_pipeline
 from deepcache.tuning.fidelity import mean_psnr, mean_ssim
 from deepcache.tuning.result import TunedPoint, dominates
-from deepcache.tuning.search import FAMILIES, _images
+from deepcache.tuning.search import FAMILIES, output_images
 
 STEPS = 10
 PROMPTS = ["a red cube", "a blue ball"]
@@ -57,7 +63,7 @@ def test_front_is_mutually_non_dominated_and_the_pick_is_the_best_at_the_target(
 
 def test_the_chosen_setting_reproduces_its_score_applied_to_a_call_and_through_the_helper(pipe, result):
     def images(**kwargs):
-        return torch.cat([_images(pipe(**_call(prompt), output_type="np", **kwargs)) for prompt in PROMPTS])
+        return torch.cat([output_images(pipe(**_call(prompt), output_type="np", **kwargs)) for prompt in PROMPTS])
 
     reference = images(num_inference_steps=STEPS)
     setting = result.chosen.setting
@@ -69,7 +75,7 @@ def test_the_chosen_setting_reproduces_its_score_applied_to_a_call_and_through_t
     helper = DeepCacheSDHelper(plain)
     helper.set_params(**point.setting.helper_params)
     with helper:
-        helped = torch.cat([_images(plain(**_call(prompt), num_inference_steps=point.setting.num_inference_steps, output_type="np"))
+        helped = torch.cat([output_images(plain(**_call(prompt), num_inference_steps=point.setting.num_inference_steps, output_type="np"))
                             for prompt in PROMPTS])  # fmt: skip
     assert torch.equal(helped, images(**point.setting.kwargs))
 
@@ -87,13 +93,13 @@ def test_flops_equal_the_meta_device_counts_and_a_real_call(pipe, result):
     for point in result.points:
         setting = point.setting
         iterations, branch = setting.num_inference_steps, setting.caching.cache_branch_id
-        if setting.caching.enabled and not setting.caching.adaptive and setting.caching.gate_step is None and setting.block_cache is None:
+        if setting.caching.enabled and not setting.caching.adaptive and not setting.gating.enabled and setting.block_cache is None:
             if branch not in cached_by_branch:
                 cached_by_branch[branch] = step_flops(meta_unet, (sample, torch.tensor(1)), dict(encoder_hidden_states=hidden), branch)[1]
             cached = cached_by_branch[branch]
             num_full = len(setting.caching.full_steps(iterations))
             assert point.flops == num_full * full + (iterations - num_full) * cached, setting.describe()
-        if not setting.caching.enabled and setting.block_cache is None and setting.caching.gate_step is None:
+        if not setting.caching.enabled and setting.block_cache is None and not setting.gating.enabled:
             real = module_flops(pipe.unet, pipe, **_call(PROMPTS[0]), **setting.kwargs, output_type="np")
             assert point.flops == real and point.speedup == result.reference["flops"] / real
     uniform = next(p for p in result.points if p.family == "DeepCache uniform")

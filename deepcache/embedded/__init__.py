@@ -12,5 +12,10 @@ from .digits import (
     load_classifier,
     load_digits,
 )
-from .emoji_judges import EmojiClassifier, EmojiTextScorer, load_emoji_classifier, load_emoji_text_scorer
+from .emoji_judges import (
+    EmojiClassifier,
+    EmojiTextScorer,
+    load_emoji_classifier,
+    load_emoji_text_scorer,
+)
 from .text_to_image import embedded_text_to_image_path

@@ -88,7 +88,7 @@ class DigitClassifier(torch.nn.Module):
         (directory / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory: str | Path) -> "DigitClassifier":
+    def load(cls, directory: str | Path) -> DigitClassifier:
         directory = Path(directory)
         model = cls(**json.loads((directory / "config.json").read_text()))
         model.load_state_dict(load_file(directory / "model.safetensors"))

@@ -1,7 +1,8 @@
 """Speed of cached U-Net denoising loops: FLOPs, wall time, memory, and the original helper.
 
-Only the U-Net loop is timed (DDIM updates included, text encoders and VAE not), since that is all
-caching changes. Speed does not depend on weight values, so the SD, SDXL, SVD and LDM-4-G architectures run
+The U-Net loop is timed (DDIM updates included, text encoders and VAE not), since that is all
+caching changes; :func:`pipeline_and_loop_seconds` also times the whole pipeline call beside it, so
+that what the pipeline, the hooks and the runs add is visible. Speed does not depend on weight values, so the SD, SDXL, SVD and LDM-4-G architectures run
 with random weights; the embedded digits and emoji models run with their trained weights. On CPU the runs use
 the threads they are given and are interleaved (baseline, then every setting, repeated) so that
 drifts in machine speed hit all alike; on CUDA they are timed with CUDA events.
@@ -25,11 +26,18 @@ from ..embedded import embedded_model_path
 from ..embedded.text_to_image import MAX_TOKENS as EMOJI_TOKENS
 from ..embedded.text_to_image import UNET_CONFIG as EMOJI_UNET
 from ..embedded.text_to_image import embedded_text_to_image_path
-from ..models import DeepCacheControlNetModel, DeepCacheUNet2DConditionModel, DeepCacheUNet2DModel, DeepCacheUNetSpatioTemporalConditionModel
-from ..models.flops import count_flops, ideal_speedup, step_flops
-from ..pipelines import DeepCacheStableDiffusionControlNetPipeline, DeepCacheStableDiffusionPipeline, runs
-from ..pipelines.runs import relative_l1
-from ..schedules import DeepCacheConfig
+from ..measurement import count_flops, ideal_speedup, step_flops
+from ..models import (
+    DeepCacheControlNetModel,
+    DeepCacheUNet2DConditionModel,
+    DeepCacheUNet2DModel,
+    DeepCacheUNetSpatioTemporalConditionModel,
+)
+from ..pipelines import (
+    DeepCacheStableDiffusionControlNetPipeline,
+    DeepCacheStableDiffusionPipeline,
+)
+from ..runtime import DeepCacheConfig, relative_l1
 from ..testing import DDPM_UNET, SD15_UNET
 from .examples import interleaved
 
@@ -199,10 +207,11 @@ def denoise(unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig | Non
                 output = unet(model_input, timestep, **inputs.kwargs, return_dict=False)[0]
             else:
                 cached = None if step in full_steps and not setting.adaptive else features
-                output, features = unet(
+                output, extras = unet(
                     model_input, timestep, **inputs.kwargs, return_dict=False, cache_branch_id=setting.cache_branch_id,
                     replicate_prev_features=cached, cache_refresh=refresh if setting.adaptive else None,
                 )
+                features = extras["features"]
                 cache_bytes = features.numel() * features.element_size()
             sample = scheduler.step(output, timestep, sample).prev_sample
     return sample, cache_bytes
@@ -444,7 +453,8 @@ def controlnet_flops(name: str, branches, batch: int = 1, size: tuple[int, int] 
         residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
         full = count_flops(unet, sample, timestep, text, **residuals) + whole
         for branch in branches:
-            _, features = unet(sample, timestep, text, **residuals, cache_branch_id=branch, return_dict=False)
+            _, extras = unet(sample, timestep, text, **residuals, cache_branch_id=branch, return_dict=False)
+            features = extras["features"]
             cached = count_flops(unet, sample, timestep, text, **residuals, cache_branch_id=branch, replicate_prev_features=features)
             cut = count_flops(controlnet, sample, timestep, text, condition, cache_branch_id=branch, return_dict=False)
             rows.append(ControlNetStepFlops(branch, cached, whole, cut, full))
@@ -462,23 +472,64 @@ def controlnet_pipeline_seconds(branch: int, interval: int = 3, steps: int = 50,
     pipe.set_progress_bar_config(disable=True)
     side = base.unet.config.sample_size * base.vae_scale_factor
     control = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(seed))
-    cuttable = runs.cuttable_controlnets
 
-    def call(caching: dict, cut: bool):
-        runs.cuttable_controlnets = cuttable if cut else (lambda *args: [])
-        try:
-            generator = torch.Generator().manual_seed(seed)
-            return pipe(["red apple", "rocket", "dog face", "snowman"], image=control, num_inference_steps=steps, guidance_scale=5.0,
-                        generator=generator, output_type="np", **caching).images  # fmt: skip
-        finally:
-            runs.cuttable_controlnets = cuttable
+    def call(caching: dict):
+        generator = torch.Generator().manual_seed(seed)
+        prompts = ["red apple", "rocket", "dog face", "snowman"]
+        return pipe(prompts, image=control, num_inference_steps=steps, guidance_scale=5.0, generator=generator, output_type="np", **caching).images
 
     caching = dict(cache_interval=interval, cache_branch_id=branch)
-    variants = {"uncached": ({}, True), "ControlNet whole": (caching, False), "ControlNet cut": (caching, True)}
-    images, seconds = interleaved([(call, setting, cut) for setting, cut in variants.values()], repeats)
+    variants = {"uncached": {}, "ControlNet whole": {**caching, "cut_controlnet": False}, "ControlNet cut": caching}
+    images, seconds = interleaved([(call, setting) for setting in variants.values()], repeats)
     result = dict(zip(variants, seconds))
     result["identical"] = float((images[1] == images[2]).all())
     return result
+
+
+PIPELINE_MODELS = ("emoji", "embedded")  # the benchmark models that ship a whole pipeline
+_EMOJI_PROMPTS = ("red apple", "rocket", "dog face", "snowman")
+
+
+def pipeline_and_loop_seconds(name: str, settings: list[DeepCacheConfig], steps: int = 50, batch: int = 4, repeats: int = 3,
+                              seed: int = 0) -> list[dict]:  # fmt: skip
+    """What users run beside what caching changes: median seconds of the whole pipeline call and of the bare
+    U-Net loop (:func:`denoise`), uncached and with each setting, all interleaved.
+
+    The pipeline runs with DDIM (as the loop does), ``output_type="latent"`` and, for text-to-image, prompt
+    embeddings computed once beforehand: its time over the loop's is what the pipeline adds per call (latents,
+    guidance arithmetic, callbacks) and, cached, the hooks and runs on top. One row per setting (``None``: uncached).
+    """
+    if name not in PIPELINE_MODELS:
+        raise ValueError(f"`model` must be one of {PIPELINE_MODELS} to time its whole pipeline, but got {name!r}.")
+    if name == "emoji":
+        pipe = DeepCacheStableDiffusionPipeline.from_pretrained(embedded_text_to_image_path())
+        prompts = [_EMOJI_PROMPTS[i % len(_EMOJI_PROMPTS)] for i in range(batch)]
+        embeds, negative = pipe.encode_prompt(prompts, pipe.device, 1, True)
+        call = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, guidance_scale=5.0)
+    else:
+        pipe = DeepCacheDDIMPipeline.from_pretrained(embedded_model_path())
+        call = dict(batch_size=batch)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    inputs = loop_inputs(name, pipe.unet, batch, seed=seed)
+
+    def run_pipeline(setting: DeepCacheConfig | None):
+        generator = torch.Generator().manual_seed(seed)
+        caching = {} if setting is None else setting.as_kwargs()
+        return pipe(**call, num_inference_steps=steps, generator=generator, output_type="latent", **caching)
+
+    def run_loop(setting: DeepCacheConfig | None):
+        return denoise(pipe.unet, inputs, steps, setting)
+
+    variants = [None, *settings]
+    runs = [(run, setting) for setting in variants for run in (run_loop, run_pipeline)]
+    _, seconds = interleaved(runs, repeats)
+    rows = []
+    for index, setting in enumerate(variants):
+        loop, whole = seconds[2 * index], seconds[2 * index + 1]
+        rows.append({"setting": setting, "loop_s": loop, "pipeline_s": whole, "loop_speedup": seconds[0] / loop,
+                     "pipeline_speedup": seconds[1] / whole, "overhead_ms_per_step": 1000 * (whole - loop) / steps})  # fmt: skip
+    return rows
 
 
 def compile_seconds(name: str, setting: DeepCacheConfig, steps: int = 50, batch: int = 4, repeats: int = 3, mode: str = "default",

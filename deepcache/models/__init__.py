@@ -1,9 +1,8 @@
-"""Models: the cache-aware U-Nets and ControlNets, the mechanisms they run (once for every U-Net type), and the class
-embedder class-conditional LDM needs. Views sharing weights, branches, Block Caching units, gates, step FLOPs."""
+"""Models: the cache-aware U-Nets and ControlNets and the mechanisms they run, once for every U-Net type.
+Views sharing weights, branches, Block Caching units, cross-attention gates, and the extra outputs they return by name."""
 
 from .blocks import block_units
 from .branches import BranchLayout, DeepCacheUNetMixin
-from .class_embedder import ClassEmbedder
 from .controlnets import (
     CACHE_AWARE_CONTROLNETS,
     DeepCacheControlNetModel,
@@ -12,6 +11,7 @@ from .controlnets import (
     cuttable_controlnets,
 )
 from .gates import cross_attention_names
+from .outputs import EXTRA_OUTPUTS, take_extra
 from .unets import (
     CACHE_AWARE_UNETS,
     DeepCacheUNet2DConditionModel,
@@ -20,5 +20,6 @@ from .unets import (
     DeepCacheUNet2DOutput,
     DeepCacheUNetSpatioTemporalConditionModel,
     DeepCacheUNetSpatioTemporalConditionOutput,
+    cache_aware,
     cache_aware_class,
 )

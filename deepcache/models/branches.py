@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from torch import nn
 
 from .blocks import build_unit_view, units_set
 from .gates import build_gate_view, gates_set
-from .views import cached_view, shallow_view
+from .views import cached_view, layer_view, shallow_view, swap_class
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class BranchLayout:
     up_layers: tuple[int, ...]
 
     @classmethod
-    def of(cls, unet: nn.Module) -> "BranchLayout":
+    def of(cls, unet: nn.Module) -> BranchLayout:
         for kind, blocks in (("down", unet.down_blocks), ("up", unet.up_blocks)):
             for index, block in enumerate(blocks):
                 if not hasattr(block, "resnets") or hasattr(block, "skip_conv"):
@@ -205,14 +204,6 @@ class _Tap(nn.Module):
         return self.block(hidden_states, *args, **kwargs)
 
 
-def _layers(block: nn.Module, layers: slice, **children) -> nn.Module:
-    """A view of ``block`` that runs only ``layers`` of its resnet (and attention) layers."""
-    cut = {"resnets": nn.ModuleList(block.resnets[layers])}
-    if getattr(block, "attentions", None) is not None:
-        cut["attentions"] = nn.ModuleList(block.attentions[layers])
-    return shallow_view(block, **cut, **children)
-
-
 @dataclass
 class StepViews:
     """The views of one U-Net for one branch, and the modules that carry the deep feature.
@@ -240,14 +231,14 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
     if layer == 0:
         tap, deeper_part = _Tap(block), []
     else:  # split the block: its deeper layers, then the rest with the upsampler
-        tap, deeper_part = _Tap(_layers(block, slice(layer, None))), [_layers(block, slice(0, layer), upsamplers=None)]
+        tap, deeper_part = _Tap(layer_view(block, slice(layer, None))), [layer_view(block, slice(0, layer), upsamplers=None)]
     full = shallow_view(unet, up_blocks=nn.ModuleList([*deeper_up, *deeper_part, tap, *shallower_up]))
 
     whole, down_layers = layout.down_cut(branch)
     down, deeper_down = list(unet.down_blocks[:whole]), list(unet.down_blocks[whole:])
     if down_layers:
-        down.append(_layers(unet.down_blocks[whole], slice(0, down_layers), downsamplers=None))
-        deeper_down[0] = _layers(unet.down_blocks[whole], slice(down_layers, None))
+        down.append(layer_view(unet.down_blocks[whole], slice(0, down_layers), downsamplers=None))
+        deeper_down[0] = layer_view(unet.down_blocks[whole], slice(down_layers, None))
     up = [tap.block, *shallower_up]
     cached = shallow_view(unet, down_blocks=nn.ModuleList(down), mid_block=(replay := _Replay()), up_blocks=nn.ModuleList(up))
     deep = shallow_view(
@@ -288,18 +279,6 @@ def _without_deep_residuals(kwargs: dict) -> dict:
     return {**kwargs, "mid_block_additional_residual": residual.new_zeros(())}
 
 
-def _swap_class(unet: nn.Module, old: type, new: type) -> None:
-    """Changes ``unet``'s class and rebinds instance attributes bound to the old ``forward``.
-
-    Wrappers such as accelerate's offloading hook keep the original forward as ``_old_forward``;
-    rebinding it keeps them calling the class's current forward.
-    """
-    unet.__class__ = new
-    for name, value in list(vars(unet).items()):
-        if getattr(value, "__func__", None) is old.forward and getattr(value, "__self__", None) is unet:
-            setattr(unet, name, types.MethodType(new.forward, unet))
-
-
 class DeepCacheUNetMixin:
     """Adds DeepCache's and Block Caching's arguments to a diffusers U-Net's ``forward``; nothing else changes.
 
@@ -328,7 +307,7 @@ class DeepCacheUNetMixin:
         if type(unet) is not cls._deepcache_parent:
             raise TypeError(f"`unet` must be a {cls._deepcache_parent.__name__}, but got {type(unet).__name__}.")
         BranchLayout.of(unet)  # fail now, not at the first cached step
-        _swap_class(unet, cls._deepcache_parent, cls)
+        swap_class(unet, cls._deepcache_parent, cls)
         return unet
 
     @classmethod
@@ -337,7 +316,7 @@ class DeepCacheUNetMixin:
         if type(unet) is not cls:
             raise TypeError(f"`unet` must be a {cls.__name__}, but got {type(unet).__name__}.")
         unet.__dict__.pop("_deepcache_views", None)
-        _swap_class(unet, cls, cls._deepcache_parent)
+        swap_class(unet, cls, cls._deepcache_parent)
         return unet
 
     def to_json_string(self) -> str:
@@ -387,14 +366,14 @@ class DeepCacheUNetMixin:
                 do not run at this step, each with the output to use instead.
 
         Returns:
-            Without a branch or units: exactly the parent's output. With a branch: ``(sample, features)``
-            when ``return_dict=False``, else the parent's output dataclass with an extra ``features``
-            field. With units: ``(sample, residuals)``, or the dataclass with ``block_residuals``. With
-            both (DeepCache and Block Caching composed): ``(sample, features, residuals)``, or both fields;
-            the residuals are those of the units that ran or were reused (a cached step cuts the deep ones).
-            With ``cross_attention_record``, the recorded outputs come last (``cross_attention_outputs``).
+            Without a branch, units or gating: exactly the parent's output. Otherwise, with
+            ``return_dict=False``, ``(sample, extras)``: ``extras`` maps each extra output's name (see
+            :mod:`deepcache.models.outputs`) to its value: ``"features"`` with a branch,
+            ``"block_residuals"`` with units (those that ran or were reused: a cached step cuts the deep
+            ones), ``"cross_attention_outputs"`` with ``cross_attention_record``. With
+            ``return_dict=True``, the parent's output dataclass with those fields.
         """
-        parent_forward = super(DeepCacheUNetMixin, self).forward
+        parent_forward = super().forward
         layout = BranchLayout.of(self)
         branch = layout.resolve(cache_branch_id, cache_layer_id, cache_block_id)
         blocks = block_cache_units is not None or block_cache_residuals is not None
@@ -429,10 +408,10 @@ class DeepCacheUNetMixin:
             if cross_attention_record:
                 extra["cross_attention_outputs"] = gate_outputs()
         if not return_dict:
-            return (sample, *extra.values())
+            return sample, extra
         return self._deepcache_output(sample=sample, **extra)
 
-    def _build_stack(self, layout: BranchLayout, branch: int | None, blocks: bool, gated: bool) -> "_ViewStack":
+    def _build_stack(self, layout: BranchLayout, branch: int | None, blocks: bool, gated: bool) -> _ViewStack:
         """Views over views: cross-attention gates, then Block Caching units, then the branch's step views."""
         view, gates, units = self, None, None
         if gated:

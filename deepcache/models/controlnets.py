@@ -19,8 +19,8 @@ from diffusers import ControlNetModel, ControlNetUnionModel, MultiControlNetMode
 from diffusers.models.controlnets.multicontrolnet_union import MultiControlNetUnionModel
 from torch import nn
 
-from .branches import BranchLayout, _layers, _swap_class
-from .views import cached_view, shallow_view
+from .branches import BranchLayout
+from .views import cached_view, layer_view, shallow_view, swap_class
 
 
 class _PassOn(nn.Module):
@@ -58,7 +58,7 @@ def _cut_view(controlnet: nn.Module, branch: int) -> nn.Module:
     whole, layers = layout.down_cut(branch)
     down = list(controlnet.down_blocks[:whole])
     if layers:
-        down.append(_layers(controlnet.down_blocks[whole], slice(0, layers), downsamplers=None))
+        down.append(layer_view(controlnet.down_blocks[whole], slice(0, layers), downsamplers=None))
     deeper = layout.num_branches - 1 - branch
     down.append(_PassOn(deeper))
     zero_convs = [*controlnet.controlnet_down_blocks[: branch + 1], *(_Zero() for _ in range(deeper))]
@@ -107,9 +107,9 @@ def cache_aware_controlnets(nets: list[nn.Module]) -> Iterator[None]:
     """Makes ``nets`` cache-aware in place for the duration, then gives them back their diffusers class."""
     swapped = [(net, cls) for net in nets for cls in CACHE_AWARE_CONTROLNETS if type(net) is cls._deepcache_parent]
     for net, cls in swapped:
-        _swap_class(net, cls._deepcache_parent, cls)
+        swap_class(net, cls._deepcache_parent, cls)
     try:
         yield
     finally:
         for net, cls in swapped:
-            _swap_class(net, cls, cls._deepcache_parent)
+            swap_class(net, cls, cls._deepcache_parent)

@@ -2,42 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator
 
 import torch
-from diffusers import UNet2DConditionModel, UNet2DModel, UNetSpatioTemporalConditionModel
+from diffusers import (
+    UNet2DConditionModel,
+    UNet2DModel,
+    UNetSpatioTemporalConditionModel,
+)
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
-from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
+from diffusers.models.unets.unet_spatio_temporal_condition import (
+    UNetSpatioTemporalConditionOutput,
+)
 
 from .branches import DeepCacheUNetMixin
+from .outputs import with_extra_outputs
 
-
-@dataclass
-class DeepCacheUNet2DConditionOutput(UNet2DConditionOutput):
-    """``UNet2DConditionOutput`` plus DeepCache's ``features``, Block Caching's residuals, cross-attention outputs."""
-
-    features: torch.Tensor | None = None
-    block_residuals: dict[str, torch.Tensor] | None = None
-    cross_attention_outputs: dict[str, torch.Tensor] | None = None
-
-
-@dataclass
-class DeepCacheUNetSpatioTemporalConditionOutput(UNetSpatioTemporalConditionOutput):
-    """``UNetSpatioTemporalConditionOutput`` plus DeepCache's ``features``, Block Caching's residuals, cross-attention outputs."""
-
-    features: torch.Tensor | None = None
-    block_residuals: dict[str, torch.Tensor] | None = None
-    cross_attention_outputs: dict[str, torch.Tensor] | None = None
-
-
-@dataclass
-class DeepCacheUNet2DOutput(UNet2DOutput):
-    """``UNet2DOutput`` plus DeepCache's ``features``, Block Caching's residuals, cross-attention outputs."""
-
-    features: torch.Tensor | None = None
-    block_residuals: dict[str, torch.Tensor] | None = None
-    cross_attention_outputs: dict[str, torch.Tensor] | None = None
+DeepCacheUNet2DConditionOutput = with_extra_outputs(UNet2DConditionOutput)
+DeepCacheUNetSpatioTemporalConditionOutput = with_extra_outputs(UNetSpatioTemporalConditionOutput)
+DeepCacheUNet2DOutput = with_extra_outputs(UNet2DOutput)
 
 
 class DeepCacheUNet2DConditionModel(DeepCacheUNetMixin, UNet2DConditionModel):
@@ -71,3 +56,16 @@ def cache_aware_class(unet: torch.nn.Module) -> type[DeepCacheUNetMixin]:
             return cls
     supported = ", ".join(cls._deepcache_parent.__name__ for cls in CACHE_AWARE_UNETS)
     raise TypeError(f"DeepCache supports U-Nets of the classes {supported}, but this pipeline's `unet` is a {type(unet).__name__}.")
+
+
+@contextlib.contextmanager
+def cache_aware(unet: torch.nn.Module) -> Iterator[DeepCacheUNetMixin]:
+    """``unet`` made cache-aware in place for the block; a diffusers U-Net gets its own class back after it."""
+    cls = cache_aware_class(unet)
+    converted = not isinstance(unet, cls)
+    cls.from_unet(unet)
+    try:
+        yield unet
+    finally:
+        if converted:
+            cls.restore(unet)

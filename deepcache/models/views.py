@@ -8,6 +8,7 @@ the U-Net changes, so the model itself carries no per-call state.
 from __future__ import annotations
 
 import copy
+import types
 
 import torch
 from torch import nn
@@ -65,3 +66,23 @@ def cached_view(unet: nn.Module, key, build):
     if key not in cache["views"]:
         cache["views"][key] = build()
     return cache["views"][key]
+
+
+def layer_view(block: nn.Module, layers: slice, **children) -> nn.Module:
+    """A view of ``block`` that runs only ``layers`` of its resnet (and attention) layers."""
+    cut = {"resnets": nn.ModuleList(block.resnets[layers])}
+    if getattr(block, "attentions", None) is not None:
+        cut["attentions"] = nn.ModuleList(block.attentions[layers])
+    return shallow_view(block, **cut, **children)
+
+
+def swap_class(module: nn.Module, old: type, new: type) -> None:
+    """Changes ``module``'s class and rebinds instance attributes bound to the old ``forward``.
+
+    Wrappers such as accelerate's offloading hook keep the original forward as ``_old_forward``;
+    rebinding it keeps them calling the class's current forward.
+    """
+    module.__class__ = new
+    for name, value in list(vars(module).items()):
+        if getattr(value, "__func__", None) is old.forward and getattr(value, "__self__", None) is module:
+            setattr(module, name, types.MethodType(new.forward, module))

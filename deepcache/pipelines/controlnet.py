@@ -18,7 +18,7 @@ from diffusers import (
     StableDiffusionXLControlNetUnionPipeline,
 )
 
-from ..schedules import DeepCacheConfig
+from ..runtime import DeepCacheConfig
 from .mixin import DeepCachePipelineMixin
 
 _SD = DeepCacheConfig(cache_interval=3, cache_branch_id=0)  # the reference helper demo's setting

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from diffusers import DDIMPipeline, DDPMPipeline, LDMPipeline
 
-from ..schedules import DeepCacheConfig
+from ..runtime import DeepCacheConfig
 from .mixin import DeepCachePipelineMixin
 
 # The paper's CIFAR-10 setting: interval 5 at paper branch 3 = helper branch 2, uniform.

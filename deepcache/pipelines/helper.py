@@ -10,14 +10,76 @@ swaps both back, so the pipeline computes exactly what it computed before.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
+import textwrap
 
-from ..models import DeepCacheUNetMixin, cache_aware_class
-from ..schedules import BlockCacheSchedule, DeepCacheConfig
-from .mixin import DeepCachePipelineMixin
-from .runs import SeveralLoopsMixin, branch_layout, call_with_caching, check_caching, diffusers_class, unwrap
+from ..models import cache_aware
+from ..runtime import (
+    TECHNIQUES,
+    DeepCacheConfig,
+    SeveralLoopsMixin,
+    branch_layout,
+    caching_configs,
+    call_with_caching,
+    diffusers_class,
+    enabled_helper,
+    unwrap,
+)
+from ..runtime.base import HELPER_ATTRIBUTE
+from .mixin import DeepCachePipelineMixin, config_args, technique_parameters
 
 SKIP_MODES = ("uniform", "non-uniform")
+# The original helper's own parameters (positional too), then every technique's config field but these:
+# the helper numbers branches by `cache_branch_id` alone and says `skip_mode` for `uniform`.
+_ORIGINAL = (
+    inspect.Parameter("cache_interval", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=1, annotation=int),
+    inspect.Parameter("cache_branch_id", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=0, annotation=int),
+    inspect.Parameter("skip_mode", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="uniform", annotation=str),
+)
+_NOT_HELPER = ("cache_interval", "cache_branch_id", "uniform", "cache_layer_id", "cache_block_id")
+HELPER_PARAMETERS = (
+    *_ORIGINAL,
+    *(p for technique in TECHNIQUES for p in technique_parameters(technique) if p.name not in _NOT_HELPER),
+)
+
+
+def helper_params(configs) -> dict:
+    """``set_params`` keyword arguments for caching arguments by name (the inverse of what it does)."""
+    params = dict(configs)
+    if params.pop("uniform", True) is False:
+        params["skip_mode"] = "non-uniform"
+    if "cache_layer_id" in params or "cache_block_id" in params:
+        raise ValueError("The helper takes `cache_branch_id`; this setting names its branch by (cache_layer_id, cache_block_id).")
+    return params
+
+
+def _arg_blocks(args: str) -> list[str]:
+    """The entries of a docstring's ``Args:`` section (each with its indented continuation lines)."""
+    blocks: list[str] = []
+    for line in args.splitlines():
+        if line.startswith(" ") and blocks:
+            blocks[-1] += "\n" + line
+        elif line.strip():
+            blocks.append(line)
+    return blocks
+
+
+def _set_params_doc() -> str:
+    """``set_params``'s docstring: the original helper's three arguments, then each technique config's own."""
+    original = [
+        "cache_interval (`int`, defaults to `1`): one full step per ``N`` loop iterations; ``1`` is off.",
+        "cache_branch_id (`int`, defaults to `0`): the cached skip branch (0 = conv_in's output).",
+        'skip_mode (`str`, defaults to `"uniform"`): ``"uniform"`` or ``"non-uniform"`` (paper Eq. 7).',
+    ]
+    others = [
+        block
+        for technique in TECHNIQUES
+        for block in _arg_blocks(config_args(technique.config))
+        if block.split(" ", 1)[0] not in _NOT_HELPER
+    ]
+    return "Sets how the pipeline caches; takes effect at its next call.\n\nArgs:\n" + textwrap.indent("\n".join([*original, *others]), "    ")
 
 
 class DeepCacheSDHelper:
@@ -44,59 +106,35 @@ class DeepCacheSDHelper:
 
     def __init__(self, pipe=None):
         self.pipe = pipe
-        self.config = DeepCacheConfig(cache_branch_id=0)
-        self.block_cache: BlockCacheSchedule | None = None
-        self._undo = None  # set while enabled
+        self.configs = caching_configs({"cache_branch_id": 0})  # each technique's, by name
+        self._enabled: contextlib.ExitStack | None = None  # what disable() undoes
 
-    def set_params(
-        self,
-        cache_interval: int = 1,
-        cache_branch_id: int = 0,
-        skip_mode: str = "uniform",
-        pow: float | None = None,
-        center: int | None = None,
-        block_cache: BlockCacheSchedule | None = None,
-        cache_threshold: float | None = None,
-        cache_min_interval: int = 1,
-        gate_step: int | None = None,
-        cache_full_steps: tuple[int, ...] | None = None,
-    ) -> None:
-        """Sets how the pipeline caches; takes effect at its next call.
+    @property
+    def config(self) -> DeepCacheConfig:
+        """The DeepCache part of the setting."""
+        return self.configs["deepcache"]
 
-        Args:
-            cache_interval (`int`, defaults to `1`): one full step per ``N`` loop iterations; ``1`` is off.
-            cache_branch_id (`int`, defaults to `0`): the cached skip branch (0 = conv_in's output).
-            skip_mode (`str`, defaults to `"uniform"`): ``"uniform"`` or ``"non-uniform"`` (paper Eq. 7).
-            pow (`float`, *optional*): non-uniform power (> 1), 1.4 if not given.
-            center (`int`, *optional*): non-uniform centre iteration, ``round(0.3 * T)`` if not given.
-            block_cache (`BlockCacheSchedule`, *optional*): Block Caching, alone (``cache_interval`` 1)
-                or with DeepCache; see :func:`deepcache.profile_blocks`.
-            cache_threshold (`float`, *optional*): adaptive caching: full steps chosen at run time from
-                the weighted change at the branch, summed (``cache_interval`` is then the longest run between them);
-                ``pipe.deepcache_record`` shows them after each call.
-            cache_min_interval (`int`, defaults to `1`): adaptive caching's shortest run between full steps.
-            gate_step (`int`, *optional*): cross-attention gating (T-GATE): iterations from ``gate_step``
-                on reuse the cross-attention outputs of the one before; with guidance they run one half.
-            cache_full_steps (`tuple[int, ...]`, *optional*): an explicit schedule (full iterations, 0
-                first), e.g. from :func:`deepcache.calibrate_schedule`.
-        """
+    def set_params(self, *args, **kwargs) -> None:
+        """Sets how the pipeline caches; takes effect at its next call. (Signature and arguments below.)"""
+        params = inspect.signature(self.set_params).bind(*args, **kwargs)
+        params.apply_defaults()
+        settings = dict(params.arguments)
+        skip_mode = settings.pop("skip_mode")
         if skip_mode not in SKIP_MODES:
             raise ValueError(f"`skip_mode` must be one of {SKIP_MODES}, but got {skip_mode!r}.")
-        if cache_branch_id is None:
+        if settings["cache_branch_id"] is None:
             raise TypeError("`cache_branch_id` must be an integer, but got None.")
-        config = DeepCacheConfig(
-            cache_interval, cache_branch_id, uniform=skip_mode == "uniform", pow=pow, center=center,
-            cache_threshold=cache_threshold, cache_min_interval=cache_min_interval, gate_step=gate_step,
-            cache_full_steps=cache_full_steps,
-        )
-        check_caching(block_cache)
+        configs = caching_configs({**settings, "uniform": skip_mode == "uniform"})
         if self.pipe is not None:
-            branch_layout(self.pipe).resolve(cache_branch_id)  # a bad branch fails here, not mid-generation
-        self.config, self.block_cache = config, block_cache
+            branch_layout(self.pipe).resolve(settings["cache_branch_id"])  # a bad branch fails here, not mid-generation
+        self.configs = configs
+
+    set_params.__signature__ = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *HELPER_PARAMETERS])
+    set_params.__doc__ = _set_params_doc()
 
     @property
     def enabled(self) -> bool:
-        return self._undo is not None
+        return self._enabled is not None
 
     def enable(self, pipe=None) -> None:
         """Makes ``pipe`` (or the helper's pipeline) cache at every call until :meth:`disable`."""
@@ -104,31 +142,30 @@ class DeepCacheSDHelper:
         self.pipe = pipe if pipe is not None else self.pipe
         if self.pipe is None:
             raise ValueError("DeepCacheSDHelper has no pipeline: pass it as `DeepCacheSDHelper(pipe)` or `enable(pipe)`.")
-        if "_deepcache_helper" in vars(self.pipe):
+        if enabled_helper(self.pipe) is not None:
             raise ValueError("This pipeline already has another enabled DeepCacheSDHelper; call its `disable()` first.")
-        pipe, unet = self.pipe, unwrap(self.pipe.unet)
+        pipe = self.pipe
         branch_layout(pipe).resolve(self.config.cache_branch_id)
-        converted = not isinstance(unet, DeepCacheUNetMixin)
-        cache_aware_class(unet).from_unet(unet)
-        original_class = type(pipe)
-        pipe.__class__ = _with_helper_call(original_class)
-        pipe.__dict__["_deepcache_helper"] = self
+        with contextlib.ExitStack() as enabled:
+            enabled.enter_context(cache_aware(unwrap(pipe.unet)))
+            original_class = type(pipe)
+            pipe.__class__ = _with_helper_call(original_class)
+            pipe.__dict__[HELPER_ATTRIBUTE] = self
 
-        def undo():
-            pipe.__class__ = original_class
-            del pipe.__dict__["_deepcache_helper"]
-            if converted:
-                type(unet).restore(unet)
+            @enabled.callback
+            def undo():
+                pipe.__class__ = original_class
+                del pipe.__dict__[HELPER_ATTRIBUTE]
 
-        self._undo = undo
+            self._enabled = enabled.pop_all()
 
     def disable(self) -> None:
         """Restores the pipeline exactly as it was before :meth:`enable`; does nothing if not enabled."""
-        undo, self._undo = self._undo, None
-        if undo is not None:
-            undo()
+        enabled, self._enabled = self._enabled, None
+        if enabled is not None:
+            enabled.close()
 
-    def __enter__(self) -> "DeepCacheSDHelper":
+    def __enter__(self) -> DeepCacheSDHelper:
         self.enable()
         return self
 
@@ -148,9 +185,8 @@ def _with_helper_call(pipeline_class: type) -> type:
 
     @functools.wraps(parent_call)  # the signature, name and docstring of the call it makes
     def __call__(self, *args, **kwargs):
-        helper = self.__dict__["_deepcache_helper"]
-        config = helper.config
-        return call_with_caching(self, parent_call.__get__(self), args, kwargs, config, config.cache_branch_id, helper.block_cache)
+        helper = enabled_helper(self)
+        return call_with_caching(self, parent_call.__get__(self), args, kwargs, helper.configs, helper.config)
 
     bases = (pipeline_class,)
     if hasattr(pipeline_class, "backward_loop") and not issubclass(pipeline_class, SeveralLoopsMixin):

@@ -9,38 +9,42 @@ caching arguments out and hands everything else, positional or keyword, to the p
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import textwrap
 import typing
 
 from ..models import CACHE_AWARE_UNETS, cache_aware_class
-from ..schedules import BlockCacheSchedule, DeepCacheConfig
-from .runs import call_with_caching, diffusers_class, unwrap
-
-_BLOCK_CACHE_DOC = """block_cache (`BlockCacheSchedule`, *optional*): Block Caching (arXiv 2312.03209), e.g.
-    ``deepcache.profile_blocks(pipe, prompts).schedule(delta)``; alone, or with DeepCache
-    (``cache_interval`` > 1), when it applies to the units each step runs."""
-
-
-def _caching_parameters() -> tuple[inspect.Parameter, ...]:
-    """``DeepCacheConfig``'s fields, then ``block_cache``: keyword-only, with their defaults and types."""
-    types = typing.get_type_hints(DeepCacheConfig)
-    fields = inspect.signature(DeepCacheConfig).parameters.values()
-    config = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=types[f.name]) for f in fields]
-    block_cache = inspect.Parameter("block_cache", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=BlockCacheSchedule | None)
-    return (*config, block_cache)
+from ..runtime import (
+    TECHNIQUES,
+    DeepCacheConfig,
+    caching_configs,
+    call_with_caching,
+    diffusers_class,
+    unwrap,
+)
 
 
-CACHING_PARAMETERS = _caching_parameters()
-_CONFIG_FIELDS = tuple(p.name for p in CACHING_PARAMETERS if p.name != "block_cache")
+def technique_parameters(technique) -> list[inspect.Parameter]:
+    """A technique's config fields as keyword-only parameters, with their defaults and types."""
+    types = typing.get_type_hints(technique.config)
+    kind = inspect.Parameter.KEYWORD_ONLY
+    return [inspect.Parameter(f.name, kind, default=f.default, annotation=types[f.name]) for f in dataclasses.fields(technique.config)]
+
+
+def config_args(config: type) -> str:
+    """The ``Args:`` section of a config's docstring, dedented."""
+    return textwrap.dedent(inspect.cleandoc(config.__doc__).split("Args:\n", 1)[1])
+
+
+CACHING_PARAMETERS = tuple(p for technique in TECHNIQUES for p in technique_parameters(technique))
 
 
 def _caching_doc() -> str:
-    """The ``Args:`` of ``DeepCacheConfig`` and ``block_cache``, to append to the parent's docstring."""
-    config_args = inspect.cleandoc(DeepCacheConfig.__doc__).split("Args:\n", 1)[1]
-    section = f"DeepCache arguments (keyword-only; with none of them the call is the parent's exactly):\n{config_args}\n{_BLOCK_CACHE_DOC}"
-    return textwrap.indent(section, " " * 8)
+    """Every technique config's ``Args:``, to append to the parent's docstring."""
+    args = textwrap.indent("\n".join(config_args(technique.config) for technique in TECHNIQUES), " " * 4)
+    return textwrap.indent(f"DeepCache arguments (keyword-only; with none of them the call is the parent's exactly):\n{args}", " " * 8)
 
 
 def caching_signature(parent_call) -> inspect.Signature:
@@ -60,11 +64,8 @@ def _caching_call(cls: type):
     parent_call = diffusers_class(cls).__call__
 
     def __call__(self, *args, **kwargs):
-        caching = {name: kwargs.pop(name) for name in _CONFIG_FIELDS if name in kwargs}
-        block_cache = kwargs.pop("block_cache", None)
-        config = DeepCacheConfig(**caching)
-        default_branch = self.deepcache_defaults.cache_branch_id
-        return call_with_caching(self, super(cls, self).__call__, args, kwargs, config, default_branch, block_cache)
+        configs = caching_configs({p.name: kwargs.pop(p.name) for p in CACHING_PARAMETERS if p.name in kwargs})
+        return call_with_caching(self, super(cls, self).__call__, args, kwargs, configs, self.deepcache_defaults)
 
     __call__.__signature__ = caching_signature(parent_call)
     __call__.__doc__ = f"{parent_call.__doc__ or ''}\n{_caching_doc()}\n"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
+from diffusers import (
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+)
 
-from ..schedules import DeepCacheConfig
+from ..runtime import DeepCacheConfig
 from .mixin import DeepCachePipelineMixin
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+)
 
-from ..schedules import DeepCacheConfig
+from ..runtime import DeepCacheConfig
 from .mixin import DeepCachePipelineMixin
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from diffusers import StableVideoDiffusionPipeline
 
-from ..schedules import DeepCacheConfig
+from ..runtime import DeepCacheConfig
 from .mixin import DeepCachePipelineMixin
 
 

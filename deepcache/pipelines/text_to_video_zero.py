@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from diffusers import TextToVideoZeroPipeline, TextToVideoZeroSDXLPipeline
 
-from ..schedules import DeepCacheConfig
+from ..runtime import DeepCacheConfig, SeveralLoopsMixin
 from .mixin import DeepCachePipelineMixin
-from .runs import SeveralLoopsMixin
 
 
 class DeepCacheTextToVideoZeroPipeline(DeepCachePipelineMixin, SeveralLoopsMixin, TextToVideoZeroPipeline):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .deepcache import _check_positive_int
+from .deepcache import check_positive_int
 
 
 def recompute_steps(changes: Sequence[float], delta: float) -> tuple[int, ...]:
@@ -70,7 +70,7 @@ class BlockCacheSchedule:
     flop_fraction: float | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        _check_positive_int("num_steps", self.num_steps)
+        check_positive_int("num_steps", self.num_steps)
         if not isinstance(self.recompute, Mapping) or not self.recompute:
             raise TypeError(f"`recompute` must be a non-empty mapping of unit name to iterations, but got {self.recompute!r}.")
         recompute = {}
@@ -130,14 +130,14 @@ class BlockCacheSchedule:
                 "recompute": {unit: list(steps) for unit, steps in self.recompute.items()}}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "BlockCacheSchedule":
+    def from_dict(cls, data: Mapping) -> BlockCacheSchedule:
         return cls(data["num_steps"], data["recompute"], data.get("delta"), data.get("flop_fraction"))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "BlockCacheSchedule":
+    def load(cls, path: str | Path) -> BlockCacheSchedule:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def __str__(self) -> str:

@@ -2,7 +2,7 @@
 
 :func:`deepcache.profile_blocks` measures a profile by running a pipeline; a
 :class:`BlockCacheProfile` derives schedules for a threshold or for a target speedup, saves to JSON
-and plots the curves (an example from profile to image is in :mod:`deepcache.pipelines.profiling`).
+and plots the curves (an example from profile to image is in :mod:`deepcache.measurement.profiling`).
 """
 
 from __future__ import annotations
@@ -98,42 +98,19 @@ class BlockCacheProfile:
                 "unit_flops": dict(self.unit_flops), "changes": {u: list(c) for u, c in self.changes.items()}}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "BlockCacheProfile":
+    def from_dict(cls, data: Mapping) -> BlockCacheProfile:
         return cls(data["changes"], data["unit_flops"], data["step_flops"], data.get("runs", 1), data.get("meta", {}))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "BlockCacheProfile":
+    def load(cls, path: str | Path) -> BlockCacheProfile:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def plot(self, path: str | Path | None = None, schedules: Sequence[BlockCacheSchedule] = ()):
-        """Change vs loop iteration, one line per unit (the paper's Fig. 3), and the schedules given.
+        """Change vs loop iteration, one line per unit (the paper's Fig. 3), and the schedules given
+        (:func:`deepcache.schedules.plots.plot_block_profile`)."""
+        from .plots import plot_block_profile  # matplotlib loads only when a figure is drawn
 
-        Saves a PNG to ``path`` if given and returns the matplotlib figure.
-        """
-        import matplotlib.pyplot as plt  # here, so that schedules import without it
-
-        rows = 1 + len(schedules)
-        figure, axes = plt.subplots(rows, 1, figsize=(10, 4 + 2.2 * len(schedules)), squeeze=False,
-                                    gridspec_kw={"height_ratios": [2] + [1] * len(schedules)})  # fmt: skip
-        colors = plt.colormaps["viridis"].resampled(max(len(self.units), 2))
-        steps = range(1, self.num_steps)
-        for index, (unit, curve) in enumerate(self.changes.items()):
-            axes[0, 0].plot(steps, curve[1:], color=colors(index), label=unit, linewidth=1.2)
-        axes[0, 0].set(yscale="log", xlim=(-0.5, self.num_steps - 0.5), xlabel="loop iteration k", ylabel="relative L1 change of residual, k-1 -> k")
-        axes[0, 0].set_title(f"Block Caching profile: {len(self.units)} units, {self.runs} run(s), {self.num_steps} steps")
-        axes[0, 0].legend(fontsize=6, ncol=1 + len(self.units) // 20, loc="upper left", bbox_to_anchor=(1.01, 1))
-        for axis, schedule in zip(axes[1:, 0], schedules):
-            for index, unit in enumerate(schedule.units):
-                computed = schedule.recompute[unit]
-                axis.scatter(computed, [index] * len(computed), s=6, marker="s", color=colors(index))
-            axis.set(xlim=axes[0, 0].get_xlim(), yticks=[], ylabel="unit (first on top)", xlabel="loop iteration")
-            axis.invert_yaxis()
-            label = "schedule" if schedule.delta is None else f"delta {schedule.delta:g}"
-            axis.set_title(f"{label}: iterations that compute each unit, {self.flop_fraction(schedule):.0%} of the FLOPs", fontsize=9)
-        figure.tight_layout()
-        if path is not None:
-            figure.savefig(path, dpi=110)
-        return figure
+        return plot_block_profile(self, path, schedules)

@@ -99,12 +99,12 @@ class ScheduleCalibration:
                 "costs": {str(i): {str(j): c for j, c in row.items()} for i, row in self.costs.items()}}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "ScheduleCalibration":
+    def from_dict(cls, data: Mapping) -> ScheduleCalibration:
         return cls(data["num_steps"], data["branch"], data["costs"], data.get("weights", ()), data.get("meta", {}))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "ScheduleCalibration":
+    def load(cls, path: str | Path) -> ScheduleCalibration:
         return cls.from_dict(json.loads(Path(path).read_text()))

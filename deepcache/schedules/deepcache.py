@@ -17,8 +17,8 @@ DEFAULT_CENTER_FRACTION = 0.3  # the published centre, 15 of 50 PLMS steps
 
 def uniform_full_steps(num_steps: int, interval: int) -> tuple[int, ...]:
     """Full steps ``0, N, 2N, ...`` for cache interval ``N`` (``N = 1``: every step is full)."""
-    _check_positive_int("num_steps", num_steps)
-    _check_positive_int("cache_interval", interval)
+    check_positive_int("num_steps", num_steps)
+    check_positive_int("cache_interval", interval)
     return tuple(range(0, num_steps, interval))
 
 
@@ -40,14 +40,14 @@ def nonuniform_full_steps(
         pow (`float`, *optional*, defaults to `1.4`): how strongly full steps gather near ``center``;
             must be greater than 1.
     """
-    _check_positive_int("num_steps", num_steps)
-    _check_positive_int("cache_interval", interval)
+    check_positive_int("num_steps", num_steps)
+    check_positive_int("cache_interval", interval)
     if interval == 1:
         return tuple(range(num_steps))
     center = round(DEFAULT_CENTER_FRACTION * num_steps) if center is None else center
     pow = DEFAULT_POW if pow is None else pow
     _check_center(center, num_steps)
-    _check_pow(pow)
+    check_pow(pow)
 
     count = math.ceil(num_steps / interval)
     power = float(pow)
@@ -64,7 +64,7 @@ def nonuniform_full_steps(
     )
 
 
-def _check_positive_int(name: str, value) -> None:
+def check_positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"`{name}` must be a positive integer, but got {value!r}.")
     if value < 1:
@@ -78,7 +78,7 @@ def _check_center(center, num_steps: int) -> None:
         raise ValueError(f"`center` must be in [0, {num_steps - 1}] for {num_steps} steps, but got {center}.")
 
 
-def _check_pow(pow) -> None:
+def check_pow(pow) -> None:
     if isinstance(pow, bool) or not isinstance(pow, (int, float)):
         raise TypeError(f"`pow` must be a number greater than 1, but got {pow!r}.")
     if not pow > 1:

@@ -36,7 +36,7 @@ class CacheRecord:
             raise ValueError(f"`signals` must have one entry per iteration ({self.num_iterations}), but got {len(self.signals)}.")
 
     @classmethod
-    def concatenate(cls, records: Sequence["CacheRecord"]) -> "CacheRecord":
+    def concatenate(cls, records: Sequence[CacheRecord]) -> CacheRecord:
         """One record for a call that ran several loops (Text2Video-Zero), their iterations in order."""
         if len(records) == 1:
             return records[0]
@@ -55,14 +55,14 @@ class CacheRecord:
                 "signals": list(self.signals), "threshold": self.threshold}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "CacheRecord":
+    def from_dict(cls, data: Mapping) -> CacheRecord:
         return cls(data["num_iterations"], data["full_steps"], data.get("signals", ()), data.get("threshold"))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "CacheRecord":
+    def load(cls, path: str | Path) -> CacheRecord:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def __str__(self) -> str:
@@ -73,25 +73,7 @@ class CacheRecord:
         return f"DeepCache call, {kind}: {len(full)} of {self.num_iterations} iterations full\n{steps}"
 
     def plot(self, path: str | Path | None = None):
-        """The signal per iteration with the threshold, and the full steps marked.
+        """The signal per iteration with the threshold, and the full steps marked (:func:`deepcache.schedules.plots.plot_record`)."""
+        from .plots import plot_record  # matplotlib loads only when a figure is drawn
 
-        Saves a PNG to ``path`` if given and returns the matplotlib figure.
-        """
-        import matplotlib.pyplot as plt  # here, so that schedules import without it
-
-        figure, axis = plt.subplots(figsize=(9, 3.2))
-        measured = [(step, signal) for step, signal in enumerate(self.signals) if signal is not None]
-        if measured:
-            axis.plot(*zip(*measured), color="tab:blue", marker=".", label="weighted change at the branch, summed since the last full step")
-        if self.threshold is not None:
-            axis.axhline(self.threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {self.threshold:g}")
-        for step in self.full_steps:
-            axis.axvline(step, color="0.8", linewidth=3, zorder=0)
-        axis.set(xlim=(-0.5, self.num_iterations - 0.5), xlabel="loop iteration (grey: full step)", ylabel="signal")
-        axis.set_title(f"{len(self.full_steps)} of {self.num_iterations} iterations full", fontsize=10)
-        if measured or self.threshold is not None:
-            axis.legend(fontsize=8, loc="upper left")
-        figure.tight_layout()
-        if path is not None:
-            figure.savefig(path, dpi=110)
-        return figure
+        return plot_record(self, path)

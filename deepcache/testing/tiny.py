@@ -44,8 +44,7 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
-from ..models import ClassEmbedder
-from ..pipelines import LDMClassConditionalPipeline
+from ..ldm import ClassEmbedder, LDMClassConditionalPipeline
 
 SD15_UNET = dict(
     sample_size=16,

@@ -6,7 +6,10 @@ Images are float tensors (N, C, H, W) in [0, 1]. Computed by torchmetrics.
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
 PSNR_CAP = 100.0  # dB; identical images score this instead of infinity, so means stay finite
 

@@ -46,7 +46,7 @@ class TunedPoint:
                 "held_out": None if self.held_out is None else dict(self.held_out), "measured_speedup": self.measured_speedup}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "TunedPoint":
+    def from_dict(cls, data: Mapping) -> TunedPoint:
         return cls(data["family"], TunedSetting.from_dict(data["setting"]), data["speedup"], data["flops"], data["scores"],
                    data.get("full_steps"), data.get("held_out"), data.get("measured_speedup"))  # fmt: skip
 
@@ -173,7 +173,7 @@ class TuningResult:
                 "metric": self.metric, "reference": dict(self.reference), "meta": dict(self.meta)}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "TuningResult":
+    def from_dict(cls, data: Mapping) -> TuningResult:
         return cls([TunedPoint.from_dict(p) for p in data["points"]], data.get("best"), data["target"], data["metric"],
                    data["reference"], data.get("meta", {}))  # fmt: skip
 
@@ -181,7 +181,7 @@ class TuningResult:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "TuningResult":
+    def load(cls, path: str | Path) -> TuningResult:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def plot(self, path: str | Path | None = None):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-import math
 import statistics
 import time
 import warnings
@@ -37,35 +36,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..measurement import branch_step_flops, ideal_speedup, module_flops
 from ..models import cross_attention_names
-from ..models.flops import branch_step_flops, ideal_speedup, module_flops
-from ..pipelines import calibrate_schedule, profile_blocks
-from ..pipelines.mixin import DeepCachePipelineMixin
-from ..pipelines.profiling import _profile_calls
-from ..pipelines.runs import FewStepsWarning, branch_layout, diffusers_class, unwrap
-from ..schedules import DeepCacheConfig, nonuniform_full_steps, uniform_full_steps
-from .fidelity import PSNR_CAP, mean_psnr, mean_ssim
+from ..runtime import DeepCacheConfig, FewStepsWarning, GateStepWarning, branch_layout, diffusers_class, unwrap
+from ..schedules import nonuniform_full_steps, uniform_full_steps
+from .families import FAMILIES, STRATEGIES, Family
+from .fidelity import mean_psnr, mean_ssim
+from .request import TuningRequest
 from .result import TunedPoint, TuningResult, pareto_front, pick
 from .setting import TunedSetting
 
-FAMILIES = (
-    "fewer steps",
-    "DeepCache uniform",
-    "DeepCache non-uniform",
-    "calibrated",
-    "adaptive",
-    "Block Caching",
-    "gating",
-    "combinations",
-    "pipeline default",
-)
 LEVELS = (1.5, 2.0, 3.0, 4.0, 6.0)  # the speedups the front is measured at, besides the target
-ADAPTIVE_PROBES = 7  # threshold bisection steps per adaptive search
-COMBINED_STEP_SHARES = (0.6, 0.8)  # fewer steps x DeepCache: shares of the user's steps tried
 FLOP_PRUNE = 0.9  # branches whose cached call costs more than this share of a full one are not tried
 
 
-class _BudgetSpent(Exception):
+class BudgetSpent(Exception):
     """The evaluation or time budget ran out; the search stops with what it has."""
 
 
@@ -115,84 +100,50 @@ def tune(
             reference, interleaved, on the first input (three runs each, medians).
         progress (`bool`, defaults to `True`): a progress bar over the measurements.
     """
-    tuner = _Tuner(pipe, prompts, seeds, calls, held_out_prompts, held_out_seeds, held_out_calls, target_speedup, max_flops,
-                   min_fidelity, metric, families, max_evaluations, time_budget, progress, call_kwargs)  # fmt: skip
-    return tuner.run(measure_time)
+    request = TuningRequest.of(
+        pipe, prompts, seeds, calls=calls, held_out_prompts=held_out_prompts, held_out_seeds=held_out_seeds,
+        held_out_calls=held_out_calls, target_speedup=target_speedup, max_flops=max_flops, min_fidelity=min_fidelity,
+        metric=metric, families=families, max_evaluations=max_evaluations, time_budget=time_budget, progress=progress,
+        call_kwargs=call_kwargs,
+    )
+    return Search(pipe, request).run(measure_time)
 
 
-def _check_number(name: str, value, low: float, allow_low: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"`{name}` must be a number, but got {value!r}.")
-    if value < low or (value == low and not allow_low):
-        raise ValueError(f"`{name}` must be {'at least' if allow_low else 'greater than'} {low:g}, but got {value!r}.")
+class Search:
+    """One tuning run: the request, the references, the measured points and the budget.
 
+    The families (:mod:`deepcache.tuning.families`) propose settings through :meth:`measure` and
+    read the loop's costs through :meth:`speedup`, :meth:`interval` and the like.
+    """
 
-class _Tuner:
-    """One tuning run: its inputs, references, measured points and budget."""
-
-    def __init__(self, pipe, prompts, seeds, calls, held_out_prompts, held_out_seeds, held_out_calls, target_speedup, max_flops,
-                 min_fidelity, metric, families, max_evaluations, time_budget, progress, call_kwargs):  # fmt: skip
-        if not isinstance(pipe, DeepCachePipelineMixin):
-            raise TypeError(
-                f"`pipe` must be a DeepCache pipeline, but got {type(pipe).__name__}; make one with "
-                f"`DeepCache{type(pipe).__name__}.from_pipe(pipe)` (it shares the weights)."
-            )
-        if "_deepcache_helper" in vars(pipe):
-            raise ValueError("Disable the pipeline's DeepCacheSDHelper before tuning: the tuner sets caching per call.")
-        targets = {"target_speedup": target_speedup, "max_flops": max_flops, "min_fidelity": min_fidelity}
-        given = [name for name, value in targets.items() if value is not None]
-        if len(given) != 1:
-            raise ValueError(f"Give exactly one of `target_speedup`, `max_flops` and `min_fidelity`, but got {given or 'none'}.")
-        if not (metric in ("psnr", "ssim") or callable(metric)):
-            raise ValueError(f"`metric` must be 'psnr', 'ssim' or a callable (reference, candidate) -> float, but got {metric!r}.")
-        self.metric_name = metric if isinstance(metric, str) else "metric"
-        self.user_metric = None if isinstance(metric, str) else metric
-        self.families = FAMILIES if families is None else tuple(families)
-        unknown = [f for f in self.families if f not in FAMILIES]
-        if unknown or not self.families:
-            raise ValueError(f"`families` must name some of {list(FAMILIES)}, but got {list(self.families)}.")
-        if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, int) or max_evaluations < 1:
-            raise ValueError(f"`max_evaluations` must be a positive integer, but got {max_evaluations!r}.")
-        if time_budget is not None:
-            _check_number("time_budget", time_budget, 0)
-        self.num_steps = call_kwargs.pop("num_inference_steps", None) or _default_steps(pipe)
-        if target_speedup is not None:
-            _check_number("target_speedup", target_speedup, 1)
-            if target_speedup > self.num_steps:
-                raise ValueError(
-                    f"`target_speedup` {target_speedup:g} is unreachable: with {self.num_steps} steps the fastest setting "
-                    f"(one step) is {self.num_steps}x; ask for at most that, or tune a run with more steps."
-                )
-        if max_flops is not None:
-            _check_number("max_flops", max_flops, 0)
-        if min_fidelity is not None:
-            _check_number("min_fidelity", min_fidelity, -math.inf)
-            ceiling = {"psnr": PSNR_CAP, "ssim": 1.0}.get(self.metric_name)
-            if ceiling is not None and min_fidelity > ceiling:
-                raise ValueError(
-                    f"`min_fidelity` {min_fidelity:g} is above what the reference itself scores ({self.metric_name} {ceiling:g}); "
-                    "no setting can reach it."
-                )
-        self.target_speedup, self.max_flops, self.min_fidelity = target_speedup, max_flops, min_fidelity
+    def __init__(self, pipe, request: TuningRequest):
         self.pipe = pipe
-        self.calls = _profile_calls(prompts, seeds, calls, call_kwargs)
-        self.held_out_calls = None
-        if held_out_prompts is not None or held_out_calls is not None or held_out_seeds is not None:
-            held_seeds = seeds if held_out_seeds is None else held_out_seeds
-            self.held_out_calls = _profile_calls(held_out_prompts, held_seeds, held_out_calls, call_kwargs)
+        self.request = request
+        self.num_steps = request.num_steps
+        self.target_speedup = request.target_speedup  # a FLOP budget becomes a speedup once the reference is counted
+        self.families: list[Family] = [strategy() for strategy in STRATEGIES if strategy.name in request.families]
         self.generator_states = {}
-        for call in [*self.calls, *(self.held_out_calls or [])]:
+        for call in [*request.calls, *(request.held_out_calls or [])]:
             for generator in _generators(call):
                 self.generator_states.setdefault(id(generator), generator.get_state())
-        self.max_evaluations, self.time_budget, self.progress = max_evaluations, time_budget, progress
         self.points: list[TunedPoint] = []
         self.evaluations = 0  # settings run on the calibration inputs
         self.measured: dict[str, TunedPoint] = {}
         self.counted_flops: dict[str, float] = {}
         self.stopped: str | None = None
+        # Set by the reference runs, before any family runs:
+        self.references: list[torch.Tensor] = []
+        self.held_out_references: list[torch.Tensor] = []
+        self.iterations = 0
+        self.branch_flops: dict[int, tuple[int, int]] = {}
+        self.full_flops = 0
+        self.reference_flops = 0.0
+        self.max_level = 0.0
+        self.start = time.perf_counter()
+        self.bar = None
 
     # ----- running the pipeline
-    def _fresh(self, call: dict) -> dict:
+    def fresh(self, call: dict) -> dict:
         """``call`` with new generators in the state the user's had at the start: every setting sees the same noise."""
         fresh = {}
         for key, value in call.items():
@@ -202,6 +153,9 @@ class _Tuner:
                 value = [self._clone(v) for v in value]
             fresh[key] = value
         return fresh
+
+    def fresh_calls(self) -> list[dict]:
+        return [self.fresh(call) for call in self.request.calls]
 
     def _clone(self, generator: torch.Generator) -> torch.Generator:
         clone = torch.Generator(device=generator.device)
@@ -218,27 +172,32 @@ class _Tuner:
 
         with contextlib.ExitStack() as cleanup, warnings.catch_warnings():
             warnings.simplefilter("ignore", FewStepsWarning)  # fewer steps x DeepCache may try few steps, knowingly
+            warnings.simplefilter("ignore", GateStepWarning)
             cleanup.callback(self.pipe.unet.register_forward_pre_hook(counted).remove)
-            output = self.pipe(**self._fresh(call), **setting.kwargs, output_type="np")
-        return _images(output), count, self.pipe.deepcache_record
+            output = self.pipe(**self.fresh(call), **setting.step_kwargs, output_type="np")
+        return output_images(output), count, self.pipe.deepcache_record
 
     def _scores(self, references: list[torch.Tensor], images: list[torch.Tensor]) -> dict[str, float]:
         reference, candidate = torch.cat(references), torch.cat(images)
         scores = {"psnr": mean_psnr(reference, candidate), "ssim": mean_ssim(reference, candidate)}
-        if self.user_metric is not None:
-            scores["metric"] = float(self.user_metric(reference, candidate))
+        if self.request.user_metric is not None:
+            scores["metric"] = float(self.request.user_metric(reference, candidate))
         return scores
+
+    def status(self, text: str) -> None:
+        """What the progress bar says the search is doing."""
+        self.bar.set_postfix_str(text[:60])
 
     # ----- FLOPs
     def _flops(self, setting: TunedSetting, unet_calls: int, record, first_calls: int) -> float:
         """U-Net FLOPs of one run from its call count and record; counted over a real call where those cannot
         say (on the first input, once per setting, scaled by this run's U-Net calls over that one's ``first_calls``)."""
         caching = setting.caching
-        if caching.gate_step is not None or (setting.block_cache is not None and caching.enabled):
+        if setting.gating.enabled or (setting.block_cache is not None and caching.enabled):
             key = repr(setting.to_dict())
             if key not in self.counted_flops:
-                call = self._fresh(self.calls[0])
-                self.counted_flops[key] = module_flops(self.pipe.unet, self.pipe, **call, **setting.kwargs, output_type="np")
+                call = self.fresh(self.request.calls[0])
+                self.counted_flops[key] = module_flops(self.pipe.unet, self.pipe, **call, **setting.step_kwargs, output_type="np")
             return self.counted_flops[key] * unet_calls / first_calls
         if setting.block_cache is not None:
             return unet_calls * self.full_flops * setting.block_cache.flop_fraction
@@ -250,29 +209,34 @@ class _Tuner:
 
     def _branch(self, caching: DeepCacheConfig) -> int:
         branch = branch_layout(self.pipe).resolve(caching.cache_branch_id, caching.cache_layer_id, caching.cache_block_id)
-        return self._default_branch() if branch is None else branch
+        return self.default_branch() if branch is None else branch
 
-    def _default_branch(self) -> int:
+    def default_branch(self) -> int:
         return self.pipe.deepcache_defaults.cache_branch_id or 0
 
     # ----- measuring
+    def check_budget(self) -> None:
+        """Stops the search (:class:`BudgetSpent`) once the evaluation or time budget is spent."""
+        if self.evaluations >= self.request.max_evaluations:
+            raise BudgetSpent(f"the evaluation budget ({self.request.max_evaluations}) was spent")
+        budget = self.request.time_budget
+        if budget is not None and time.perf_counter() - self.start > budget:
+            raise BudgetSpent(f"the time budget ({budget:g} s) was spent")
+
     def measure(self, family: str, setting: TunedSetting) -> TunedPoint:
-        """Runs ``setting`` on every calibration input and scores it (once per setting; the pipeline's
-        default gets its own point even when another family measured the same setting)."""
+        """Runs ``setting`` on every calibration input and scores it (once per setting; a family that keeps
+        its own points, the pipeline's default, gets one even when another family measured the same setting)."""
         key = repr(setting.to_dict())
         if key in self.measured:
             known = self.measured[key]
-            if family == "pipeline default" and known.family != family:
+            if _strategy(family).keeps_own_point and known.family != family:
                 self.points.append(dataclasses.replace(known, family=family))
             return known
-        if self.evaluations >= self.max_evaluations:
-            raise _BudgetSpent(f"the evaluation budget ({self.max_evaluations}) was spent")
-        if self.time_budget is not None and time.perf_counter() - self.start > self.time_budget:
-            raise _BudgetSpent(f"the time budget ({self.time_budget:g} s) was spent")
-        self.bar.set_postfix_str(f"{family}: {setting.describe()}"[:60])
+        self.check_budget()
+        self.status(f"{family}: {setting.describe()}")
         images, flops, full_steps = [], [], []
         first_calls = None
-        for call in self.calls:
+        for call in self.request.calls:
             call_images, unet_calls, record = self._run(call, setting)
             first_calls = first_calls or unet_calls
             images.append(call_images)
@@ -280,7 +244,8 @@ class _Tuner:
             if record is not None:
                 full_steps.append(len(record.full_steps))
         mean_flops = statistics.mean(flops)
-        point = TunedPoint(family, setting, self.reference_flops / mean_flops, mean_flops, self._scores(self.references, images),
+        scores = self._scores(self.references, images)
+        point = TunedPoint(family, setting, self.reference_flops / mean_flops, mean_flops, scores,
                            statistics.mean(full_steps) if full_steps else None)  # fmt: skip
         self.points.append(point)
         self.measured[key] = point
@@ -289,27 +254,27 @@ class _Tuner:
         return point
 
     def held_out(self, point: TunedPoint) -> TunedPoint:
-        images = [self._run(call, point.setting)[0] for call in self.held_out_calls]
+        images = [self._run(call, point.setting)[0] for call in self.request.held_out_calls]
         return dataclasses.replace(point, held_out=self._scores(self.held_out_references, images))
 
     # ----- the search
     def run(self, measure_time: bool) -> TuningResult:
-        pipe = self.pipe
+        pipe, request = self.pipe, self.request
         saved_bar = getattr(pipe, "_progress_bar_config", None)
         pipe.set_progress_bar_config(disable=True)
         self.start = time.perf_counter()
-        self.bar = tqdm(total=self.max_evaluations, desc="DeepCache tuning", disable=not self.progress)
+        self.bar = tqdm(total=request.max_evaluations, desc="DeepCache tuning", disable=not request.progress)
         try:
             self._references()
             self._check_target()
             try:
                 self._search()
-            except _BudgetSpent as reason:
+            except BudgetSpent as reason:
                 self.stopped = str(reason)
-            best = pick(self.points, self._target(), self.metric_name)
-            if self.held_out_calls is not None and best is not None:
-                self.bar.set_postfix_str("held-out inputs")
-                self.held_out_references = [self._run(call, TunedSetting(self.num_steps))[0] for call in self.held_out_calls]
+            best = pick(self.points, self._target(), request.metric_name)
+            if request.held_out_calls is not None and best is not None:
+                self.status("held-out inputs")
+                self.held_out_references = [self._run(call, self._reference())[0] for call in request.held_out_calls]
                 for index in self._held_out_candidates(best):
                     self.points[index] = self.held_out(self.points[index])
             if measure_time:
@@ -320,12 +285,20 @@ class _Tuner:
                 vars(pipe).pop("_progress_bar_config", None)
             else:
                 pipe._progress_bar_config = saved_bar
+        if best is not None:  # the pick carries the conditions it was measured under
+            self.points[best] = dataclasses.replace(self.points[best], setting=self._under_request(self.points[best].setting))
         meta = {"pipeline": diffusers_class(type(pipe)).__name__, "scheduler": type(pipe.scheduler).__name__,
-                "calibration_inputs": len(self.calls), "held_out_inputs": len(self.held_out_calls or []),
+                "calibration_inputs": len(request.calls), "held_out_inputs": len(request.held_out_calls or []),
                 "evaluations": self.evaluations, "seconds": time.perf_counter() - self.start, "stopped": self.stopped,
                 "branch_flops": {str(b): list(f) for b, f in self.branch_flops.items()}}  # fmt: skip
         reference = {"num_inference_steps": self.num_steps, "flops": self.reference_flops, "iterations": self.iterations}
-        return TuningResult(self.points, best, self._target(), self.metric_name, reference, meta)
+        return TuningResult(self.points, best, self._target(), request.metric_name, reference, meta)
+
+    def _reference(self) -> TunedSetting:
+        return TunedSetting(self.num_steps)
+
+    def _under_request(self, setting: TunedSetting) -> TunedSetting:
+        return setting.replace(call=self.request.tuned_under(), scheduler=type(self.pipe.scheduler).__name__)
 
     def _references(self) -> None:
         """The uncached runs, the U-Net's inputs for counting FLOPs, and the loop length."""
@@ -337,12 +310,12 @@ class _Tuner:
 
         unet = unwrap(self.pipe.unet)
         self.references = []
-        self.bar.set_postfix_str("reference runs")
+        reference_calls = []
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(self.pipe.unet.register_forward_pre_hook(capture, with_kwargs=True).remove)
-            reference_calls = []
-            for call in self.calls:
-                images, unet_calls, _ = self._run(call, TunedSetting(self.num_steps))
+            for index, call in enumerate(self.request.calls):
+                self.status(f"reference runs ({index + 1} of {len(self.request.calls)})")
+                images, unet_calls, _ = self._run(call, self._reference())
                 self.references.append(images)
                 reference_calls.append(unet_calls)
         self.iterations = getattr(self.pipe, "_num_timesteps", None) or len(self.pipe.scheduler.timesteps)
@@ -353,67 +326,64 @@ class _Tuner:
 
     def _target(self) -> dict:
         """The target as the user gave it."""
-        if self.max_flops is not None:
-            return {"max_flops": self.max_flops}
-        if self.target_speedup is not None:
-            return {"speedup": self.target_speedup}
-        return {"min_fidelity": self.min_fidelity}
+        request = self.request
+        if request.max_flops is not None:
+            return {"max_flops": request.max_flops}
+        if request.target_speedup is not None:
+            return {"speedup": request.target_speedup}
+        return {"min_fidelity": request.min_fidelity}
 
     def _check_target(self) -> None:
         """Targets no family can reach, or that need no speedup, fail before any candidate runs."""
+        request = self.request
         fastest = self._fastest()
-        if self.max_flops is not None:
-            if self.max_flops >= self.reference_flops:
+        if request.max_flops is not None:
+            if request.max_flops >= self.reference_flops:
                 raise ValueError(
-                    f"`max_flops` {self.max_flops:.4g} is at or above the uncached call's {self.reference_flops:.4g} U-Net FLOPs: "
+                    f"`max_flops` {request.max_flops:.4g} is at or above the uncached call's {self.reference_flops:.4g} U-Net FLOPs: "
                     "no caching is needed for it."
                 )
-            self.target_speedup = self.reference_flops / self.max_flops
+            self.target_speedup = self.reference_flops / request.max_flops
         if self.target_speedup is not None and self.target_speedup > fastest:
             raise ValueError(
                 f"The target ({self.target_speedup:.3g}x the uncached call's FLOPs) is unreachable with the families "
-                f"{list(self.families)}: the fastest reaches about {fastest:.3g}x."
+                f"{list(request.families)}: the fastest reaches about {fastest:.3g}x."
             )
-        if self.user_metric is not None and self.min_fidelity is not None:
+        if request.user_metric is not None and request.min_fidelity is not None:
             ceiling = self._scores(self.references, self.references)["metric"]
-            if self.min_fidelity > ceiling:
-                raise ValueError(f"`min_fidelity` {self.min_fidelity:g} is above what the reference itself scores ({ceiling:.4g}).")
+            if request.min_fidelity > ceiling:
+                raise ValueError(f"`min_fidelity` {request.min_fidelity:g} is above what the reference itself scores ({ceiling:.4g}).")
 
     def _fastest(self) -> float:
-        """The largest FLOP speedup the chosen families can give: fewer steps down to one step, else one
-        full step at the cheapest branch (over the fewest steps a combination runs, if combinations are chosen)."""
-        if "fewer steps" in self.families:
-            return float(self.num_steps)
-        cheapest = min(self.branch_flops, key=lambda branch: self.branch_flops[branch][1])
-        steps = min(COMBINED_STEP_SHARES) * self.num_steps if "combinations" in self.families else self.num_steps
-        return self._speedup(cheapest, 1, self._iterations(steps))
+        """The largest FLOP speedup the chosen families can give."""
+        return max(family.reach(self) for family in self.families)
 
-    # ----- candidates
-    def _speedup(self, branch: int, full_steps: int, iterations: int | None = None) -> float:
+    # ----- what families read
+    def speedup(self, branch: int, full_steps: int, iterations: int | None = None) -> float:
         """FLOP speedup of a run with ``full_steps`` full of ``iterations`` (default: the reference's) at ``branch``."""
         iterations = self.iterations if iterations is None else iterations
         full, cached = self.branch_flops[branch]
         return ideal_speedup(full, cached, iterations, full_steps) * self.iterations / iterations
 
-    def _interval(self, branch: int, level: float, uniform: bool = True, steps: int | None = None) -> int | None:
+    def interval(self, branch: int, level: float, uniform: bool = True, steps: int | None = None) -> int | None:
         """The smallest interval at ``branch`` whose schedule reaches ``level`` (with ``steps`` steps), if any."""
-        iterations = self.iterations if steps is None else self._iterations(steps)
+        iterations = self.iterations if steps is None else self.iterations_of(steps)
         for interval in range(2, iterations + 1):
             full = len(uniform_full_steps(iterations, interval) if uniform else nonuniform_full_steps(iterations, interval))
-            if self._speedup(branch, full, iterations) >= level:
+            if self.speedup(branch, full, iterations) >= level:
                 return interval
         return None
 
-    def _iterations(self, steps: int) -> int:
+    def iterations_of(self, steps: int) -> int:
         """Loop iterations of a call with ``steps`` steps (in proportion, as img2img's ``strength`` keeps them)."""
         return max(1, round(steps * self.iterations / self.num_steps))
 
-    def _full_budget(self, branch: int, level: float) -> int | None:
+    def full_budget(self, branch: int, level: float) -> int | None:
         """The most full steps at ``branch`` that still reach ``level``."""
-        counts = [k for k in range(1, self.iterations + 1) if self._speedup(branch, k) >= level]
+        counts = [k for k in range(1, self.iterations + 1) if self.speedup(branch, k) >= level]
         return max(counts) if counts else None
 
-    def _branches(self) -> list[int]:
+    def branches(self) -> list[int]:
         """Branches worth trying: a cached call saves at least a tenth; of near-equal costs the shallowest."""
         kept = []
         for branch, (full, cached) in sorted(self.branch_flops.items()):
@@ -421,179 +391,55 @@ class _Tuner:
                 kept.append(branch)
         return kept
 
-    def _uniform(self, branch: int, level: float) -> TunedPoint | None:
-        interval = self._interval(branch, level)
-        if interval is None:
-            return None
-        return self.measure("DeepCache uniform", TunedSetting(self.num_steps, DeepCacheConfig(interval, branch)))
+    def cheapest_branch(self) -> int:
+        return min(self.branch_flops, key=lambda branch: self.branch_flops[branch][1])
 
-    def _search(self) -> None:
-        anchor = self.target_speedup or 2.0
-        reach = math.inf if self.min_fidelity is not None else max(2 * anchor, 4.0)
-        levels = [anchor] + [level for level in LEVELS if level != anchor and level <= reach]
-        levels = [level for level in levels if level <= self._fastest()]
-        self.max_level = max(levels)
-        best_branch = self._anchor_level(anchor)
-        for level in levels[1:]:
-            self._level(level, best_branch)
-
-    def _anchor_level(self, level: float) -> int:
-        """Every family at the target's speedup; returns the best DeepCache branch found there."""
-        if "fewer steps" in self.families:
-            self._fewer_steps(level)
-        branch = self._best_branch(level) if "DeepCache uniform" in self.families else self._default_branch()
-        if "pipeline default" in self.families and self.pipe.deepcache_defaults.enabled:
-            self.measure("pipeline default", TunedSetting(self.num_steps, self.pipe.deepcache_defaults))
-        self._deepcache_families(level, branch)
-        if "Block Caching" in self.families:
-            self._block_caching(level)
-        if "gating" in self.families and self._gates():
-            gate = max(1, round(0.4 * self.iterations))
-            self.measure("gating", TunedSetting(self.num_steps, DeepCacheConfig(gate_step=gate)))
-            interval = self._interval(branch, level)
-            for n in sorted({max(2, interval - 1), interval}) if interval is not None else ():
-                self.measure("gating", TunedSetting(self.num_steps, DeepCacheConfig(n, branch, gate_step=gate)))
-        if "combinations" in self.families:
-            for share in COMBINED_STEP_SHARES:
-                steps = max(1, round(share * self.num_steps))
-                interval = self._interval(branch, level, steps=steps)
-                if interval is not None:
-                    self.measure("combinations", TunedSetting(steps, DeepCacheConfig(interval, branch)))
-        if "adaptive" in self.families:
-            self._adaptive(level, branch)
-        return branch
-
-    def _level(self, level: float, branch: int) -> None:
-        """The front at another speedup: the cheaper families, at the branch the target chose."""
-        if "fewer steps" in self.families:
-            self._fewer_steps(level)
-        if "DeepCache uniform" in self.families:
-            self._uniform(branch, level)
-            shallowest = self._branches()[:1]
-            if shallowest and shallowest[0] != branch:
-                self._uniform(shallowest[0], level)
-        self._deepcache_families(level, branch)
-        if "Block Caching" in self.families:
-            self._block_caching(level, units=("attentions",))
-
-    def _fewer_steps(self, level: float) -> None:
-        """The most steps that reach ``level``: ``T / level``, one fewer while the counted FLOPs fall short
-        (a sampler such as PLMS runs one U-Net call more than its steps)."""
-        steps = math.floor(self.num_steps / level + 1e-9)
-        while 1 <= steps < self.num_steps and self.measure("fewer steps", TunedSetting(steps)).speedup < level * (1 - 1e-9):
-            steps -= 1
-
-    def _best_branch(self, level: float) -> int:
-        """Coarse to fine: a spread of branches, then the neighbours of the best while they improve."""
-        branches = [b for b in self._branches() if self._interval(b, level) is not None]
-        if not branches:
-            return self._default_branch()
-        score = {}
-
-        def try_branch(index: int) -> None:
-            if 0 <= index < len(branches) and index not in score:
-                point = self._uniform(branches[index], level)
-                score[index] = point.scores[self.metric_name]
-
-        for index in sorted({0, len(branches) // 2, len(branches) - 1}):
-            try_branch(index)
-        while True:
-            best = max(score, key=lambda i: (score[i], -i))
-            for neighbour in (best - 1, best + 1):
-                try_branch(neighbour)
-            if max(score, key=lambda i: (score[i], -i)) == best:
-                return branches[best]
-
-    def _deepcache_families(self, level: float, branch: int) -> None:
-        if "DeepCache non-uniform" in self.families:
-            interval = self._interval(branch, level, uniform=False)
-            if interval is not None:
-                setting = DeepCacheConfig(interval, branch, uniform=False)
-                self.measure("DeepCache non-uniform", TunedSetting(self.num_steps, setting))
-        if "calibrated" in self.families:
-            self._calibrated(level, branch)
-
-    def _calibrated(self, level: float, branch: int) -> None:
-        full = self._full_budget(branch, level)
-        if full is None or full >= self.iterations:
-            return
-        calibration = getattr(self, "calibration", None)
-        if calibration is None or calibration.branch != branch:  # once, for runs as long as the fastest level needs
-            if self.evaluations >= self.max_evaluations:
-                raise _BudgetSpent(f"the evaluation budget ({self.max_evaluations}) was spent")
-            self.bar.set_postfix_str("calibrating a schedule")
-            calls = [self._fresh(call) for call in self.calls]
-            fewest = self._full_budget(branch, self.max_level) or 1
-            longest = 2 * math.ceil(self.iterations / fewest)
-            calibration = calibrate_schedule(self.pipe, calls=calls, branch=branch, max_interval=max(2, min(self.iterations, longest)),
-                                             num_inference_steps=self.num_steps, progress=False)  # fmt: skip
-            self.calibration = calibration
-        try:
-            schedule = calibration.full_steps(full)
-        except ValueError:  # runs longer than calibrated: this level is out of its reach
-            return
-        self.measure("calibrated", TunedSetting(self.num_steps, DeepCacheConfig(cache_branch_id=branch, cache_full_steps=schedule)))
-
-    def _block_caching(self, level: float, units: tuple[str, ...] = ("attentions", "all")) -> None:
-        profiles = vars(self).setdefault("profiles", {})
-        for kind in units:
-            if kind not in profiles:
-                self.bar.set_postfix_str(f"Block Caching profile ({kind})")
-                calls = [self._fresh(call) for call in self.calls]
-                try:
-                    profiles[kind] = profile_blocks(self.pipe, units=kind, calls=calls, num_inference_steps=self.num_steps, progress=False)
-                except ValueError:  # this U-Net has no units of that kind
-                    profiles[kind] = None
-            profile = profiles[kind]
-            if profile is not None and profile.max_speedup() >= level:
-                self.measure("Block Caching", TunedSetting(self.num_steps, block_cache=profile.schedule_for_speedup(level)))
-
-    def _gates(self) -> bool:
+    def gates(self) -> bool:
         """Gating applies where the U-Net has cross-attention and the call guides."""
         parameters = inspect.signature(diffusers_class(type(self.pipe)).__call__).parameters
         return bool(cross_attention_names(unwrap(self.pipe.unet))) and "guidance_scale" in parameters
 
-    def _adaptive(self, level: float, branch: int) -> None:
-        """Bisects the threshold (over its logarithm) for the most full steps that still reach ``level``;
-        every probe is a measured point."""
-        interval = self._interval(branch, level)
-        if interval is None:
-            return
-        low, high = 1e-4, 1e2
-        for _ in range(ADAPTIVE_PROBES):
-            threshold = float(f"{math.sqrt(low * high):.3g}")
-            setting = DeepCacheConfig(min(2 * interval, self.iterations), branch, cache_threshold=threshold)
-            point = self.measure("adaptive", TunedSetting(self.num_steps, setting))
-            if point.speedup >= level:
-                if point.speedup <= 1.05 * level:
-                    return
-                high = threshold
-            else:
-                low = threshold
+    def _search(self) -> None:
+        """Every family at the target's speedup (the uniform search finds the branch the others use), then the
+        families with a front at the other levels."""
+        anchor = self.target_speedup or 2.0
+        reach = float("inf") if self.request.min_fidelity is not None else max(2 * anchor, 4.0)
+        levels = [anchor] + [level for level in LEVELS if level != anchor and level <= reach]
+        levels = [level for level in levels if level <= self._fastest()]
+        self.max_level = max(levels)
+        branch = self.default_branch()
+        for family in self.families:
+            found = family.at_target(self, anchor, branch)
+            if family.finds_branch:
+                branch = found
+        for level in levels[1:]:
+            for family in self.families:
+                family.at_level(self, level, branch)
 
     # ----- after the search
     def _held_out_candidates(self, best: int) -> list[int]:
-        """The pick, each family's own pick and the pipeline's default: their ranking is what held-out inputs test."""
+        """The pick, each family's own pick and the families that keep their own points (the pipeline's
+        default): their ranking is what held-out inputs test."""
         chosen = [best]
         target = self._target()
         for family in dict.fromkeys(p.family for p in self.points):
             indices = [i for i, p in enumerate(self.points) if p.family == family]
-            own = pick([self.points[i] for i in indices], target, self.metric_name)
+            own = pick([self.points[i] for i in indices], target, self.request.metric_name)
             if own is not None:
                 chosen.append(indices[own])
-            if family == "pipeline default":
+            if _strategy(family).keeps_own_point:
                 chosen += indices
         return list(dict.fromkeys(chosen))
 
     def _time_front(self, best: int | None) -> None:
         """Wall-clock speedups of the front's settings (and the pick) against the reference, interleaved, medians of three."""
-        front = {id(p) for p in pareto_front(self.points, self.metric_name)}
+        front = {id(p) for p in pareto_front(self.points, self.request.metric_name)}
         indices = [i for i, p in enumerate(self.points) if id(p) in front or i == best]
-        call = self.calls[0]
+        call = self.request.calls[0]
         times = {i: [] for i in [-1, *indices]}
         for _ in range(3):
             for index in times:
-                setting = TunedSetting(self.num_steps) if index < 0 else self.points[index].setting
+                setting = self._reference() if index < 0 else self.points[index].setting
                 start = time.perf_counter()
                 self._run(call, setting)
                 if torch.cuda.is_available():
@@ -602,13 +448,6 @@ class _Tuner:
         reference = statistics.median(times[-1])
         for index in indices:
             self.points[index] = dataclasses.replace(self.points[index], measured_speedup=reference / statistics.median(times[index]))
-
-
-def _default_steps(pipe) -> int:
-    default = inspect.signature(diffusers_class(type(pipe)).__call__).parameters.get("num_inference_steps")
-    if default is None or not isinstance(default.default, int):
-        raise ValueError("Pass `num_inference_steps`: this pipeline's call has no default step count.")
-    return default.default
 
 
 def _generators(call: dict) -> list[torch.Generator]:
@@ -621,7 +460,7 @@ def _generators(call: dict) -> list[torch.Generator]:
     return found
 
 
-def _images(output) -> torch.Tensor:
+def output_images(output) -> torch.Tensor:
     """A pipeline output's images or frames as (N, C, H, W) floats in [0, 1]."""
     images = output[0]
     array = np.stack([np.asarray(i) for i in images]) if isinstance(images, list) else np.asarray(images)
@@ -629,3 +468,7 @@ def _images(output) -> torch.Tensor:
         array = array.astype(np.float32) / 255
     array = array.reshape(-1, *array.shape[-3:])  # video frames: one image each
     return torch.from_numpy(np.ascontiguousarray(array)).float().permute(0, 3, 1, 2)
+
+
+def _strategy(name: str) -> type[Family]:
+    return next(strategy for strategy in STRATEGIES if strategy.name == name)

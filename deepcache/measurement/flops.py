@@ -6,6 +6,7 @@ tensors ``FlopCounterMode`` misses it, because the CPU attention kernel has no F
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 
@@ -13,7 +14,8 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
-from .blocks import shortcut_splits
+from ..models.blocks import shortcut_splits
+
 
 def count_flops(function, *args, **kwargs) -> int:
     with FlopCounterMode(display=False) as counter:
@@ -51,12 +53,13 @@ def step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch: int) ->
     """FLOPs of one full and one cached step of a cache-aware ``unet`` at ``branch``."""
     with torch.no_grad():
         full = count_flops(unet, *args, **kwargs, cache_branch_id=branch, return_dict=False)
-        _, features = unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-        cached = count_flops(unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features)
+        _, extras = unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        cached = count_flops(unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=extras["features"])
     return full, cached
 
 
-_BRANCH_FLOPS: dict[str, dict[int, tuple[int, int]]] = {}  # by architecture and input shapes: counting takes seconds
+BRANCH_FLOPS_KEPT = 32  # counts kept, by architecture and input shapes (counting takes seconds); the oldest go first
+_BRANCH_FLOPS: collections.OrderedDict[str, dict[int, tuple[int, int]]] = collections.OrderedDict()
 
 
 def branch_step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branches) -> dict[int, tuple[int, int]]:
@@ -70,6 +73,9 @@ def branch_step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branches
     key = json.dumps([type(unet).__name__, dict(unet.config), shapes, sorted(kwargs), list(branches)], sort_keys=True, default=str)
     if key not in _BRANCH_FLOPS:
         _BRANCH_FLOPS[key] = _count_branch_flops(unet, args, kwargs, branches)
+        while len(_BRANCH_FLOPS) > BRANCH_FLOPS_KEPT:
+            _BRANCH_FLOPS.popitem(last=False)
+    _BRANCH_FLOPS.move_to_end(key)
     return dict(_BRANCH_FLOPS[key])
 
 
@@ -83,7 +89,8 @@ def _count_branch_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch
         for branch in branches:  # a full call costs the same at every branch: counted once
             if not counts:
                 full = count_flops(meta_unet, *args, **kwargs, cache_branch_id=branch, return_dict=False)
-            _, features = meta_unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+            _, extras = meta_unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+            features = extras["features"]
             counts[branch] = (full, count_flops(meta_unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features))
     return counts
 

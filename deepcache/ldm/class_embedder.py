@@ -3,7 +3,7 @@
 CompVis' ``ClassEmbedder`` is one learned table: a label becomes a single token the U-Net attends
 to by cross-attention, and one extra row (the null class) is the unconditional input of
 classifier-free guidance. diffusers has no such component, so it is a model of its own here. Saved
-pipelines record it as ``["deepcache.models.class_embedder", "ClassEmbedder"]``: diffusers loads it
+pipelines record it as ``["deepcache.ldm.class_embedder", "ClassEmbedder"]``: diffusers loads it
 from this module once ``deepcache`` is imported.
 """
 

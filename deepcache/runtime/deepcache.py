@@ -1,17 +1,35 @@
-"""DeepCache's user-facing parameters, validated once."""
+"""DeepCache (Ma et al., arXiv 2312.00858): its setting, and the run that replays deep features on cached steps.
+
+A full step runs the whole U-Net and returns the tensor entering the branch's up layer
+(``features``); a cached step runs only the shallow layers around the branch and is fed that
+tensor. Which iterations are full is a fixed schedule (uniform, non-uniform, or explicit) or, with
+``cache_threshold``, decided during the call (:mod:`deepcache.runtime.adaptive`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
-from .deepcache import _check_positive_int, _check_pow, nonuniform_full_steps, uniform_full_steps
+import torch
+
+from ..models import take_extra
+from ..schedules import (
+    CacheRecord,
+    check_positive_int,
+    check_pow,
+    nonuniform_full_steps,
+    uniform_full_steps,
+)
+from .adaptive import AdaptiveDeepCacheRun
+from .base import LoopRun, Technique, branch_layout
 
 
 @dataclass(frozen=True)
 class DeepCacheConfig:
-    """How a pipeline call caches (arXiv 2312.00858).
+    """How a pipeline call caches deep features (DeepCache, arXiv 2312.00858), on a fixed or adaptive schedule.
 
     Args:
         cache_interval (`int`, defaults to `1`): ``N``; one full step per ``N`` loop iterations on
@@ -37,10 +55,9 @@ class DeepCacheConfig:
         cache_full_steps (`tuple[int, ...]`, *optional*): an explicit schedule instead: the full loop
             iterations, 0 first (e.g. ``deepcache.calibrate_schedule(...).schedule(N)``); caching is
             on with it whatever ``cache_interval`` is.
-        gate_step (`int`, *optional*): cross-attention gating (T-GATE, arXiv 2404.02747), alone or with
-            caching: the first ``gate_step`` iterations compute cross-attention, later ones reuse the
-            last of them; with classifier-free guidance the later U-Net calls also run once, on the
-            conditional half (guidance stops acting, as in T-GATE).
+        cut_controlnet (`bool`, defaults to `True`): on a cached step a ControlNet runs only the layers
+            whose residuals the cached U-Net reads; ``False`` runs it whole (same images, slower: to
+            measure what the cut saves).
     """
 
     cache_interval: int = 1
@@ -53,19 +70,19 @@ class DeepCacheConfig:
     cache_threshold: float | None = None
     cache_min_interval: int = 1
     cache_full_steps: tuple[int, ...] | None = None
-    gate_step: int | None = None
+    cut_controlnet: bool = True
 
     def __post_init__(self):
-        _check_positive_int("cache_interval", self.cache_interval)
+        check_positive_int("cache_interval", self.cache_interval)
         if not isinstance(self.uniform, bool):
             raise TypeError(f"`uniform` must be True or False, but got {self.uniform!r}.")
         if self.pow is not None:
-            _check_pow(self.pow)
+            check_pow(self.pow)
         if self.center is not None and (isinstance(self.center, bool) or not isinstance(self.center, int) or self.center < 0):
             raise ValueError(f"`center` must be a non-negative integer step index, but got {self.center!r}.")
-        _check_positive_int("cache_min_interval", self.cache_min_interval)
-        if self.gate_step is not None:
-            _check_positive_int("gate_step", self.gate_step)
+        check_positive_int("cache_min_interval", self.cache_min_interval)
+        if not isinstance(self.cut_controlnet, bool):
+            raise TypeError(f"`cut_controlnet` must be True or False, but got {self.cut_controlnet!r}.")
         if self.cache_full_steps is not None:
             steps = self.cache_full_steps
             if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__") or any(isinstance(i, bool) or not isinstance(i, int) for i in steps):
@@ -122,3 +139,77 @@ class DeepCacheConfig:
         if self.uniform:
             return uniform_full_steps(num_steps, self.cache_interval)
         return nonuniform_full_steps(num_steps, self.cache_interval, self.center, self.pow)
+
+
+FEW_STEPS = 8  # a fixed schedule over fewer loop iterations than this warns
+
+
+class FewStepsWarning(UserWarning):
+    """A fixed DeepCache schedule caches steps of a call with very few iterations (LCM, Turbo, Lightning)."""
+
+
+class DeepCacheRun(LoopRun):
+    """One DeepCache call: the schedule's full steps and the deep features of the last full step."""
+
+    def __init__(self, pipeline, config: DeepCacheConfig, branch: int):
+        super().__init__(pipeline)
+        self.config = config
+        self.branch = branch
+        self.full_steps: frozenset[int] | None = None
+        self.features: dict[int, torch.Tensor] = {}
+        self.ran_full: list[int] = []  # iterations whose first U-Net call ran the whole network
+        self.iterations_seen = 0
+
+    def before_unet(self, unet, args, kwargs):
+        if self.full_steps is None:  # the loop is starting: its length is known now
+            self.full_steps = frozenset(self.config.full_steps(self.num_iterations()))
+            self.warn_if_few_steps()
+        self.iterations_seen = self.iteration + 1
+        cached = self.replays()
+        if not cached and self.call == 0:
+            self.ran_full.append(self.iteration)
+        features = self.features.pop(self.call) if cached else None
+        return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features}
+
+    def replays(self) -> bool:
+        """Whether this U-Net call is a cached step: the schedule says so and this call has stored features."""
+        return self.full_steps is not None and self.iteration not in self.full_steps and self.call in self.features
+
+    def before_controlnet(self, controlnet, args, kwargs):
+        """On a cached step the ControlNet runs only the layers whose residuals the U-Net reads (unless told to run whole)."""
+        return args, {**kwargs, "cache_branch_id": self.branch} if self.config.cut_controlnet and self.replays() else kwargs
+
+    def warn_if_few_steps(self) -> None:
+        """Few-step models change their features a lot from one step to the next: say what caching will do.
+        (A loop of a call that runs several is not the call's step count, and is not judged.)"""
+        iterations = self.num_iterations()
+        cached = tuple(i for i in range(iterations) if i not in self.full_steps)
+        if self.loop_length is None and iterations < FEW_STEPS and cached:
+            warnings.warn(
+                f"DeepCache: this call runs only {iterations} denoising iterations (a few-step model or sampler such as "
+                f"LCM, Turbo or Lightning?); the schedule runs {iterations - len(cached)} of them in full "
+                f"{tuple(sorted(self.full_steps))} and caches {len(cached)} {cached}. Features change a lot between so "
+                f"few steps, so each cached step costs visible quality for a small saving: below {FEW_STEPS} iterations "
+                "prefer `cache_interval=1` (no caching) or an adaptive `cache_threshold`.",
+                FewStepsWarning,
+                stacklevel=2,
+            )
+
+    def after_unet(self, unet, args, kwargs, output):
+        self.features[self.call], output = take_extra(output, "features")
+        self.next_call()
+        return output
+
+    def record(self) -> CacheRecord:
+        return CacheRecord(self.iterations_seen, self.ran_full)
+
+
+def make_run(pipeline, config: DeepCacheConfig, defaults: DeepCacheConfig | None) -> LoopRun:
+    """The loop's run: at the branch the call names, else the pipeline's default (else 0); adaptive with a threshold."""
+    branch = branch_layout(pipeline).resolve(config.cache_branch_id, config.cache_layer_id, config.cache_block_id)
+    if branch is None:
+        branch = defaults.cache_branch_id if defaults is not None and defaults.cache_branch_id is not None else 0
+    return (AdaptiveDeepCacheRun if config.adaptive else DeepCacheRun)(pipeline, config, branch)
+
+
+TECHNIQUE = Technique("deepcache", DeepCacheConfig, make_run, record="deepcache_record")

@@ -15,10 +15,13 @@ import pickle
 
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel, VQModel
-from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+from diffusers.loaders.single_file_utils import (
+    convert_ldm_unet_checkpoint,
+    convert_ldm_vae_checkpoint,
+)
 
-from ..models.class_embedder import ClassEmbedder
-from .ldm_class_conditional import LDMClassConditionalPipeline
+from .class_embedder import ClassEmbedder
+from .pipeline import LDMClassConditionalPipeline
 
 # CompVis' configs/latent-diffusion/cin256-v2.yaml, the parts the conversion reads.
 CIN256_V2 = {

@@ -23,10 +23,19 @@ from collections.abc import Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..models import DeepCacheUNetMixin, cache_aware_class
+from ..models import cache_aware, take_extra
+from ..runtime import (
+    LoopRun,
+    branch_layout,
+    call_with_run,
+    diffusers_class,
+    refuse_helper,
+    step_weights,
+    unet_timestep,
+    unwrap,
+)
 from ..schedules import ScheduleCalibration
-from .profiling import _profile_calls
-from .runs import LoopRun, branch_layout, call_with_run, diffusers_class, split_output, step_weights, unet_timestep, unwrap
+from .calls import input_calls
 
 
 class _TrajectoryRun(LoopRun):
@@ -41,7 +50,7 @@ class _TrajectoryRun(LoopRun):
         return args, {**kwargs, "cache_branch_id": self.branch}
 
     def after_unet(self, unet, args, kwargs, output):
-        features, output = split_output(output, "features")
+        features, output = take_extra(output, "features")
         sample = output[0] if isinstance(output, tuple) else output.sample
         self.calls.setdefault(self.iteration, []).append((args, kwargs, sample, features))
         self.next_call()
@@ -73,19 +82,16 @@ def calibrate_schedule(
         calls (`Sequence[dict]`, *optional*): explicit call arguments per run, instead of prompts x seeds.
         progress (`bool`, defaults to `True`): a progress bar over the runs.
     """
-    if "_deepcache_helper" in vars(pipe):
-        raise ValueError("Disable the pipeline's DeepCacheSDHelper before calibrating: calibration needs uncached runs.")
+    refuse_helper(pipe, "calibrating: calibration needs uncached runs")
     if isinstance(max_interval, bool) or not isinstance(max_interval, int) or max_interval < 2:
         raise ValueError(f"`max_interval` must be an integer of at least 2, but got {max_interval!r}.")
-    runs = _profile_calls(prompts, seeds, calls, call_kwargs)
+    runs = input_calls(prompts, seeds, calls, call_kwargs)
     if branch is None:
         defaults = getattr(pipe, "deepcache_defaults", None)
         branch = defaults.cache_branch_id if defaults is not None and defaults.cache_branch_id is not None else 0
     branch = branch_layout(pipe).resolve(branch)
     unet = unwrap(pipe.unet)
-    converted = not isinstance(unet, DeepCacheUNetMixin)
-    cache_aware_class(unet).from_unet(unet)
-    try:
+    with cache_aware(unet):
         parent_call = diffusers_class(type(pipe)).__call__.__get__(pipe)
         totals, num_steps, weights = {}, None, None
         for kwargs in tqdm(runs, desc="DeepCache calibration", disable=not progress):
@@ -101,9 +107,6 @@ def calibrate_schedule(
                         error = sum(_cached_error(pipe, unet, call, earlier[3]) for call, earlier in zip(run.calls[i], run.calls[j]))
                         totals.setdefault(i, {}).setdefault(j, 0.0)
                         totals[i][j] += weights[i] * error / len(runs)
-    finally:
-        if converted:
-            type(unet).restore(unet)
     meta = {"pipeline": diffusers_class(type(pipe)).__name__, "scheduler": type(pipe.scheduler).__name__, "runs": len(runs),
             "max_interval": max_interval}  # fmt: skip
     return ScheduleCalibration(num_steps, branch, totals, weights, meta)

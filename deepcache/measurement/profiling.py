@@ -15,15 +15,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from ..models import DeepCacheUNetMixin, block_units, cache_aware_class
-from ..models.flops import unit_flops
+from ..models import block_units, cache_aware, take_extra
+from ..runtime import LoopRun, call_with_run, diffusers_class, refuse_helper, unwrap
 from ..schedules import BlockCacheProfile
-from .runs import LoopRun, call_with_run, diffusers_class, split_output, unwrap
+from .calls import input_calls
+from .flops import unit_flops
 
 
 def relative_l1(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,7 @@ class _ProfileRun(LoopRun):
         return args, {**kwargs, "block_cache_units": self.units}
 
     def after_unet(self, unet, args, kwargs, output):
-        residuals, output = split_output(output, "block_residuals")
+        residuals, output = take_extra(output, "block_residuals")
         previous = self.previous.get(self.call)
         if previous is not None:
             change = torch.stack([relative_l1(residuals[unit], previous[unit]) for unit in self.units])
@@ -90,13 +91,10 @@ def profile_blocks(
         calls (`Sequence[dict]`, *optional*): explicit call arguments per run, instead of prompts x seeds.
         progress (`bool`, defaults to `True`): a progress bar over the runs.
     """
-    if "_deepcache_helper" in vars(pipe):
-        raise ValueError("Disable the pipeline's DeepCacheSDHelper before profiling it: profiles need uncached runs.")
-    runs = _profile_calls(prompts, seeds, calls, call_kwargs)
+    refuse_helper(pipe, "profiling it: profiles need uncached runs")
+    runs = input_calls(prompts, seeds, calls, call_kwargs)
     unet = unwrap(pipe.unet)
-    converted = not isinstance(unet, DeepCacheUNetMixin)
-    cache_aware_class(unet).from_unet(unet)
-    try:
+    with cache_aware(unet):
         names = block_units(unet, units) if isinstance(units, str) else tuple(units)
         if not names:
             raise ValueError(f"This {type(unet).__name__} has no units of kind {units!r}; try `units='all'`.")
@@ -111,28 +109,8 @@ def profile_blocks(
             total = curve if total is None else total + curve
             first_inputs = first_inputs or run.inputs
         step_flops, flops = unit_flops(unet, *first_inputs, names)
-    finally:
-        if converted:
-            type(unet).restore(unet)
     changes = {unit: (total[:, i] / len(runs)).tolist() for i, unit in enumerate(names)}
     meta = {"unet": type(unet).__name__.removeprefix("DeepCache"), "pipeline": diffusers_class(type(pipe)).__name__,
             "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
     return BlockCacheProfile(changes, flops, step_flops, len(runs), meta)
 
-
-def _profile_calls(prompts, seeds, calls, call_kwargs) -> list[dict]:
-    if calls is not None:
-        if prompts is not None:
-            raise ValueError("Pass either `prompts` (with `seeds`) or `calls`, not both.")
-        if not calls or not all(isinstance(call, Mapping) for call in calls):
-            raise TypeError(f"`calls` must be a non-empty sequence of dicts of call arguments, but got {calls!r}.")
-        return [{**call_kwargs, **call} for call in calls]
-    seeds = list(seeds)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        raise TypeError(f"`seeds` must be a non-empty sequence of integers, but got {seeds!r}.")
-    prompts = [prompts] if isinstance(prompts, str) or prompts is None else list(prompts)
-    return [
-        {**call_kwargs, **({} if prompt is None else {"prompt": prompt}), "generator": torch.Generator().manual_seed(seed)}
-        for prompt in prompts
-        for seed in seeds
-    ]

@@ -2,7 +2,7 @@
 
 diffusers has no pipeline for it, so :class:`LDMClassConditionalPipeline` is the plain one, built
 from diffusers parts the way CompVis samples it: a ``UNet2DConditionModel`` that cross-attends to
-one token per image from a :class:`~deepcache.models.ClassEmbedder`, DDIM, classifier-free guidance
+one token per image from a :class:`~deepcache.ldm.ClassEmbedder`, DDIM, classifier-free guidance
 against the null class, and a ``VQModel`` first stage that quantizes the latents as it decodes
 them. :class:`DeepCacheLDMClassConditionalPipeline` adds caching to it like every other pipeline.
 ``deepcache.convert_ldm_class_conditional`` builds one from the original checkpoint.
@@ -14,14 +14,20 @@ import inspect
 from collections.abc import Callable
 
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DConditionModel, VQModel
+from diffusers import (
+    DiffusionPipeline,
+    ImagePipelineOutput,
+    SchedulerMixin,
+    UNet2DConditionModel,
+    VQModel,
+)
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..models.class_embedder import ClassEmbedder
-from ..schedules import DeepCacheConfig
-from .mixin import DeepCachePipelineMixin
+from ..pipelines import DeepCachePipelineMixin
+from ..runtime import DeepCacheConfig
+from .class_embedder import ClassEmbedder
 
 # The paper's non-uniform (center, pow) for LDM-4-G over 250 DDIM steps, by cache interval.
 LDM4G_NONUNIFORM = {2: (120, 1.2), 3: (120, 1.2), 5: (110, 1.4), 10: (110, 1.2), 20: (120, 1.4)}
@@ -35,7 +41,7 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
     Args:
         vqvae ([`VQModel`]): the first stage; latents are quantized to its codebook as they are decoded.
         unet ([`UNet2DConditionModel`]): denoises latents, cross-attending to the class token.
-        class_embedder ([`~deepcache.models.ClassEmbedder`]): class label -> token; its null class is the
+        class_embedder ([`~deepcache.ldm.ClassEmbedder`]): class label -> token; its null class is the
             unconditional input of guidance.
         scheduler ([`SchedulerMixin`]): CompVis samples with DDIM (what the converter sets); any diffusers
             scheduler works.

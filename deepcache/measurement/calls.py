@@ -1,0 +1,27 @@
+"""The inputs of measuring runs: prompts times seeds, or explicit call arguments, each a dict for one pipeline call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+
+def input_calls(prompts, seeds, calls, call_kwargs) -> list[dict]:
+    """One dict of call arguments per run: each of ``calls`` (with ``call_kwargs``), or every prompt with every
+    seed (a fresh CPU ``torch.Generator`` each); a clear error for inputs given both ways or of the wrong type."""
+    if calls is not None:
+        if prompts is not None:
+            raise ValueError("Pass either `prompts` (with `seeds`) or `calls`, not both.")
+        if not calls or not all(isinstance(call, Mapping) for call in calls):
+            raise TypeError(f"`calls` must be a non-empty sequence of dicts of call arguments, but got {calls!r}.")
+        return [{**call_kwargs, **call} for call in calls]
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise TypeError(f"`seeds` must be a non-empty sequence of integers, but got {seeds!r}.")
+    prompts = [prompts] if isinstance(prompts, str) or prompts is None else list(prompts)
+    return [
+        {**call_kwargs, **({} if prompt is None else {"prompt": prompt}), "generator": torch.Generator().manual_seed(seed)}
+        for prompt in prompts
+        for seed in seeds
+    ]

@@ -1,0 +1,193 @@
+"""The run of one pipeline call, and the hooks that put it on the U-Net (and ControlNets) for that call only.
+
+A :class:`LoopRun` counts loop iterations and U-Net calls; a technique's run subclasses it and
+adds the U-Net's caching arguments before each call and takes its named extra output after.
+:func:`call_with_run` hooks a run onto a pipeline for one parent call and removes the hooks when
+the call ends, also when it raises, so no call sees another's state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+
+from ..models import (
+    BranchLayout,
+    cache_aware,
+    cache_aware_class,
+    cache_aware_controlnets,
+    cuttable_controlnets,
+)
+
+HELPER_ATTRIBUTE = "_deepcache_helper"  # where an enabled DeepCacheSDHelper sits on its pipeline's instance
+
+
+class LoopRun:
+    """The state of one pipeline call: which loop iteration and which U-Net call within it.
+
+    Iterations are counted at the pipeline's step-end callback when it has one (so several U-Net
+    calls in one iteration, such as separate cond/uncond passes, each keep their own cache);
+    otherwise each U-Net call is one iteration. A technique implements ``before_unet`` (the
+    arguments it adds) and ``after_unet`` (the extra output it takes, by name, then
+    :meth:`next_call`); a run that changes the call's batch also implements ``reshape_call`` and
+    ``reshape_output``, which run after every run's ``before_unet`` and before every ``after_unet``,
+    so that composed runs give the same result in any order.
+    """
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self.counts_by_callback = False  # set by call_with_run
+        self.loop_length: int | None = None  # set for a pipeline that runs several loops; else read from it
+        self.iteration = 0
+        self.call = 0  # U-Net call within the iteration
+
+    def num_iterations(self) -> int:
+        if self.loop_length is not None:
+            return self.loop_length
+        steps = getattr(self.pipeline, "_num_timesteps", None)
+        return steps if steps else len(self.pipeline.scheduler.timesteps)
+
+    def before_unet(self, unet, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        raise NotImplementedError
+
+    def after_unet(self, unet, args: tuple, kwargs: dict, output):
+        raise NotImplementedError
+
+    def reshape_call(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The call as the U-Net runs it, once every run added its arguments; unchanged by default."""
+        return args, kwargs
+
+    def reshape_output(self, output):
+        """The U-Net's output as the pipeline expects it, before any run takes its extras; unchanged by default."""
+        return output
+
+    def before_controlnet(self, controlnet, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """A ControlNet runs before the iteration's U-Net call; by default it runs whole."""
+        return args, kwargs
+
+    def record(self):
+        """What the run did, for the user to inspect after the call (``None``: nothing to show)."""
+        return None
+
+    def next_call(self) -> None:
+        self.call += 1
+        if not self.counts_by_callback:
+            self.end_iteration()
+
+    def end_iteration(self) -> None:
+        self.iteration += 1
+        self.call = 0
+
+
+def unet_sample(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The latents of one U-Net call."""
+    return args[0] if args else kwargs["sample"]
+
+
+def unet_timestep(args: tuple, kwargs: dict) -> float:
+    """The timestep of one U-Net call, as a float."""
+    value = args[1] if len(args) > 1 else kwargs.get("timestep")
+    return float(value.flatten()[0]) if isinstance(value, torch.Tensor) else float(value)
+
+
+def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun):
+    """Runs ``parent_call(*args, **kwargs)`` with ``run`` hooked onto ``pipeline.unet`` for this call only.
+
+    The U-Net is cache-aware for the call (and given back its diffusers class after, if it had one).
+    The hooks are removed when the call ends, also when it raises; ``run`` is dropped with them.
+    """
+    unet = unwrap(pipeline.unet)
+    parameters = inspect.signature(parent_call).parameters
+    run.counts_by_callback = "callback_on_step_end" in parameters
+    if run.counts_by_callback:
+        kwargs = _chain_step_end(kwargs, run, "callback_on_step_end_tensor_inputs" in parameters)
+    controlnets = cuttable_controlnets(unwrap(getattr(pipeline, "controlnet", None)), branch_layout(pipeline))
+
+    def before_unet(module, call_args, call_kwargs):
+        return run.reshape_call(*run.before_unet(module, call_args, call_kwargs))
+
+    def after_unet(module, call_args, call_kwargs, output):
+        return run.after_unet(module, call_args, call_kwargs, run.reshape_output(output))
+
+    with contextlib.ExitStack() as cleanup:  # hooks go on whatever object the parent calls
+        cleanup.enter_context(cache_aware(unet))
+        cleanup.callback(pipeline.unet.register_forward_pre_hook(before_unet, with_kwargs=True).remove)
+        cleanup.callback(pipeline.unet.register_forward_hook(after_unet, with_kwargs=True).remove)
+        cleanup.enter_context(cache_aware_controlnets(controlnets))
+        for controlnet in controlnets:
+            cleanup.callback(controlnet.register_forward_pre_hook(run.before_controlnet, with_kwargs=True).remove)
+        return parent_call(*args, **kwargs)
+
+
+def _chain_step_end(kwargs: dict, run: LoopRun, takes_tensor_inputs: bool) -> dict:
+    """Puts the run's iteration counter in front of the user's ``callback_on_step_end``."""
+    user_callback = kwargs.get("callback_on_step_end")
+
+    def on_step_end(pipeline, step, timestep, callback_kwargs):
+        run.end_iteration()
+        return {} if user_callback is None else user_callback(pipeline, step, timestep, callback_kwargs)
+
+    kwargs = {**kwargs, "callback_on_step_end": on_step_end}
+    if takes_tensor_inputs:
+        tensor_inputs = kwargs.get("callback_on_step_end_tensor_inputs", [] if user_callback is None else ["latents"])
+        if isinstance(user_callback, (PipelineCallback, MultiPipelineCallbacks)):
+            tensor_inputs = user_callback.tensor_inputs
+        kwargs["callback_on_step_end_tensor_inputs"] = tensor_inputs
+    return kwargs
+
+
+def branch_layout(pipeline) -> BranchLayout:
+    """The branch layout of ``pipeline.unet``; a clear ``TypeError`` for an unsupported U-Net class."""
+    unet = unwrap(pipeline.unet)
+    cache_aware_class(unet)
+    return BranchLayout.of(unet)
+
+
+def diffusers_class(pipeline_class: type) -> type:
+    """The pipeline DeepCache extends: the first class in ``pipeline_class``'s MRO that is a diffusers
+    pipeline without DeepCache's arguments (a diffusers class, or a plain one of our own such as
+    ``LDMClassConditionalPipeline``)."""
+    return next(c for c in pipeline_class.__mro__ if issubclass(c, DiffusionPipeline) and not hasattr(c, "deepcache_defaults"))
+
+
+def unwrap(module):
+    """The module inside a ``torch.compile`` wrapper."""
+    return getattr(module, "_orig_mod", module)
+
+
+def enabled_helper(pipeline):
+    """The ``DeepCacheSDHelper`` enabled on ``pipeline``, or ``None``."""
+    return vars(pipeline).get(HELPER_ATTRIBUTE)
+
+
+def refuse_helper(pipeline, doing: str) -> None:
+    """A clear error when a pipeline with an enabled helper is given to work that needs its calls uncached."""
+    if enabled_helper(pipeline) is not None:
+        raise ValueError(f"Disable the pipeline's DeepCacheSDHelper before {doing}.")
+
+
+@dataclass(frozen=True)
+class Technique:
+    """What a caching technique gives the runtime; ``runtime.compose.TECHNIQUES`` lists them.
+
+    Args:
+        name (`str`): a short name (``"deepcache"``).
+        config (`type`): a frozen dataclass that validates itself in ``__post_init__`` and has an
+            ``enabled`` property; its fields, with their defaults, annotations and the ``Args:`` of its
+            docstring, become keyword-only arguments of every DeepCache pipeline call and of the helper.
+        make_run (`Callable`): ``make_run(pipeline, config, defaults)`` -> the :class:`LoopRun` of one
+            denoising loop, for an enabled ``config``; ``defaults`` is the pipeline's
+            ``deepcache_defaults`` (or the helper's setting). It may raise for a pipeline it cannot serve.
+        record (`str`, *optional*): the pipeline attribute that receives the runs' records after each call.
+    """
+
+    name: str
+    config: type
+    make_run: Callable
+    record: str | None = None
