@@ -83,6 +83,7 @@ _EXPORTS = {
     ".tuning": (
         "TunedPoint",
         "TunedSetting",
+        "TunedSettingWarning",
         "TuningResult",
         "tune",
     ),
@@ -157,6 +158,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
     from .tuning import (
         TunedPoint,
         TunedSetting,
+        TunedSettingWarning,
         TuningResult,
         tune,
     )

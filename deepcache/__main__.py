@@ -9,6 +9,7 @@ prompt, the baseline row, the DeepCache row, then their difference amplified.
 from __future__ import annotations
 
 import argparse
+import warnings
 from functools import partial
 
 import numpy as np
@@ -19,21 +20,51 @@ from .embedded.text_to_image import embedded_text_to_image_path
 from .evaluation.examples import captioned_grid, describe, interleaved, step_progress
 from .evaluation.metrics import psnr, ssim
 from .pipelines.stable_diffusion import DeepCacheStableDiffusionPipeline
+from .runtime import FewStepsWarning
 
 DEMO_GUIDANCE = 5.0
-PROMPTS = ("red apple", "rocket", "grinning face with big eyes", "flag: Japan", "red heart", "dog face", "automobile", "snowman")
+PROMPTS = (
+    "red apple",
+    "rocket",
+    "grinning face with big eyes",
+    "flag: Japan",
+    "red heart",
+    "dog face",
+    "automobile",
+    "snowman",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
     defaults = DeepCacheStableDiffusionPipeline.deepcache_defaults
     parser = argparse.ArgumentParser(prog="python -m deepcache", description=__doc__.splitlines()[0])
-    parser.add_argument("--prompt", action="append", help=f"a prompt; repeat for several (default: {len(PROMPTS)} emoji names)")
-    parser.add_argument("--steps", type=int, default=50, help="PNDM steps, Stable Diffusion's default sampler (default 50)")
-    parser.add_argument("--guidance-scale", type=float, default=DEMO_GUIDANCE, help=f"classifier-free guidance (default {DEMO_GUIDANCE})")
-    parser.add_argument("--cache-interval", type=int, default=defaults.cache_interval, help=f"N (default {defaults.cache_interval})")
-    parser.add_argument("--cache-branch-id", type=int, default=defaults.cache_branch_id, help=f"branch (default {defaults.cache_branch_id})")
-    parser.add_argument("--uniform", action=argparse.BooleanOptionalAction, default=defaults.uniform,
-                        help=f"uniform schedule, or --no-uniform (default {'uniform' if defaults.uniform else 'non-uniform'})")
+    parser.add_argument(
+        "--prompt", action="append", help=f"a prompt; repeat for several (default: {len(PROMPTS)} emoji names)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=50, help="PNDM steps, Stable Diffusion's default sampler (default 50)"
+    )
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=DEMO_GUIDANCE,
+        help=f"classifier-free guidance (default {DEMO_GUIDANCE})",
+    )
+    parser.add_argument(
+        "--cache-interval", type=int, default=defaults.cache_interval, help=f"N (default {defaults.cache_interval})"
+    )
+    parser.add_argument(
+        "--cache-branch-id",
+        type=int,
+        default=defaults.cache_branch_id,
+        help=f"branch (default {defaults.cache_branch_id})",
+    )
+    parser.add_argument(
+        "--uniform",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.uniform,
+        help=f"uniform schedule, or --no-uniform (default {'uniform' if defaults.uniform else 'non-uniform'})",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each, interleaved (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="deepcache_demo.png", help="picture to save (default deepcache_demo.png)")
@@ -51,17 +82,34 @@ def main(argv: list[str] | None = None) -> None:
         caching["pow"] = defaults.pow
 
     def generate(steps: int, **kwargs) -> np.ndarray:
-        generator = [torch.Generator().manual_seed(args.seed + i) for i in range(len(prompts))]  # the same noise for both
-        return pipe(prompts, num_inference_steps=steps, guidance_scale=args.guidance_scale, generator=generator, output_type="np", **kwargs).images
+        generator = [
+            torch.Generator().manual_seed(args.seed + i) for i in range(len(prompts))
+        ]  # the same noise for both
+        return pipe(
+            prompts,
+            num_inference_steps=steps,
+            guidance_scale=args.guidance_scale,
+            generator=generator,
+            output_type="np",
+            **kwargs,
+        ).images
 
-    generate(2), generate(2, **caching)  # warm-up
+    with warnings.catch_warnings():  # a 2-step warm-up is few steps on purpose: not the user's concern
+        warnings.simplefilter("ignore", FewStepsWarning)
+        generate(2), generate(2, **caching)
     pipe.scheduler.set_timesteps(args.steps)  # PLMS calls the U-Net once more than it has steps
-    with step_progress(pipe, 2 * args.repeats * len(pipe.scheduler.timesteps), f"{args.repeats} runs each, interleaved"):
-        (baseline, cached), (base, fast) = interleaved([(generate, args.steps), (partial(generate, **caching), args.steps)], args.repeats)
+    with step_progress(
+        pipe, 2 * args.repeats * len(pipe.scheduler.timesteps), f"{args.repeats} runs each, interleaved"
+    ):
+        (baseline, cached), (base, fast) = interleaved(
+            [(generate, args.steps), (partial(generate, **caching), args.steps)], args.repeats
+        )
     reference, candidate = (torch.from_numpy(x).permute(0, 3, 1, 2) for x in (baseline, cached))
     fidelity_psnr, fidelity_ssim = psnr(reference, candidate).mean().item(), ssim(reference, candidate).mean().item()
 
-    print(f"{len(prompts)} prompts, {args.steps} PNDM steps, guidance {args.guidance_scale:g}, DeepCache {describe(caching)}, 1 thread")
+    print(
+        f"{len(prompts)} prompts, {args.steps} PNDM steps, guidance {args.guidance_scale:g}, DeepCache {describe(caching)}, 1 thread"
+    )
     print(f"baseline  median {base:.2f} s over {args.repeats} runs")
     print(f"deepcache median {fast:.2f} s  ->  speedup {base / fast:.2f}x")
     print(f"fidelity to the baseline from the same seeds: PSNR {fidelity_psnr:.1f} dB, SSIM {fidelity_ssim:.3f}")

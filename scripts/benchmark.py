@@ -71,7 +71,10 @@ PIPELINES = {
 
 def defaults_table(steps: int) -> str:
     """FLOP-ideal speedup of each pipeline's ``deepcache_defaults`` on its real U-Net architecture."""
-    lines = [f"| pipeline | U-Net | default setting | full steps of {steps} | FLOP-ideal speedup |", "|---|---|---|---|---|"]
+    lines = [
+        f"| pipeline | U-Net | default setting | full steps of {steps} | FLOP-ideal speedup |",
+        "|---|---|---|---|---|",
+    ]
     for model, names in PIPELINES.items():
         classes = [getattr(deepcache, f"DeepCache{name}Pipeline") for name in names]
         flops = branch_flops(model, {cls.deepcache_defaults.cache_branch_id for cls in classes})
@@ -79,24 +82,38 @@ def defaults_table(steps: int) -> str:
             setting = cls.deepcache_defaults
             num_full = len(setting.full_steps(steps))
             speedup = ideal_speedup(*flops[setting.cache_branch_id], steps, num_full)
-            lines.append(f"| {cls.__name__} | {model} | {describe(setting.as_kwargs())} | {num_full} | {speedup:.2f}x |")
+            lines.append(
+                f"| {cls.__name__} | {model} | {describe(setting.as_kwargs())} | {num_full} | {speedup:.2f}x |"
+            )
     return "\n".join(lines)
 
 
 def compile_report(args: argparse.Namespace) -> str:
     """Markdown: eager and compiled loops, uncached and cached, and which speedups stack."""
     setting = DeepCacheConfig(cache_interval=args.intervals[0], cache_branch_id=args.branches[0])
-    seconds = compile_seconds(args.model, setting, steps=args.steps, batch=args.batch, repeats=args.repeats, mode=args.compile)
+    seconds = compile_seconds(
+        args.model, setting, steps=args.steps, batch=args.batch, repeats=args.repeats, mode=args.compile
+    )
     spec = MODELS[args.model]
-    lines = [f"### torch.compile (inductor, mode {args.compile}, dynamic=False) and caching: {spec.description}, {args.steps} DDIM steps, "
-             f"{describe(setting.as_kwargs())}", "", f"{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs; "
-             f"compiling and warming up took {seconds['compile and warm-up']:.0f} s.", "", "| | uncached | cached | caching speedup |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"### torch.compile (inductor, mode {args.compile}, dynamic=False) and caching: {spec.description}, {args.steps} DDIM steps, "
+        f"{describe(setting.as_kwargs())}",
+        "",
+        f"{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs; "
+        f"compiling and warming up took {seconds['compile and warm-up']:.0f} s.",
+        "",
+        "| | uncached | cached | caching speedup |",
+        "|---|---|---|---|",
+    ]
     for kind in ("eager", "compiled"):
         uncached, cached = seconds[f"{kind} uncached"], seconds[f"{kind} cached"]
         lines.append(f"| {kind} | {uncached:.2f} s | {cached:.2f} s | {uncached / cached:.2f}x |")
     both = seconds["eager uncached"] / seconds["compiled cached"]
-    lines += ["", f"compile alone {seconds['eager uncached'] / seconds['compiled uncached']:.2f}x, caching alone "
-              f"{seconds['eager uncached'] / seconds['eager cached']:.2f}x, both {both:.2f}x."]  # fmt: skip
+    lines += [
+        "",
+        f"compile alone {seconds['eager uncached'] / seconds['compiled uncached']:.2f}x, caching alone "
+        f"{seconds['eager uncached'] / seconds['eager cached']:.2f}x, both {both:.2f}x.",
+    ]
     return "\n".join(lines)
 
 
@@ -105,23 +122,34 @@ def controlnet_report(args: argparse.Namespace) -> str:
     spec = MODELS[args.model]
     rows = controlnet_flops(args.model, args.branches, batch=args.batch)
     interval = args.intervals[0]
-    lines = [f"### ControlNet on cached steps: {spec.description}, {spec.pixels(spec.size)}, guided batch of {2 * args.batch}",
-             "", f"Full step: {rows[0].full / 1e9:.1f} GFLOPs (U-Net and ControlNet). Ideal speedups: interval {interval}, uniform, {args.steps} steps.", "",
-             "| branch | cached step / full, ControlNet whole | cached step / full, ControlNet cut | ideal speedup, whole | ideal speedup, cut |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"### ControlNet on cached steps: {spec.description}, {spec.pixels(spec.size)}, guided batch of {2 * args.batch}",
+        "",
+        f"Full step: {rows[0].full / 1e9:.1f} GFLOPs (U-Net and ControlNet). Ideal speedups: interval {interval}, uniform, {args.steps} steps.",
+        "",
+        "| branch | cached step / full, ControlNet whole | cached step / full, ControlNet cut | ideal speedup, whole | ideal speedup, cut |",
+        "|---|---|---|---|---|",
+    ]
     full_steps = len(DeepCacheConfig(cache_interval=interval).full_steps(args.steps))
     for row in rows:
         whole, cut = (ideal_speedup(1.0, share, args.steps, full_steps) for share in (row.whole_share, row.cut_share))
         lines.append(f"| {row.branch} | {row.whole_share:.3f} | {row.cut_share:.3f} | {whole:.2f}x | {cut:.2f}x |")
     if args.model == "emoji":
-        lines += ["", f"Whole pipeline, ControlNet from the U-Net, 4 prompts, {args.steps} PNDM steps, guidance 5, interval {interval}, "
-                  f"{machine(args.device, args.threads)}, median of {args.repeats} interleaved runs:", "",
-                  "| branch | uncached | ControlNet whole | ControlNet cut | speedup whole / cut | same images |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"Whole pipeline, ControlNet from the U-Net, 4 prompts, {args.steps} PNDM steps, guidance 5, interval {interval}, "
+            f"{machine(args.device, args.threads)}, median of {args.repeats} interleaved runs:",
+            "",
+            "| branch | uncached | ControlNet whole | ControlNet cut | speedup whole / cut | same images |",
+            "|---|---|---|---|---|---|",
+        ]
         for branch in args.branches:
             seconds = controlnet_pipeline_seconds(branch, interval, args.steps, args.repeats)
             base, whole, cut = seconds["uncached"], seconds["ControlNet whole"], seconds["ControlNet cut"]
-            lines.append(f"| {branch} | {base:.2f} s | {whole:.2f} s | {cut:.2f} s | {base / whole:.2f}x / {base / cut:.2f}x | "
-                         f"{'yes' if seconds['identical'] else 'no'} |")  # fmt: skip
+            lines.append(
+                f"| {branch} | {base:.2f} s | {whole:.2f} s | {cut:.2f} s | {base / whole:.2f}x / {base / cut:.2f}x | "
+                f"{'yes' if seconds['identical'] else 'no'} |"
+            )
     return "\n".join(lines)
 
 
@@ -130,28 +158,46 @@ def pipeline_report(args: argparse.Namespace) -> str:
     settings = settings_grid(args.intervals, args.branches, args.schedules)
     rows = pipeline_and_loop_seconds(args.model, settings, steps=args.steps, batch=args.batch, repeats=args.repeats)
     spec = MODELS[args.model]
-    lines = [f"### Whole pipeline and U-Net loop: {spec.description}, {args.steps} DDIM steps, batch {args.batch}",
-             "", f"{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs; pipeline: `output_type=\"latent\"`"
-             + (", prompt embeddings computed beforehand (text encoder excluded)" if args.model == "emoji" else "") + ".", "",
-             "| setting | U-Net loop | pipeline | loop speedup | pipeline speedup | pipeline over loop, per step |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"### Whole pipeline and U-Net loop: {spec.description}, {args.steps} DDIM steps, batch {args.batch}",
+        "",
+        f'{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs; pipeline: `output_type="latent"`'
+        + (", prompt embeddings computed beforehand (text encoder excluded)" if args.model == "emoji" else "")
+        + ".",
+        "",
+        "| setting | U-Net loop | pipeline | loop speedup | pipeline speedup | pipeline over loop, per step |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
         name = "uncached" if row["setting"] is None else describe(row["setting"].as_kwargs())
-        lines.append(f"| {name} | {row['loop_s']:.2f} s | {row['pipeline_s']:.2f} s | {row['loop_speedup']:.2f}x | "
-                     f"{row['pipeline_speedup']:.2f}x | {row['overhead_ms_per_step']:.2f} ms |")  # fmt: skip
+        lines.append(
+            f"| {name} | {row['loop_s']:.2f} s | {row['pipeline_s']:.2f} s | {row['loop_speedup']:.2f}x | "
+            f"{row['pipeline_speedup']:.2f}x | {row['overhead_ms_per_step']:.2f} ms |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--model", default="embedded", choices=sorted(MODELS))
     parser.add_argument("--intervals", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--branches", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--schedules", nargs="+", default=["uniform"], choices=SCHEDULES,
-                        help="adaptive: the run-time path with uniform N's decisions, to time its overhead (default uniform)")
+    parser.add_argument(
+        "--schedules",
+        nargs="+",
+        default=["uniform"],
+        choices=SCHEDULES,
+        help="adaptive: the run-time path with uniform N's decisions, to time its overhead (default uniform)",
+    )
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--batch", type=int, default=1, help="images per call (conditional models run twice that, for guidance)")
-    parser.add_argument("--resolution", type=int, nargs="+", help="image height [width] in pixels (default: the model's)")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="images per call (conditional models run twice that, for guidance)"
+    )
+    parser.add_argument(
+        "--resolution", type=int, nargs="+", help="image height [width] in pixels (default: the model's)"
+    )
     parser.add_argument("--frames", type=int, help="SVD frames (default 14)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -160,14 +206,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--original", help="the DeepCache 0.1.1 wheel or helper file, or 'fetch'")
     parser.add_argument("--json", help="write the rows as JSON here")
     parser.add_argument("--markdown", help="append the table to this markdown file")
-    parser.add_argument("--defaults-table", action="store_true", help="only print the FLOP-ideal speedup of every pipeline's defaults")
-    parser.add_argument("--compile", metavar="MODE", help="time eager and torch.compile'd (inductor, this mode, dynamic=False) U-Net "
-                        "loops, uncached and cached at the first --intervals and --branches")  # fmt: skip
-    parser.add_argument("--controlnet", action="store_true",
-                        help="FLOPs of a cached step with a ControlNet run whole and cut (SD-shaped models); with --model emoji also "
-                             "the whole pipeline timed at the first --intervals")  # fmt: skip
-    parser.add_argument("--pipeline", action="store_true",
-                        help="time the whole pipeline call (embedded models) beside the U-Net loop, uncached and cached")
+    parser.add_argument(
+        "--defaults-table", action="store_true", help="only print the FLOP-ideal speedup of every pipeline's defaults"
+    )
+    parser.add_argument(
+        "--compile",
+        metavar="MODE",
+        help="time eager and torch.compile'd (inductor, this mode, dynamic=False) U-Net "
+        "loops, uncached and cached at the first --intervals and --branches",
+    )
+    parser.add_argument(
+        "--controlnet",
+        action="store_true",
+        help="FLOPs of a cached step with a ControlNet run whole and cut (SD-shaped models); with --model emoji also "
+        "the whole pipeline timed at the first --intervals",
+    )
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="time the whole pipeline call (embedded models) beside the U-Net loop, uncached and cached",
+    )
     args = parser.parse_args(argv)
     if args.defaults_table:
         print(defaults_table(args.steps))
@@ -203,8 +261,16 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_grid(args.intervals, args.branches, args.schedules)
         original = load_original_helper(None if args.original == "fetch" else args.original) if args.original else None
         rows = benchmark(
-            args.model, settings, steps=args.steps, batch=args.batch, size=size, frames=args.frames,
-            repeats=args.repeats, device=args.device, dtype=DTYPES[args.dtype], original=original,
+            args.model,
+            settings,
+            steps=args.steps,
+            batch=args.batch,
+            size=size,
+            frames=args.frames,
+            repeats=args.repeats,
+            device=args.device,
+            dtype=DTYPES[args.dtype],
+            original=original,
         )
     except (ValueError, OSError) as error:
         sys.exit(f"error: {error}")
@@ -216,7 +282,11 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown_table(rows)
     print(f"\n{title}\n{table}")
     if args.json:
-        payload = {"machine": machine(args.device, args.threads), "arguments": vars(args), "rows": [dataclasses.asdict(row) for row in rows]}
+        payload = {
+            "machine": machine(args.device, args.threads),
+            "arguments": vars(args),
+            "rows": [dataclasses.asdict(row) for row in rows],
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     if args.markdown:
         with open(args.markdown, "a") as file:

@@ -14,6 +14,7 @@ import argparse
 
 import yaml
 
+import deepcache.evaluation.examples  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import convert_ldm_class_conditional, load_compvis_checkpoint
 
 
@@ -21,9 +22,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="the CompVis .ckpt (or .safetensors) file")
     parser.add_argument("--config", help="the CompVis YAML config (default: cin256-v2.yaml's values)")
-    parser.add_argument("--extract-ema", action="store_true", help="the U-Net's EMA weights instead of its weights (the DeepCache paper samples with the latter)")
-    parser.add_argument("--unsafe-pickle", action="store_true", help="unpickle a checkpoint that holds more than tensors (runs code from the file: only for files you trust)")
-    parser.add_argument("--output", default="ldm-cin256-v2", help="the diffusers folder to write (default ldm-cin256-v2)")
+    parser.add_argument(
+        "--extract-ema",
+        action="store_true",
+        help="the U-Net's EMA weights instead of its weights (the DeepCache paper samples with the latter)",
+    )
+    parser.add_argument(
+        "--unsafe-pickle",
+        action="store_true",
+        help="unpickle a checkpoint that holds more than tensors (runs code from the file: only for files you trust)",
+    )
+    parser.add_argument(
+        "--output", default="ldm-cin256-v2", help="the diffusers folder to write (default ldm-cin256-v2)"
+    )
     args = parser.parse_args(argv)
 
     config = None
@@ -37,8 +48,10 @@ def main(argv=None):
         raise SystemExit(f"error: {error}") from None
     pipe.save_pretrained(args.output)
     unet, classes = pipe.unet.config, pipe.class_embedder.config
-    print(f"U-Net {sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.1f} M parameters, {len(unet.block_out_channels)} levels {tuple(unet.block_out_channels)}, "
-          f"latents {unet.in_channels}x{unet.sample_size}x{unet.sample_size}; {classes.num_classes} classes (null class {classes.null_class})")  # fmt: skip
+    print(
+        f"U-Net {sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.1f} M parameters, {len(unet.block_out_channels)} levels {tuple(unet.block_out_channels)}, "
+        f"latents {unet.in_channels}x{unet.sample_size}x{unet.sample_size}; {classes.num_classes} classes (null class {classes.null_class})"
+    )
     print(f"saved {args.output}")
 
 

@@ -1,7 +1,7 @@
 """Unconditional DDPM (CIFAR-10 by default) with DDIM or DDPM sampling: baseline, then DeepCache.
 
-    python scripts/ddpm.py                      # 100 DDIM steps, interval 5, paper branch 3 (helper branch 2)
-    python scripts/ddpm.py --scheduler ddpm --steps 1000
+python scripts/ddpm.py                      # 100 DDIM steps, interval 5, paper branch 3 (helper branch 2)
+python scripts/ddpm.py --scheduler ddpm --steps 1000
 """
 
 import torch
@@ -34,7 +34,14 @@ def main(argv=None):
         generator = torch.Generator(args.device).manual_seed(args.seed)
         return pipe(batch_size=args.batch_size, num_inference_steps=steps, generator=generator, **caching).images
 
-    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output, repeats=args.repeats)
+    compare(
+        generate,
+        lambda steps: generate(steps, **setting),
+        args.steps,
+        args.warmup_steps,
+        args.output,
+        repeats=args.repeats,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Plug-and-play DeepCache on a plain diffusers pipeline: baseline, then the same pipeline with DeepCacheSDHelper.
 
-    python scripts/main.py --model_type sdxl                      # interval 3, branch 0 (the helper demos' setting)
-    python scripts/main.py --model_type sd-inpaint --model DIR    # any hub id or local directory of that kind
+python scripts/main.py --model_type sdxl                      # interval 3, branch 0 (the helper demos' setting)
+python scripts/main.py --model_type sd-inpaint --model DIR    # any hub id or local directory of that kind
 """
 
 import argparse
@@ -35,9 +35,27 @@ MODEL_TYPES = {
     "sd2.1": (StableDiffusionPipeline, "stabilityai/stable-diffusion-2-1", "text", 50, (3, 0)),
     "sdxl": (StableDiffusionXLPipeline, "stabilityai/stable-diffusion-xl-base-1.0", "text", 50, (3, 0)),
     "svd": (StableVideoDiffusionPipeline, "stabilityai/stable-video-diffusion-img2vid-xt", "video", 25, (3, 0)),
-    "sd-inpaint": (StableDiffusionInpaintPipeline, "stable-diffusion-v1-5/stable-diffusion-inpainting", "inpaint", 50, (3, 0)),
-    "sdxl-inpaint": (StableDiffusionXLInpaintPipeline, "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "inpaint", 50, (3, 0)),
-    "sd-img2img": (StableDiffusionImg2ImgPipeline, "stable-diffusion-v1-5/stable-diffusion-v1-5", "img2img", 50, (3, 0)),
+    "sd-inpaint": (
+        StableDiffusionInpaintPipeline,
+        "stable-diffusion-v1-5/stable-diffusion-inpainting",
+        "inpaint",
+        50,
+        (3, 0),
+    ),
+    "sdxl-inpaint": (
+        StableDiffusionXLInpaintPipeline,
+        "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+        "inpaint",
+        50,
+        (3, 0),
+    ),
+    "sd-img2img": (
+        StableDiffusionImg2ImgPipeline,
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "img2img",
+        50,
+        (3, 0),
+    ),
     "ddpm": (DDPMPipeline, "google/ddpm-cifar10-32", "unconditional", 100, (5, 2)),
 }
 
@@ -55,7 +73,9 @@ def main(argv=None):
     parser.add_argument("--num_frames", type=int, help="SVD frames (default: the model's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup_steps", type=int, default=2, help="untimed warm-up run of each (0: none; default 2)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each, interleaved; the median is reported (default 2)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed runs of each, interleaved; the median is reported (default 2)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", help="where to save the comparison (default: <model_type>.png, .gif for SVD)")
     args = parser.parse_args(argv)
@@ -67,11 +87,16 @@ def main(argv=None):
     call_arguments = _inputs(pipe, inputs, args)
 
     helper = DeepCacheSDHelper(pipe)
-    helper.set_params(cache_interval=args.cache_interval or interval, cache_branch_id=args.cache_branch_id if args.cache_branch_id is not None else branch)
+    helper.set_params(
+        cache_interval=args.cache_interval or interval,
+        cache_branch_id=args.cache_branch_id if args.cache_branch_id is not None else branch,
+    )
     print(f"DeepCacheSDHelper: {describe(helper.config.as_kwargs())}")
 
     def generate(steps):
-        output = pipe(**call_arguments, num_inference_steps=steps, generator=torch.Generator(args.device).manual_seed(args.seed))
+        output = pipe(
+            **call_arguments, num_inference_steps=steps, generator=torch.Generator(args.device).manual_seed(args.seed)
+        )
         return output.frames if inputs == "video" else output.images
 
     def generate_with_helper(steps):
@@ -79,7 +104,15 @@ def main(argv=None):
             return generate(steps)
 
     output = args.output or f"{args.model_type}.{'gif' if inputs == 'video' else 'png'}"
-    compare(generate, generate_with_helper, args.steps or default_steps, args.warmup_steps, output, video=inputs == "video", repeats=args.repeats)
+    compare(
+        generate,
+        generate_with_helper,
+        args.steps or default_steps,
+        args.warmup_steps,
+        output,
+        video=inputs == "video",
+        repeats=args.repeats,
+    )
 
 
 def _inputs(pipe, inputs: str, args) -> dict:
@@ -88,7 +121,13 @@ def _inputs(pipe, inputs: str, args) -> dict:
         return {"batch_size": 16}
     if inputs == "video":
         height, width = model_size(pipe, video=True, height=args.height, width=args.width)
-        return {"image": demo_image(width, height), "height": height, "width": width, "num_frames": args.num_frames, "decode_chunk_size": 8}
+        return {
+            "image": demo_image(width, height),
+            "height": height,
+            "width": width,
+            "num_frames": args.num_frames,
+            "decode_chunk_size": 8,
+        }
     height, width = model_size(pipe, height=args.height, width=args.width)
     arguments = {"prompt": args.prompt, "height": height, "width": width}
     if inputs == "img2img":

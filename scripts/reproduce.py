@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 
+import deepcache.evaluation.examples  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import (
     DeepCacheConfig,
     DeepCacheDDPMPipeline,
@@ -71,48 +72,102 @@ EMBEDDED = {  # what each embedded model is run with unless told otherwise
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--embedded", choices=list(EMBEDDED), default="emoji",
-                        help="emoji: the text-to-image model (default); digits: the DDPM")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument(
+        "--embedded",
+        choices=list(EMBEDDED),
+        default="emoji",
+        help="emoji: the text-to-image model (default); digits: the DDPM",
+    )
     parser.add_argument("--model", help="a pipeline folder of the same kind (default: the embedded model's)")
     parser.add_argument("--steps", type=int, default=50, help="steps of the baselines (default 50)")
     parser.add_argument("--guidance-scale", type=float, default=5.0, help="emoji: classifier-free guidance (default 5)")
-    parser.add_argument("--other-guidance", type=float, nargs="*", default=[1.0, 3.0, 7.5],
-                        help="emoji: uncached runs at these guidance scales too (1: guidance off; default 1 3 7.5)")
-    parser.add_argument("--solvers", nargs="+", choices=list(SOLVERS), help="samplers of the fewer-steps comparison "
-                        "(default: ddim dpm++ plms for emoji, ddim for digits); the first one runs every other table")
+    parser.add_argument(
+        "--other-guidance",
+        type=float,
+        nargs="*",
+        default=[1.0, 3.0, 7.5],
+        help="emoji: uncached runs at these guidance scales too (1: guidance off; default 1 3 7.5)",
+    )
+    parser.add_argument(
+        "--solvers",
+        nargs="+",
+        choices=list(SOLVERS),
+        help="samplers of the fewer-steps comparison "
+        "(default: ddim dpm++ plms for emoji, ddim for digits); the first one runs every other table",
+    )
     parser.add_argument("--samples", type=int, default=100, help="samples per seed group (default 100)")
     parser.add_argument("--groups", type=int, default=3, help="seed groups, for error bars (default 3)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--intervals", type=int, nargs="+", default=[2, 3, 5, 10])
     parser.add_argument("--nonuniform-intervals", type=int, nargs="+", default=[3, 5, 10])
-    parser.add_argument("--branch", type=int, help="cached branch of the interval runs (default: the paper's, 1 for emoji, 2 for digits)")
+    parser.add_argument(
+        "--branch",
+        type=int,
+        help="cached branch of the interval runs (default: the paper's, 1 for emoji, 2 for digits)",
+    )
     parser.add_argument("--sweep-interval", type=int, default=5)
-    parser.add_argument("--sweep-branches", type=int, nargs="+", help="default 0 1 2 4 7 for emoji, 0 1 2 4 8 for digits")
-    parser.add_argument("--block-units", nargs="*", choices=["attentions", "resnets", "all"], default=["attentions", "all"],
-                        help="unit kinds of the Block Caching runs (default attentions all; none: no Block Caching)")
-    parser.add_argument("--block-deltas", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2], help="Block Caching thresholds")
-    parser.add_argument("--profile-runs", type=int, default=2, help="profiling runs of --batch-size samples (default 2)")
-    parser.add_argument("--calibrated-intervals", type=int, nargs="*", default=[2, 3, 5, 10],
-                        help="calibrated schedules with the full steps of these uniform N (none: no calibration)")
-    parser.add_argument("--adaptive-intervals", type=int, nargs="*", default=[2, 3, 5, 10],
-                        help="adaptive caching with these uniform N's full steps on the profiling seeds (longest run 2N)")
+    parser.add_argument(
+        "--sweep-branches", type=int, nargs="+", help="default 0 1 2 4 7 for emoji, 0 1 2 4 8 for digits"
+    )
+    parser.add_argument(
+        "--block-units",
+        nargs="*",
+        choices=["attentions", "resnets", "all"],
+        default=["attentions", "all"],
+        help="unit kinds of the Block Caching runs (default attentions all; none: no Block Caching)",
+    )
+    parser.add_argument(
+        "--block-deltas", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2], help="Block Caching thresholds"
+    )
+    parser.add_argument(
+        "--profile-runs", type=int, default=2, help="profiling runs of --batch-size samples (default 2)"
+    )
+    parser.add_argument(
+        "--calibrated-intervals",
+        type=int,
+        nargs="*",
+        default=[2, 3, 5, 10],
+        help="calibrated schedules with the full steps of these uniform N (none: no calibration)",
+    )
+    parser.add_argument(
+        "--adaptive-intervals",
+        type=int,
+        nargs="*",
+        default=[2, 3, 5, 10],
+        help="adaptive caching with these uniform N's full steps on the profiling seeds (longest run 2N)",
+    )
     parser.add_argument("--compose-interval", type=int, default=5, help="N of the composition runs")
-    parser.add_argument("--gate-steps", type=int, nargs="*", default=[20],
-                        help="emoji: T-GATE gate steps, alone and with DeepCache (none: no gating runs)")
-    parser.add_argument("--compose-deltas", type=float, nargs="*", default=[0.1],
-                        help="Block Caching thresholds composed with DeepCache, per unit kind of --block-units")
+    parser.add_argument(
+        "--gate-steps",
+        type=int,
+        nargs="*",
+        default=[20],
+        help="emoji: T-GATE gate steps, alone and with DeepCache (none: no gating runs)",
+    )
+    parser.add_argument(
+        "--compose-deltas",
+        type=float,
+        nargs="*",
+        default=[0.1],
+        help="Block Caching thresholds composed with DeepCache, per unit kind of --block-units",
+    )
     parser.add_argument("--kid-subset", type=int, default=100, help="KID subset size (default 100)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process (default 1)")
-    parser.add_argument("--output-dir", help="default reproduction/<embedded model>")
-    parser.add_argument("--reuse-samples", action="store_true",
-                        help="reuse the samples.pt of an earlier run for the settings it has; sample only the others")
+    parser.add_argument("--output-dir", help="default docs/results/<embedded model>")
+    parser.add_argument(
+        "--reuse-samples",
+        action="store_true",
+        help="reuse the samples.pt of an earlier run for the settings it has; sample only the others",
+    )
     args = parser.parse_args(argv)
     if min(args.steps, args.samples, args.groups, args.batch_size) < 1:
         parser.error("--steps, --samples, --groups and --batch-size must be at least 1")
     if args.kid_subset > args.samples:
         parser.error(f"--kid-subset ({args.kid_subset}) cannot exceed --samples ({args.samples})")
-    args.output_dir = args.output_dir or f"reproduction/{args.embedded}"
+    args.output_dir = args.output_dir or f"docs/results/{args.embedded}"
     for name, default in EMBEDDED[args.embedded].items():
         if getattr(args, name) is None:
             setattr(args, name, default)
@@ -129,54 +184,125 @@ def settings(args, flops: dict[int, tuple[int, int]], profiles: dict, calibratio
         num_full = len(setting.full_steps(args.steps))
         schedule = "uniform" if uniform else "non-uniform"
         prefix = "" if solver == main_solver else f"{SOLVERS[solver][0]} "
-        return dict(name=f"{prefix}N={interval} b{branch} {schedule}", group=group, solver=solver, interval=interval, branch=branch,
-                    schedule=schedule, call=dict(num_inference_steps=args.steps, **setting.as_kwargs()),
-                    ideal=ideal_speedup(*flops[branch], args.steps, num_full))
+        return dict(
+            name=f"{prefix}N={interval} b{branch} {schedule}",
+            group=group,
+            solver=solver,
+            interval=interval,
+            branch=branch,
+            schedule=schedule,
+            call=dict(num_inference_steps=args.steps, **setting.as_kwargs()),
+            ideal=ideal_speedup(*flops[branch], args.steps, num_full),
+        )
 
     def plain(solver, steps, group, **extra):
-        return dict(name=f"{SOLVERS[solver][0]}-{steps}", group=group, solver=solver, interval=1, branch=None, schedule="-",
-                    call=dict(num_inference_steps=steps), ideal=args.steps / steps, **extra)
+        return dict(
+            name=f"{SOLVERS[solver][0]}-{steps}",
+            group=group,
+            solver=solver,
+            interval=1,
+            branch=None,
+            schedule="-",
+            call=dict(num_inference_steps=steps),
+            ideal=args.steps / steps,
+            **extra,
+        )
 
     def budgeted(interval, schedule, **caching):  # the full-step budget of uniform N, placed another way
         num_full = len(DeepCacheConfig(cache_interval=interval).full_steps(args.steps))
         ideal = None if "cache_threshold" in caching else ideal_speedup(*flops[args.branch], args.steps, num_full)
-        return dict(name=f"N={interval} b{args.branch} {schedule}", group="interval", solver=main_solver, interval=interval,
-                    branch=args.branch, schedule=schedule, ideal=ideal, threshold=caching.get("cache_threshold"),
-                    call=dict(num_inference_steps=args.steps, cache_branch_id=args.branch, **caching))
+        return dict(
+            name=f"N={interval} b{args.branch} {schedule}",
+            group="interval",
+            solver=main_solver,
+            interval=interval,
+            branch=args.branch,
+            schedule=schedule,
+            ideal=ideal,
+            threshold=caching.get("cache_threshold"),
+            call=dict(num_inference_steps=args.steps, cache_branch_id=args.branch, **caching),
+        )
 
     runs = [plain(main_solver, args.steps, "baseline")]
     if args.embedded == "emoji":
         for scale in args.other_guidance:
             run = plain(main_solver, args.steps, "guidance")
-            runs.append(dict(run, name=f"{run['name']} guidance {scale:g}", guidance=scale, call=dict(run["call"], guidance_scale=scale)))
+            runs.append(
+                dict(
+                    run,
+                    name=f"{run['name']} guidance {scale:g}",
+                    guidance=scale,
+                    call=dict(run["call"], guidance_scale=scale),
+                )
+            )
     runs += [cached(n, args.branch, True, "interval") for n in args.intervals]
     runs += [cached(n, args.branch, False, "interval") for n in args.nonuniform_intervals]
     runs += [budgeted(n, "calibrated", cache_full_steps=calibration.schedule(n)) for n in args.calibrated_intervals]
-    runs += [budgeted(n, "adaptive", cache_threshold=thresholds[n], cache_interval=2 * n) for n in args.adaptive_intervals]
+    runs += [
+        budgeted(n, "adaptive", cache_threshold=thresholds[n], cache_interval=2 * n) for n in args.adaptive_intervals
+    ]
     for solver in args.solvers:
         if solver != main_solver:
             runs.append(plain(solver, args.steps, "baseline"))
             runs += [cached(n, args.branch, True, "solver", solver) for n in args.intervals]
-        for run in [r for r in runs if r["solver"] == solver and r["schedule"] == "uniform" and r["group"] in ("interval", "solver")]:
+        for run in [
+            r
+            for r in runs
+            if r["solver"] == solver and r["schedule"] == "uniform" and r["group"] in ("interval", "solver")
+        ]:
             runs.append(plain(solver, max(1, round(args.steps / run["ideal"])), "fewer steps", matches=run["name"]))
     done = {r["name"] for r in runs}
-    runs += [r for b in args.sweep_branches if (r := cached(args.sweep_interval, b, True, "branch sweep"))["name"] not in done]
+    runs += [
+        r
+        for b in args.sweep_branches
+        if (r := cached(args.sweep_interval, b, True, "branch sweep"))["name"] not in done
+    ]
     for units, profile in profiles.items():
         for delta in args.block_deltas:
             schedule = profile.schedule(delta)
-            runs.append(dict(name=f"Block Caching {units} delta={delta:g}", group="block caching", solver=main_solver, units=units,
-                             delta=delta, interval=1, branch=None, schedule="-",
-                             call=dict(num_inference_steps=args.steps, block_cache=schedule), ideal=1 / schedule.flop_fraction))
+            runs.append(
+                dict(
+                    name=f"Block Caching {units} delta={delta:g}",
+                    group="block caching",
+                    solver=main_solver,
+                    units=units,
+                    delta=delta,
+                    interval=1,
+                    branch=None,
+                    schedule="-",
+                    call=dict(num_inference_steps=args.steps, block_cache=schedule),
+                    ideal=1 / schedule.flop_fraction,
+                )
+            )
     deepcache = dict(cache_interval=args.compose_interval, cache_branch_id=args.branch)
     for gate in args.gate_steps if args.embedded == "emoji" else []:
         for caching, prefix in (({}, ""), (deepcache, f"N={args.compose_interval} b{args.branch} + ")):
-            runs.append(dict(name=f"{prefix}T-GATE gate {gate}", group="composition", solver=main_solver, interval=args.compose_interval,
-                             branch=args.branch, schedule="-", ideal=None, call=dict(num_inference_steps=args.steps, gate_step=gate, **caching)))
+            runs.append(
+                dict(
+                    name=f"{prefix}T-GATE gate {gate}",
+                    group="composition",
+                    solver=main_solver,
+                    interval=args.compose_interval,
+                    branch=args.branch,
+                    schedule="-",
+                    ideal=None,
+                    call=dict(num_inference_steps=args.steps, gate_step=gate, **caching),
+                )
+            )
     for units, profile in profiles.items():
         for delta in args.compose_deltas:
-            runs.append(dict(name=f"N={args.compose_interval} b{args.branch} + Block Caching {units} delta={delta:g}", group="composition",
-                             solver=main_solver, interval=args.compose_interval, branch=args.branch, schedule="-", ideal=None,
-                             call=dict(num_inference_steps=args.steps, block_cache=profile.schedule(delta), **deepcache)))
+            runs.append(
+                dict(
+                    name=f"N={args.compose_interval} b{args.branch} + Block Caching {units} delta={delta:g}",
+                    group="composition",
+                    solver=main_solver,
+                    interval=args.compose_interval,
+                    branch=args.branch,
+                    schedule="-",
+                    ideal=None,
+                    call=dict(num_inference_steps=args.steps, block_cache=profile.schedule(delta), **deepcache),
+                )
+            )
     return runs
 
 
@@ -187,8 +313,14 @@ def adaptive_threshold(pipe, call, steps: int, interval: int, branch: int) -> fl
     low, high, best = 1e-4, 1e2, None
     for _ in range(16):
         threshold = math.sqrt(low * high)
-        pipe(**call(), num_inference_steps=steps, cache_threshold=threshold, cache_interval=2 * interval, cache_branch_id=branch,
-             output_type="np")  # fmt: skip
+        pipe(
+            **call(),
+            num_inference_steps=steps,
+            cache_threshold=threshold,
+            cache_interval=2 * interval,
+            cache_branch_id=branch,
+            output_type="np",
+        )
         count = len(pipe.deepcache_record.full_steps)
         if best is None or abs(count - target) < abs(best[1] - target):
             best = (threshold, count)
@@ -208,7 +340,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     state = process_state()
     emoji = args.embedded == "emoji"
     pipeline_class = DeepCacheStableDiffusionPipeline if emoji else DeepCacheDDPMPipeline
-    pipe = pipeline_class.from_pretrained(args.model or (embedded_text_to_image_path() if emoji else embedded_model_path()))
+    pipe = pipeline_class.from_pretrained(
+        args.model or (embedded_text_to_image_path() if emoji else embedded_model_path())
+    )
     pipe.set_progress_bar_config(disable=True)
     pipe.to(state.device)
     scheduler_config = pipe.scheduler.config
@@ -227,32 +361,60 @@ def main(argv: list[str] | None = None) -> dict | None:
         meta_unet = type(pipe.unet).from_config(config)
         batch = 2 if emoji else 1  # classifier-free guidance runs the conditional and unconditional halves
         meta_args = (torch.empty(batch, config.in_channels, config.sample_size, config.sample_size), torch.tensor(500))
-        meta_kwargs = dict(encoder_hidden_states=torch.empty(batch, pipe.tokenizer.model_max_length, config.cross_attention_dim)) if emoji else {}
+        meta_kwargs = (
+            dict(encoder_hidden_states=torch.empty(batch, pipe.tokenizer.model_max_length, config.cross_attention_dim))
+            if emoji
+            else {}
+        )
     branches = {args.branch, *args.sweep_branches}
     flops = {b: step_flops(meta_unet, meta_args, meta_kwargs, b) for b in sorted(branches)}
     first = 10**6  # profiling and calibration seeds: not among the evaluation seeds
     if emoji:  # each profiling run: a batch of other seeds, with training captions
         profile_prompts = evaluation_prompts(args.profile_runs * args.batch_size, offset=first)
-        calls = [dict(prompt=profile_prompts[r * args.batch_size : (r + 1) * args.batch_size],
-                      generator=[torch.Generator().manual_seed(first + r * args.batch_size + i) for i in range(args.batch_size)])
-                 for r in range(args.profile_runs)]  # fmt: skip
+        calls = [
+            dict(
+                prompt=profile_prompts[r * args.batch_size : (r + 1) * args.batch_size],
+                generator=[
+                    torch.Generator().manual_seed(first + r * args.batch_size + i) for i in range(args.batch_size)
+                ],
+            )
+            for r in range(args.profile_runs)
+        ]
         profile_runs = dict(calls=calls, **extra_call)
     else:
         profile_runs = dict(seeds=range(10**6, 10**6 + args.profile_runs), batch_size=args.batch_size)
-    profiles = {units: profile_blocks(pipe, units=units, num_inference_steps=args.steps, progress=state.is_main_process, **profile_runs)
-                for units in dict.fromkeys(args.block_units)}  # fmt: skip
+    profiles = {
+        units: profile_blocks(
+            pipe, units=units, num_inference_steps=args.steps, progress=state.is_main_process, **profile_runs
+        )
+        for units in dict.fromkeys(args.block_units)
+    }
 
-    def tuning_call(count: int = args.batch_size) -> dict:  # the first profiling seeds, fresh generators (a call consumes them)
-        generators = [torch.Generator().manual_seed(first + i) for i in range(count)] if emoji else torch.Generator().manual_seed(10**6)
+    def tuning_call(
+        count: int = args.batch_size,
+    ) -> dict:  # the first profiling seeds, fresh generators (a call consumes them)
+        generators = (
+            [torch.Generator().manual_seed(first + i) for i in range(count)]
+            if emoji
+            else torch.Generator().manual_seed(10**6)
+        )
         inputs = dict(prompt=evaluation_prompts(count, offset=first)) if emoji else dict(batch_size=count)
         return dict(generator=generators, **inputs, **extra_call)
 
     calibration = thresholds = None
     if args.calibrated_intervals:
-        calibration = calibrate_schedule(pipe, calls=[tuning_call()], branch=args.branch, num_inference_steps=args.steps,
-                                         max_interval=2 * max(args.calibrated_intervals), progress=state.is_main_process)
+        calibration = calibrate_schedule(
+            pipe,
+            calls=[tuning_call()],
+            branch=args.branch,
+            num_inference_steps=args.steps,
+            max_interval=2 * max(args.calibrated_intervals),
+            progress=state.is_main_process,
+        )
     if args.adaptive_intervals:
-        thresholds = {n: adaptive_threshold(pipe, tuning_call, args.steps, n, args.branch) for n in args.adaptive_intervals}
+        thresholds = {
+            n: adaptive_threshold(pipe, tuning_call, args.steps, n, args.branch) for n in args.adaptive_intervals
+        }
     runs = settings(args, flops, profiles, calibration, thresholds)
     baseline_flops = None
     for run in runs:  # settings whose steps differ in cost: their U-Net FLOPs counted over one sample's call
@@ -269,7 +431,9 @@ def main(argv: list[str] | None = None) -> dict | None:
         use_solver(run["solver"])
         start = time.perf_counter()
         records = []
-        images = sample_images(pipe, seeds, args.batch_size, prompts=prompts, records=records, **{**extra_call, **run["call"]})
+        images = sample_images(
+            pipe, seeds, args.batch_size, prompts=prompts, records=records, **{**extra_call, **run["call"]}
+        )
         quantized[run["name"]] = (images * 255).round().to(torch.uint8)  # 8-bit, as saved images are
         seconds[run["name"]] = time.perf_counter() - start
         full_counts[run["name"]] = [len(record.full_steps) for record in records if record is not None]
@@ -320,18 +484,24 @@ def evaluation_prompts(count: int, offset: int = 0) -> list[str]:
     return [captions[order[(offset + i) % len(order)]] for i in range(count)]
 
 
-def report(args, runs, samples, seconds, flops, processes: int, real: torch.Tensor, prompts=None, real_captions=None) -> dict:
+def report(
+    args, runs, samples, seconds, flops, processes: int, real: torch.Tensor, prompts=None, real_captions=None
+) -> dict:
     """Scores and tables; ``real`` holds the real images in [0, 1], the reference for FD and KID, and
     with the emoji model ``real_captions`` their captions, ``prompts`` those of the samples."""
     subgroups_of = _subgroups() if prompts else None
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
     reference, held_out = real[order[: len(order) // 2]], real[order[len(order) // 2 :]]
-    distances = FeatureDistances(reference, emoji_features() if prompts else digit_features(), kid_subset_size=args.kid_subset)
+    distances = FeatureDistances(
+        reference, emoji_features() if prompts else digit_features(), kid_subset_size=args.kid_subset
+    )
 
     def grouped(images):
         return images.split(args.samples)[: args.groups]
 
-    floor = [distances.distances(group) for group in held_out.split(args.samples) if len(group) == args.samples][: args.groups]
+    floor = [distances.distances(group) for group in held_out.split(args.samples) if len(group) == args.samples][
+        : args.groups
+    ]
     baselines = {r["solver"]: r["name"] for r in runs if r["group"] == "baseline"}
     results = []
     for run in runs:
@@ -342,25 +512,34 @@ def report(args, runs, samples, seconds, flops, processes: int, real: torch.Tens
         row = {k: v for k, v in run.items() if k != "call"}
         row.update({"flop_fraction": run["call"]["block_cache"].flop_fraction} if "block_cache" in run["call"] else {})
         row.update(
-            steps=run["call"]["num_inference_steps"], seconds=seconds[run["name"]],
+            steps=run["call"]["num_inference_steps"],
+            seconds=seconds[run["name"]],
             speedup=seconds[baselines[run["solver"]]] / seconds[run["name"]],
             psnr=None if is_baseline else psnr(baseline, images).clamp(max=100).mean().item(),
             ssim=None if is_baseline else ssim(baseline, images).mean().item(),
-            fd=mean_std([s["fd"] for s in scores]), kid=mean_std([s["kid"] for s in scores]),
+            fd=mean_std([s["fd"] for s in scores]),
+            kid=mean_std([s["kid"] for s in scores]),
         )
         if prompts:
-            row.update(text_score=emoji_text_score(images, prompts).mean().item(),
-                       group_accuracy=emoji_category_accuracy(images, [subgroups_of[p] for p in prompts])["group"])
+            row.update(
+                text_score=emoji_text_score(images, prompts).mean().item(),
+                group_accuracy=emoji_category_accuracy(images, [subgroups_of[p] for p in prompts])["group"],
+            )
         results.append(row)
     payload = dict(
-        arguments=vars(args), processes=processes, samples_per_setting=args.samples * args.groups,
+        arguments=vars(args),
+        processes=processes,
+        samples_per_setting=args.samples * args.groups,
         real_vs_real=dict(fd=mean_std([s["fd"] for s in floor]), kid=mean_std([s["kid"] for s in floor])),
-        flops={str(b): dict(full=f, cached=c) for b, (f, c) in flops.items()}, runs=results,
+        flops={str(b): dict(full=f, cached=c) for b, (f, c) in flops.items()},
+        runs=results,
     )
     if prompts:  # what the judges say of real images with their own captions: the ceiling of both
         captions = [real_captions[i] for i in order[len(order) // 2 :].tolist()]
-        payload["real_judged"] = dict(text_score=emoji_text_score(held_out, captions).mean().item(),
-                                      group_accuracy=emoji_category_accuracy(held_out, [subgroups_of[c] for c in captions])["group"])
+        payload["real_judged"] = dict(
+            text_score=emoji_text_score(held_out, captions).mean().item(),
+            group_accuracy=emoji_category_accuracy(held_out, [subgroups_of[c] for c in captions])["group"],
+        )
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
@@ -382,15 +561,23 @@ def family(payload: dict, group: str, solver: str | None = None) -> list[dict]:
     main_solver = payload["arguments"]["solvers"][0]
     if group == "branch sweep":
         interval = payload["arguments"]["sweep_interval"]
-        shared = [r for r in runs if r["group"] == "interval" and r["schedule"] == "uniform" and r["interval"] == interval]
+        shared = [
+            r for r in runs if r["group"] == "interval" and r["schedule"] == "uniform" and r["interval"] == interval
+        ]
         return sorted(shared + [r for r in runs if r["group"] == group], key=lambda r: r["branch"])
     if group == "composition":
         interval, deltas = payload["arguments"]["compose_interval"], payload["arguments"]["compose_deltas"]
-        deepcache = [r for r in runs if r["group"] == "interval" and r["schedule"] == "uniform" and r["interval"] == interval]
+        deepcache = [
+            r for r in runs if r["group"] == "interval" and r["schedule"] == "uniform" and r["interval"] == interval
+        ]
         block = [r for r in runs if r["group"] == "block caching" and r["delta"] in deltas]
         return deepcache + block + [r for r in runs if r["group"] == group]
     if group == "equal flops":
-        cached = [r for r in runs if r["solver"] == solver and r["group"] in ("interval", "solver") and r["schedule"] == "uniform"]
+        cached = [
+            r
+            for r in runs
+            if r["solver"] == solver and r["group"] in ("interval", "solver") and r["schedule"] == "uniform"
+        ]
         return cached + [r for r in runs if r["solver"] == solver and r["group"] == "fewer steps"]
     return [r for r in runs if r["group"] == group and r.get("solver", main_solver) == main_solver]
 
@@ -410,25 +597,48 @@ def tables(payload: dict) -> str:
         f"standard deviation across groups), {args['steps']} steps for the baselines, {payload['processes']} process(es)"
         + (f", guidance scale {args['guidance_scale']:g}." if judged else "."),
         f"Real-vs-real floor (held-out real images, same group size): FD {_pm(floor['fd'])}, KID x1000 {_pm(floor['kid'], 1000, 1)}."
-        + (f" Real images with their own captions: text score {payload['real_judged']['text_score']:.1f}, "
-           f"group accuracy {payload['real_judged']['group_accuracy']:.1%}." if judged else ""),
+        + (
+            f" Real images with their own captions: text score {payload['real_judged']['text_score']:.1f}, "
+            f"group accuracy {payload['real_judged']['group_accuracy']:.1%}."
+            if judged
+            else ""
+        ),
         "",
     ]
-    groups = [(("guidance",), f"The uncached model at other guidance scales ({args['guidance_scale']:g} in the first row), {main_name}"),
-              (("interval",), f"Quality vs interval N (branch {args['branch']}), {main_name}")]
-    groups += [(("equal flops", key), f"Equal FLOPs: {name} with fewer steps vs DeepCache (branch {args['branch']}, uniform)")
-               for key, name in solver_names.items()]
-    groups += [(("branch sweep",), f"Branch sweep at N = {args['sweep_interval']}, uniform, {main_name}"),
-               (("block caching",), f"Block Caching (no scale-shift), profiled over {args['profile_runs']} separate runs, {main_name}"),
-               (("composition",), f"Compositions at N = {args['compose_interval']}, each beside its parts, {main_name}")]
+    groups = [
+        (
+            ("guidance",),
+            f"The uncached model at other guidance scales ({args['guidance_scale']:g} in the first row), {main_name}",
+        ),
+        (("interval",), f"Quality vs interval N (branch {args['branch']}), {main_name}"),
+    ]
+    groups += [
+        (("equal flops", key), f"Equal FLOPs: {name} with fewer steps vs DeepCache (branch {args['branch']}, uniform)")
+        for key, name in solver_names.items()
+    ]
+    groups += [
+        (("branch sweep",), f"Branch sweep at N = {args['sweep_interval']}, uniform, {main_name}"),
+        (
+            ("block caching",),
+            f"Block Caching (no scale-shift), profiled over {args['profile_runs']} separate runs, {main_name}",
+        ),
+        (("composition",), f"Compositions at N = {args['compose_interval']}, each beside its parts, {main_name}"),
+    ]
     extra_head = " text score | group accuracy |" if judged else ""
-    head = "| setting | steps | FLOP-ideal speedup | measured speedup | PSNR vs baseline (dB) | SSIM vs baseline | FD | KID x1000 |" + extra_head
+    head = (
+        "| setting | steps | FLOP-ideal speedup | measured speedup | PSNR vs baseline (dB) | SSIM vs baseline | FD | KID x1000 |"
+        + extra_head
+    )
     for selector, title in groups:
         rows = family(payload, *selector)
         if not rows:
             continue
         solver = selector[1] if selector[0] == "equal flops" else args["solvers"][0]
-        rows = [baseline_of(payload, solver), *sorted(rows, key=lambda r: r["ideal"])] if selector[0] == "equal flops" else [baseline_of(payload, solver), *rows]
+        rows = (
+            [baseline_of(payload, solver), *sorted(rows, key=lambda r: r["ideal"])]
+            if selector[0] == "equal flops"
+            else [baseline_of(payload, solver), *rows]
+        )
         lines += [f"### {title}", "", head, "|---|---|---|---|---|---|---|---|" + ("---|---|" if judged else "")]
         for r in rows:
             name = r["name"] + (f" (= FLOPs of {r['matches']})" if r.get("matches") else "")
@@ -436,8 +646,10 @@ def tables(payload: dict) -> str:
                 name += f" (threshold {r['threshold']:.3g}, {statistics.mean(r['full_steps_per_call']):.1f} full steps)"
             fidelity = ("-", "-") if r["psnr"] is None else (f"{r['psnr']:.1f}", f"{r['ssim']:.3f}")
             extra = f" {r['text_score']:.1f} | {r['group_accuracy']:.1%} |" if judged else ""
-            lines.append(f"| {name} | {r['steps']} | {r['ideal']:.2f}x | {r['speedup']:.2f}x | {fidelity[0]} | {fidelity[1]} | "
-                         f"{_pm(r['fd'])} | {_pm(r['kid'], 1000, 1)} |" + extra)
+            lines.append(
+                f"| {name} | {r['steps']} | {r['ideal']:.2f}x | {r['speedup']:.2f}x | {fidelity[0]} | {fidelity[1]} | "
+                f"{_pm(r['fd'])} | {_pm(r['kid'], 1000, 1)} |" + extra
+            )
         lines.append("")
     return "\n".join(lines + budget_table(payload))
 
@@ -449,9 +661,15 @@ def budget_table(payload: dict) -> list[str]:
     schedules = list(dict.fromkeys(r["schedule"] for r in interval_runs))
     if len(schedules) < 3:
         return []
-    fewer = {r["matches"]: r for r in payload["runs"] if r["group"] == "fewer steps" and r["solver"] == args["solvers"][0]}
-    lines = [f"### Equal budgets: PSNR vs baseline (dB) / FD, {SOLVERS[args['solvers'][0]][0]}, branch {args['branch']}", "",
-             "| N | " + " | ".join(schedules) + " | fewer steps |", "|---" * (len(schedules) + 2) + "|"]
+    fewer = {
+        r["matches"]: r for r in payload["runs"] if r["group"] == "fewer steps" and r["solver"] == args["solvers"][0]
+    }
+    lines = [
+        f"### Equal budgets: PSNR vs baseline (dB) / FD, {SOLVERS[args['solvers'][0]][0]}, branch {args['branch']}",
+        "",
+        "| N | " + " | ".join(schedules) + " | fewer steps |",
+        "|---" * (len(schedules) + 2) + "|",
+    ]
     for interval in sorted({r["interval"] for r in interval_runs}):
         cells = []
         for schedule in schedules:
@@ -469,18 +687,36 @@ def plot(payload: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     args = payload["arguments"]
     main_solver = args["solvers"][0]
     families = {
-        f"DeepCache, uniform, {SOLVERS[main_solver][0]}": [r for r in family(payload, "interval") if r["schedule"] == "uniform"],
-        **{f"DeepCache, {schedule}, {SOLVERS[main_solver][0]}": [r for r in family(payload, "interval") if r["schedule"] == schedule]
-           for schedule in ("non-uniform", "calibrated", "adaptive")},
-        **{f"DeepCache, uniform, {SOLVERS[s][0]}": [r for r in family(payload, "equal flops", s) if r["group"] == "solver"]
-           for s in args["solvers"][1:]},
-        **{f"{SOLVERS[s][0]}, fewer steps": [r for r in family(payload, "equal flops", s) if r["group"] == "fewer steps"]
-           for s in args["solvers"]},
+        f"DeepCache, uniform, {SOLVERS[main_solver][0]}": [
+            r for r in family(payload, "interval") if r["schedule"] == "uniform"
+        ],
+        **{
+            f"DeepCache, {schedule}, {SOLVERS[main_solver][0]}": [
+                r for r in family(payload, "interval") if r["schedule"] == schedule
+            ]
+            for schedule in ("non-uniform", "calibrated", "adaptive")
+        },
+        **{
+            f"DeepCache, uniform, {SOLVERS[s][0]}": [
+                r for r in family(payload, "equal flops", s) if r["group"] == "solver"
+            ]
+            for s in args["solvers"][1:]
+        },
+        **{
+            f"{SOLVERS[s][0]}, fewer steps": [
+                r for r in family(payload, "equal flops", s) if r["group"] == "fewer steps"
+            ]
+            for s in args["solvers"]
+        },
         f"branch sweep, N={args['sweep_interval']}": family(payload, "branch sweep"),
-        **{f"Block Caching, {units}": [r for r in family(payload, "block caching") if r["units"] == units] for units in args["block_units"]},
+        **{
+            f"Block Caching, {units}": [r for r in family(payload, "block caching") if r["units"] == units]
+            for units in args["block_units"]
+        },
         **{r["name"]: [r] for r in payload["runs"] if r["group"] == "composition"},
     }
     figure, (fd_axis, psnr_axis) = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -490,22 +726,38 @@ def plot(payload: dict, path: Path) -> None:
         color = plt.cm.tab20(index % 20)  # more families than the default ten colours
         sweep = "sweep" in label
         if len(rows) == 1 and rows[0]["group"] == "composition":  # a composition: one marker
-            fd_axis.plot(rows[0]["ideal"], rows[0]["fd"][0], marker="*", markersize=10, linestyle="", color=color, label=label)
-            psnr_axis.plot(rows[0]["ideal"], rows[0]["psnr"], marker="*", markersize=10, linestyle="", color=color, label=label)
+            fd_axis.plot(
+                rows[0]["ideal"], rows[0]["fd"][0], marker="*", markersize=10, linestyle="", color=color, label=label
+            )
+            psnr_axis.plot(
+                rows[0]["ideal"], rows[0]["psnr"], marker="*", markersize=10, linestyle="", color=color, label=label
+            )
             continue
         rows = sorted(rows if sweep else [baseline_of(payload, rows[0]["solver"]), *rows], key=lambda r: r["ideal"])
         style = dict(marker="o", linestyle="--" if "fewer steps" in label else "-", color=color)
         x = [r["ideal"] for r in rows]
-        fd_axis.errorbar(x, [r["fd"][0] for r in rows], yerr=[r["fd"][1] for r in rows], capsize=3, label=label, **style)
+        fd_axis.errorbar(
+            x, [r["fd"][0] for r in rows], yerr=[r["fd"][1] for r in rows], capsize=3, label=label, **style
+        )
         cached = [r for r in rows if r["psnr"] is not None]
         psnr_axis.plot([r["ideal"] for r in cached], [r["psnr"] for r in cached], label=label, **style)
         if sweep:  # name the branch of each point
             for r in rows:
-                fd_axis.annotate(f"b{r['branch']}", (r["ideal"], r["fd"][0]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                fd_axis.annotate(
+                    f"b{r['branch']}", (r["ideal"], r["fd"][0]), textcoords="offset points", xytext=(4, 4), fontsize=7
+                )
     floor = payload["real_vs_real"]["fd"][0]
     fd_axis.axhline(floor, color="grey", linestyle=":", label="real vs real")
-    fd_axis.set(xlabel="FLOP-ideal speedup", ylabel="Frechet distance (classifier features)", title="Sample quality (lower is better)")
-    psnr_axis.set(xlabel="FLOP-ideal speedup", ylabel="PSNR vs uncached sample (dB)", title="Fidelity to the same solver's baseline")
+    fd_axis.set(
+        xlabel="FLOP-ideal speedup",
+        ylabel="Frechet distance (classifier features)",
+        title="Sample quality (lower is better)",
+    )
+    psnr_axis.set(
+        xlabel="FLOP-ideal speedup",
+        ylabel="PSNR vs uncached sample (dB)",
+        title="Fidelity to the same solver's baseline",
+    )
     for axis in (fd_axis, psnr_axis):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)

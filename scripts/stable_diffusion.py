@@ -1,7 +1,7 @@
 """Stable Diffusion 1.5 / 2.1 text-to-image: baseline, then DeepCache at the reference script's setting.
 
-    python scripts/stable_diffusion.py                  # SD 1.5: interval 5, branch 1, non-uniform schedule
-    python scripts/stable_diffusion.py --model sd2.1    # or any hub id / local directory
+python scripts/stable_diffusion.py                  # SD 1.5: interval 5, branch 1, non-uniform schedule
+python scripts/stable_diffusion.py --model sd2.1    # or any hub id / local directory
 """
 
 import torch
@@ -31,7 +31,14 @@ def main(argv=None):
         generator = torch.Generator(args.device).manual_seed(args.seed)
         return pipe(args.prompt, num_inference_steps=steps, generator=generator, **caching).images
 
-    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output, repeats=args.repeats)
+    compare(
+        generate,
+        lambda steps: generate(steps, **setting),
+        args.steps,
+        args.warmup_steps,
+        args.output,
+        repeats=args.repeats,
+    )
 
 
 if __name__ == "__main__":

@@ -22,10 +22,16 @@ from deepcache.evaluation.examples import (
 
 
 def main(argv=None):
-    parser = script_arguments(__doc__.splitlines()[0], "stabilityai/stable-video-diffusion-img2vid-xt", 25, "stable_video_diffusion.gif")
+    parser = script_arguments(
+        __doc__.splitlines()[0], "stabilityai/stable-video-diffusion-img2vid-xt", 25, "stable_video_diffusion.gif"
+    )
     parser.add_argument("--image", help="conditioning image (default: a synthetic landscape)")
-    parser.add_argument("--height", type=int, help="frame height (default: 576 on SVD/SVD-XT, scaled to the model's size on others)")
-    parser.add_argument("--width", type=int, help="frame width (default: 1024 on SVD/SVD-XT, scaled to the model's size on others)")
+    parser.add_argument(
+        "--height", type=int, help="frame height (default: 576 on SVD/SVD-XT, scaled to the model's size on others)"
+    )
+    parser.add_argument(
+        "--width", type=int, help="frame width (default: 1024 on SVD/SVD-XT, scaled to the model's size on others)"
+    )
     parser.add_argument("--num-frames", type=int, help="frames to generate (default: the model's)")
     parser.add_argument("--decode-chunk-size", type=int, default=8)
     args = parser.parse_args(argv)
@@ -50,7 +56,15 @@ def main(argv=None):
             **caching,
         ).frames
 
-    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output, repeats=args.repeats, video=True)
+    compare(
+        generate,
+        lambda steps: generate(steps, **setting),
+        args.steps,
+        args.warmup_steps,
+        args.output,
+        repeats=args.repeats,
+        video=True,
+    )
 
 
 if __name__ == "__main__":

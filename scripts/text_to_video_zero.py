@@ -33,13 +33,20 @@ def main(argv=None):
     parser = script_arguments(__doc__.splitlines()[0], "sd1.5", 50, "text_to_video_zero.gif")
     parser.add_argument("--prompt", default="a panda is playing guitar on times square")
     parser.add_argument("--frames", type=int, default=8, help="video length in frames (default 8)")
-    parser.add_argument("--no-safety-checker", action="store_true",
-                        help="load without the safety checker (Text2Video-Zero requires one, or this, for checkpoints saved without it)")  # fmt: skip
+    parser.add_argument(
+        "--no-safety-checker",
+        action="store_true",
+        help="load without the safety checker (Text2Video-Zero requires one, or this, for checkpoints saved without it)",
+    )
     args = parser.parse_args(argv)
     if args.steps < 2:
         parser.error("--steps must be at least 2 (Text2Video-Zero needs t0 < t1 < steps)")
 
-    without = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False) if args.no_safety_checker else {}
+    without = (
+        dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        if args.no_safety_checker
+        else {}
+    )
     pipe = load(DeepCacheTextToVideoZeroPipeline, MODELS.get(args.model, args.model), args.device, **without)
     height, width = model_size(pipe)
     setting = caching_setting(pipe.deepcache_defaults, args)
@@ -48,11 +55,28 @@ def main(argv=None):
     def generate(steps, **caching):
         generator = torch.Generator(args.device).manual_seed(args.seed)
         t0, t1 = motion_times(steps)
-        frames = pipe(args.prompt, video_length=args.frames, height=height, width=width, num_inference_steps=steps, t0=t0, t1=t1,
-                      generator=generator, **caching).images  # fmt: skip
+        frames = pipe(
+            args.prompt,
+            video_length=args.frames,
+            height=height,
+            width=width,
+            num_inference_steps=steps,
+            t0=t0,
+            t1=t1,
+            generator=generator,
+            **caching,
+        ).images
         return [[Image.fromarray((np.asarray(frame) * 255).round().astype(np.uint8)) for frame in frames]]
 
-    compare(generate, lambda steps: generate(steps, **setting), args.steps, args.warmup_steps, args.output, repeats=args.repeats, video=True)
+    compare(
+        generate,
+        lambda steps: generate(steps, **setting),
+        args.steps,
+        args.warmup_steps,
+        args.output,
+        repeats=args.repeats,
+        video=True,
+    )
 
 
 if __name__ == "__main__":

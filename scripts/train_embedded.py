@@ -83,7 +83,9 @@ def train_classifier(args) -> None:
     print(f"held-out accuracy {accuracy:.3f} on {len(held_out)} digits")
     output = Path(args.output or CLASSIFIER_DIR)
     model.save(output)
-    _write_record(output, dict(seed=args.seed, epochs=args.epochs, batch_size=64, lr=2e-3, held_out_accuracy=round(accuracy, 4)))
+    _write_record(
+        output, dict(seed=args.seed, epochs=args.epochs, batch_size=64, lr=2e-3, held_out_accuracy=round(accuracy, 4))
+    )
 
 
 def train_ddpm(args) -> None:
@@ -114,15 +116,27 @@ def train_ddpm(args) -> None:
         ema.step(unet.parameters())
         losses.append(loss.item())
         if (step + 1) % 100 == 0:
-            print(f"step {step + 1}: loss {sum(losses[-100:]) / 100:.4f}, {time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"step {step + 1}: loss {sum(losses[-100:]) / 100:.4f}, {time.perf_counter() - start:.0f} s", flush=True
+            )
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             _save_ema_pipeline(unet, ema, scheduler, output)
             record = dict(
-                seed=args.seed, steps=step + 1, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-                lr_schedule="linear warm-up, cosine to 10 %", ema_decay=args.ema_decay, ema="warm-up, power 2/3",
-                grad_clip=1.0, loss="MSE on noise", dataset="sklearn digits, 1797 images, bilinear 8->32, [-1, 1]",
-                unet=UNET_CONFIG, final_loss_last_100=round(sum(losses[-100:]) / len(losses[-100:]), 5),
-                train_seconds=round(time.perf_counter() - start), threads=torch.get_num_threads(),
+                seed=args.seed,
+                steps=step + 1,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                warmup_steps=args.warmup_steps,
+                lr_schedule="linear warm-up, cosine to 10 %",
+                ema_decay=args.ema_decay,
+                ema="warm-up, power 2/3",
+                grad_clip=1.0,
+                loss="MSE on noise",
+                dataset="sklearn digits, 1797 images, bilinear 8->32, [-1, 1]",
+                unet=UNET_CONFIG,
+                final_loss_last_100=round(sum(losses[-100:]) / len(losses[-100:]), 5),
+                train_seconds=round(time.perf_counter() - start),
+                threads=torch.get_num_threads(),
             )
             _write_record(output, record)
 
@@ -171,18 +185,30 @@ def train_text_to_image(args) -> None:
     if args.continue_from:  # more steps on a saved model: its tokenizer and autoencoder stay as they are
         source = StableDiffusionPipeline.from_pretrained(args.continue_from)
         earlier = json.loads((Path(args.continue_from) / "training.json").read_text())
-        tokenizer, vae, text_encoder, unet = source.tokenizer, source.vae, source.text_encoder.train(), source.unet.train()
-        shutil.copytree(Path(args.continue_from) / "tokenizer", output / "tokenizer", dirs_exist_ok=True)  # the files as built
+        tokenizer, vae, text_encoder, unet = (
+            source.tokenizer,
+            source.vae,
+            source.text_encoder.train(),
+            source.unet.train(),
+        )
+        shutil.copytree(
+            Path(args.continue_from) / "tokenizer", output / "tokenizer", dirs_exist_ok=True
+        )  # the files as built
         vae_record, scaling_factor = earlier["autoencoder"], vae.config.scaling_factor
     else:
         tokenizer = build_clip_tokenizer([data.captions[i] for i in train.tolist()], output / "tokenizer")
         vae = AutoencoderKL(**VAE_CONFIG)
         vae_record = _train_autoencoder(vae, images[train], args, generator)
         vae_record["held_out_psnr_db"] = _autoencoder_psnr(vae, images[held_out])
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, **TEXT_ENCODER_CONFIG,
-        ))
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                **TEXT_ENCODER_CONFIG,
+            )
+        )
         unet = UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
     with torch.no_grad():
         encoded = [vae.encode(chunk).latent_dist for chunk in images[train].split(256)]
@@ -194,8 +220,12 @@ def train_text_to_image(args) -> None:
 
     scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)  # the same betas; it only adds noise here
     captions = [data.captions[i] for i in train.tolist()]
-    token_ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
-    empty_ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    token_ids = tokenizer(
+        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    empty_ids = tokenizer(
+        [""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
     ema = EMAModel(parameters, decay=args.ema_decay, use_ema_warmup=True, power=2 / 3)
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0)
@@ -205,7 +235,9 @@ def train_text_to_image(args) -> None:
     losses, batches = [], _batches(len(train), args.batch_size, generator)
     for step in tqdm(range(args.steps), desc="text-to-image steps", mininterval=30):
         batch = next(batches)
-        latents = (posterior[batch] + posterior_std[batch] * torch.randn(posterior[batch].shape, generator=generator)) * scaling_factor
+        latents = (
+            posterior[batch] + posterior_std[batch] * torch.randn(posterior[batch].shape, generator=generator)
+        ) * scaling_factor
         ids = token_ids[batch].clone()
         dropped = torch.rand(len(batch), generator=generator) < args.caption_dropout
         ids[dropped] = empty_ids
@@ -224,22 +256,50 @@ def train_text_to_image(args) -> None:
         ema.step(parameters)
         losses.append(loss.item())
         if (step + 1) % 100 == 0:
-            print(f"step {step + 1}: loss {sum(losses[-100:]) / 100:.4f}, {time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"step {step + 1}: loss {sum(losses[-100:]) / 100:.4f}, {time.perf_counter() - start:.0f} s", flush=True
+            )
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             _save_text_to_image(unet, text_encoder, ema, vae, tokenizer, output)
-            _write_record(output, dict(
-                seed=args.seed, steps=step + 1, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-                lr_schedule="linear warm-up, cosine to 10 %", ema_decay=args.ema_decay, ema="warm-up, power 2/3, U-Net and text encoder",
-                grad_clip=1.0, loss="MSE on noise, min-SNR-5 weighted", caption_dropout=args.caption_dropout,
-                dataset=dict(data.provenance, train_images=len(train), held_out_images=int(held_out.sum())),
-                autoencoder=dict(vae_record, config=VAE_CONFIG, scaling_factor=round(scaling_factor, 5)),
-                unet=TEXT_TO_IMAGE_UNET_CONFIG, text_encoder=TEXT_ENCODER_CONFIG, scheduler=SCHEDULER_CONFIG,
-                final_loss_last_100=round(sum(losses[-100:]) / len(losses[-100:]), 5),
-                loss_every_500=[round(sum(losses[i : i + 500]) / len(losses[i : i + 500]), 5) for i in range(0, len(losses), 500)],
-                train_seconds=round(time.perf_counter() - start), threads=torch.get_num_threads(),
-                **({"continued_from": {k: earlier.get(k) for k in ("steps", "lr", "train_seconds", "final_loss_last_100", "loss_every_500")},
-                    "total_steps": earlier.get("total_steps", earlier["steps"]) + step + 1} if earlier else {}),
-            ))
+            _write_record(
+                output,
+                dict(
+                    seed=args.seed,
+                    steps=step + 1,
+                    batch_size=args.batch_size,
+                    lr=args.lr,
+                    warmup_steps=args.warmup_steps,
+                    lr_schedule="linear warm-up, cosine to 10 %",
+                    ema_decay=args.ema_decay,
+                    ema="warm-up, power 2/3, U-Net and text encoder",
+                    grad_clip=1.0,
+                    loss="MSE on noise, min-SNR-5 weighted",
+                    caption_dropout=args.caption_dropout,
+                    dataset=dict(data.provenance, train_images=len(train), held_out_images=int(held_out.sum())),
+                    autoencoder=dict(vae_record, config=VAE_CONFIG, scaling_factor=round(scaling_factor, 5)),
+                    unet=TEXT_TO_IMAGE_UNET_CONFIG,
+                    text_encoder=TEXT_ENCODER_CONFIG,
+                    scheduler=SCHEDULER_CONFIG,
+                    final_loss_last_100=round(sum(losses[-100:]) / len(losses[-100:]), 5),
+                    loss_every_500=[
+                        round(sum(losses[i : i + 500]) / len(losses[i : i + 500]), 5)
+                        for i in range(0, len(losses), 500)
+                    ],
+                    train_seconds=round(time.perf_counter() - start),
+                    threads=torch.get_num_threads(),
+                    **(
+                        {
+                            "continued_from": {
+                                k: earlier.get(k)
+                                for k in ("steps", "lr", "train_seconds", "final_loss_last_100", "loss_every_500")
+                            },
+                            "total_steps": earlier.get("total_steps", earlier["steps"]) + step + 1,
+                        }
+                        if earlier
+                        else {}
+                    ),
+                ),
+            )
 
 
 def train_judges(args) -> None:
@@ -253,21 +313,42 @@ def train_judges(args) -> None:
     output = Path(args.output or JUDGES_DIR)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    settings = dict(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.judge_lr, weight_decay=1e-4,
-                    augmentation="random shift up to 2 px (white border), Gaussian noise sd 0.05",
-                    dataset=dict(data.provenance, train_images=len(train), held_out_images=len(test)))
+    settings = dict(
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.judge_lr,
+        weight_decay=1e-4,
+        augmentation="random shift up to 2 px (white border), Gaussian noise sd 0.05",
+        dataset=dict(data.provenance, train_images=len(train), held_out_images=len(test)),
+    )
 
     classifier = EmojiClassifier(subgroups, groups)
-    _fit(classifier, train, args, generator, "classifier epochs",
-         lambda batch: F.cross_entropy(classifier(_augment(images[batch], generator)), labels[batch]))
+    _fit(
+        classifier,
+        train,
+        args,
+        generator,
+        "classifier epochs",
+        lambda batch: F.cross_entropy(classifier(_augment(images[batch], generator)), labels[batch]),
+    )
     accuracy = classifier.accuracy(images[test], labels[test])
     subgroup_accuracy, group_accuracy = accuracy["subgroup"], accuracy["group"]
     with torch.no_grad():
-        classifier.feature_scale = classifier.config["feature_scale"] = 1.0 / classifier.body(images[train]).std(dim=0).mean().item()
+        classifier.feature_scale = classifier.config["feature_scale"] = (
+            1.0 / classifier.body(images[train]).std(dim=0).mean().item()
+        )
     classifier.save(output / "classifier")
     print(f"classifier: held-out subgroup accuracy {subgroup_accuracy:.3f}, group accuracy {group_accuracy:.3f}")
-    _write_record(output / "classifier", dict(settings, objective="cross-entropy over CLDR subgroups",
-                  held_out_subgroup_accuracy=round(subgroup_accuracy, 4), held_out_group_accuracy=round(group_accuracy, 4)))
+    _write_record(
+        output / "classifier",
+        dict(
+            settings,
+            objective="cross-entropy over CLDR subgroups",
+            held_out_subgroup_accuracy=round(subgroup_accuracy, 4),
+            held_out_group_accuracy=round(group_accuracy, 4),
+        ),
+    )
 
     words = sorted({w for i in train.tolist() for w in caption_words(captions[i])})
     scorer = EmojiTextScorer(words)
@@ -284,11 +365,18 @@ def train_judges(args) -> None:
         matched = scorer.score(images[test], [captions[i] for i in test.tolist()]).mean().item()
         shuffled = test[torch.randperm(len(test), generator=generator)]
         mismatched = scorer.score(images[test], [captions[i] for i in shuffled.tolist()]).mean().item()
-    record = dict(held_out_top1=round((ranks == 0).float().mean().item(), 4), held_out_top5=round((ranks < 5).float().mean().item(), 4),
-                  held_out_score_matched=round(matched, 2), held_out_score_shuffled=round(mismatched, 2), candidates=len(test))
+    record = dict(
+        held_out_top1=round((ranks == 0).float().mean().item(), 4),
+        held_out_top5=round((ranks < 5).float().mean().item(), 4),
+        held_out_score_matched=round(matched, 2),
+        held_out_score_shuffled=round(mismatched, 2),
+        candidates=len(test),
+    )
     scorer.save(output / "scorer")
     print(f"scorer: {record}")
-    _write_record(output / "scorer", dict(settings, objective="symmetric InfoNCE over image-caption pairs (CLIP's)", **record))
+    _write_record(
+        output / "scorer", dict(settings, objective="symmetric InfoNCE over image-caption pairs (CLIP's)", **record)
+    )
 
 
 def _fit(model, indices, args, generator, description, loss_of) -> None:
@@ -330,7 +418,13 @@ def _train_autoencoder(vae, images, args, generator) -> dict:
         if (step + 1) % 100 == 0:
             print(f"autoencoder step {step + 1}: loss {sum(losses[-100:]) / 100:.4f}", flush=True)
     vae.eval()
-    return dict(steps=args.vae_steps, lr=args.vae_lr, batch_size=args.batch_size, loss="L1 + 1e-6 KL", final_loss_last_100=round(sum(losses[-100:]) / 100, 5))
+    return dict(
+        steps=args.vae_steps,
+        lr=args.vae_lr,
+        batch_size=args.batch_size,
+        loss="L1 + 1e-6 KL",
+        final_loss_last_100=round(sum(losses[-100:]) / 100, 5),
+    )
 
 
 @torch.no_grad()
@@ -346,9 +440,14 @@ def _save_text_to_image(unet, text_encoder, ema, vae, tokenizer, output: Path) -
     averaged_text = type(text_encoder)(text_encoder.config)
     ema.copy_to(list(averaged_unet.parameters()) + list(averaged_text.parameters()))
     pipeline = StableDiffusionPipeline(
-        vae=vae, text_encoder=averaged_text.eval(), tokenizer=tokenizer, unet=averaged_unet.eval(),
+        vae=vae,
+        text_encoder=averaged_text.eval(),
+        tokenizer=tokenizer,
+        unet=averaged_unet.eval(),
         scheduler=PNDMScheduler.from_config(SCHEDULER_CONFIG),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipeline.save_pretrained(output, safe_serialization=True)
 
@@ -379,13 +478,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save-every", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=30, help="classifier and judges epochs (default 30)")
     parser.add_argument("--judge-lr", type=float, default=2e-3, help="judges: AdamW learning rate")
-    parser.add_argument("--vae-steps", type=int, default=1000, help="text-to-image: autoencoder steps first (default 1000)")
+    parser.add_argument(
+        "--vae-steps", type=int, default=1000, help="text-to-image: autoencoder steps first (default 1000)"
+    )
     parser.add_argument("--vae-lr", type=float, default=1e-3)
-    parser.add_argument("--continue-from", help="text-to-image: a saved model folder to train further (keeps its tokenizer and autoencoder)")
+    parser.add_argument(
+        "--continue-from",
+        help="text-to-image: a saved model folder to train further (keeps its tokenizer and autoencoder)",
+    )
     parser.add_argument("--caption-dropout", type=float, default=0.1, help="share of empty captions, for guidance")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    {"text-to-image": train_text_to_image, "judges": train_judges, "ddpm": train_ddpm, "classifier": train_classifier}[args.model](args)
+    {"text-to-image": train_text_to_image, "judges": train_judges, "ddpm": train_ddpm, "classifier": train_classifier}[
+        args.model
+    ](args)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from deepcache.evaluation.examples import (
     model_size,
 )
 from deepcache.runtime import diffusers_class
-from deepcache.tuning.search import FAMILIES
+from deepcache.tuning.families import FAMILIES
 
 SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
@@ -51,30 +51,65 @@ EMBEDDED = {  # the embedded models: folder, and what they run with unless told 
     "emoji": dict(path=embedded_text_to_image_path, scheduler=None, guidance_scale=5.0, batch_size=4),
     "digits": dict(path=embedded_model_path, scheduler="ddim", guidance_scale=None, batch_size=16),
 }
-GENERIC_PROMPTS = ["a photo of a cat", "a red car in the rain", "a bowl of fruit on a table", "a lighthouse at sunset",
-                   "a portrait of an old man", "a city street at night", "a snowy mountain", "a robot reading a book"]  # fmt: skip
+GENERIC_PROMPTS = [
+    "a photo of a cat",
+    "a red car in the rain",
+    "a bowl of fruit on a table",
+    "a lighthouse at sunset",
+    "a portrait of an old man",
+    "a city street at night",
+    "a snowy mountain",
+    "a robot reading a book",
+]
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--model", help=f"{MODEL_HELP} (default: the embedded model)")
-    parser.add_argument("--embedded", choices=list(EMBEDDED), default="emoji", help="which embedded model, without --model (default emoji)")
+    parser.add_argument(
+        "--embedded",
+        choices=list(EMBEDDED),
+        default="emoji",
+        help="which embedded model, without --model (default emoji)",
+    )
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--target-speedup", type=float, help="the most faithful setting with at least this FLOP speedup (default 2)")
+    target.add_argument(
+        "--target-speedup", type=float, help="the most faithful setting with at least this FLOP speedup (default 2)"
+    )
     target.add_argument("--max-flops", type=float, help="... with at most these U-Net FLOPs per call")
     target.add_argument("--min-fidelity", type=float, help="the fastest setting scoring at least this (--metric)")
     parser.add_argument("--metric", choices=["psnr", "ssim"], default="psnr")
     parser.add_argument("--steps", type=int, default=50, help="steps of the calls to tune (default 50)")
-    parser.add_argument("--scheduler", choices=list(SCHEDULERS), help="scheduler (default: the model's; DDIM for digits)")
-    parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default: 5 for emoji, the pipeline's otherwise)")
-    parser.add_argument("--prompt", action="append", help="calibration prompt (repeatable; default: training captions / generic prompts)")
+    parser.add_argument(
+        "--scheduler", choices=list(SCHEDULERS), help="scheduler (default: the model's; DDIM for digits)"
+    )
+    parser.add_argument(
+        "--guidance-scale", type=float, help="classifier-free guidance (default: 5 for emoji, the pipeline's otherwise)"
+    )
+    parser.add_argument(
+        "--prompt",
+        action="append",
+        help="calibration prompt (repeatable; default: training captions / generic prompts)",
+    )
     parser.add_argument("--inputs", type=int, default=8, help="calibration inputs: images per setting (default 8)")
-    parser.add_argument("--held-out", type=int, default=8, help="held-out inputs (other prompts and seeds; 0: no check; default 8)")
+    parser.add_argument(
+        "--held-out", type=int, default=8, help="held-out inputs (other prompts and seeds; 0: no check; default 8)"
+    )
     parser.add_argument("--batch-size", type=int, help="images per pipeline call (default 4; 16 for digits)")
-    parser.add_argument("--families", nargs="+", choices=FAMILIES, metavar="FAMILY", help=f"families to try (default all: {', '.join(FAMILIES)})")
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        choices=FAMILIES,
+        metavar="FAMILY",
+        help=f"families to try (default all: {', '.join(FAMILIES)})",
+    )
     parser.add_argument("--max-evaluations", type=int, default=60)
     parser.add_argument("--time-budget", type=float, help="seconds after which no further setting is measured")
-    parser.add_argument("--measure-time", action="store_true", help="also time the front against the reference (interleaved)")
+    parser.add_argument(
+        "--measure-time", action="store_true", help="also time the front against the reference (interleaved)"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's; 1 for steady timings)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output-dir", default="tuning", help="where the report goes (default tuning/)")
@@ -89,14 +124,18 @@ def parse(argv):
 
 def load_pipeline(args):
     """The DeepCache pipeline for --model (any pipeline deepcache has a subclass for), or the embedded model."""
-    defaults = EMBEDDED[args.embedded] if args.model is None else dict(scheduler=None, guidance_scale=None, batch_size=4)
+    defaults = (
+        EMBEDDED[args.embedded] if args.model is None else dict(scheduler=None, guidance_scale=None, batch_size=4)
+    )
     source = defaults["path"]() if args.model is None else args.model
     dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
     try:
         class_name = DiffusionPipeline.load_config(source)["_class_name"]
         cls = getattr(deepcache, f"DeepCache{class_name}", None)
         if cls is None:
-            supported = sorted(diffusers_class(getattr(deepcache, n)).__name__ for n in deepcache.__all__ if n.endswith("Pipeline"))
+            supported = sorted(
+                diffusers_class(getattr(deepcache, n)).__name__ for n in deepcache.__all__ if n.endswith("Pipeline")
+            )
             raise SystemExit(f"error: deepcache has no subclass of {class_name}; it tunes {', '.join(supported)}.")
         pipe = cls.from_pretrained(source, dtype=dtype).to(args.device)
     except (OSError, ValueError) as error:
@@ -161,10 +200,20 @@ def main(argv=None) -> deepcache.TuningResult:
     held_out = calls_for(pipe, args, args.held_out, first_seed=10**6) if args.held_out else None
     start = time.perf_counter()
     result = deepcache.tune(
-        pipe, calls=calibration, held_out_calls=held_out, target_speedup=args.target_speedup, max_flops=args.max_flops,
-        min_fidelity=args.min_fidelity, metric=args.metric, families=args.families, max_evaluations=args.max_evaluations,
-        time_budget=args.time_budget, measure_time=args.measure_time, progress=not args.quiet, num_inference_steps=args.steps,
-    )  # fmt: skip
+        pipe,
+        calls=calibration,
+        held_out_calls=held_out,
+        target_speedup=args.target_speedup,
+        max_flops=args.max_flops,
+        min_fidelity=args.min_fidelity,
+        metric=args.metric,
+        families=args.families,
+        max_evaluations=args.max_evaluations,
+        time_budget=args.time_budget,
+        measure_time=args.measure_time,
+        progress=not args.quiet,
+        num_inference_steps=args.steps,
+    )
     seconds = time.perf_counter() - start
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)

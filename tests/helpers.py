@@ -35,14 +35,22 @@ def _mask(size):
 # kind: (DeepCache class, call arguments, loop iterations those arguments run)
 CASES = {
     "sd": (deepcache.DeepCacheStableDiffusionPipeline, dict(prompt="a red cube"), STEPS),
-    "sd-img2img": (deepcache.DeepCacheStableDiffusionImg2ImgPipeline, dict(prompt="a red cube", image=_image(32), strength=0.6), 4),
+    "sd-img2img": (
+        deepcache.DeepCacheStableDiffusionImg2ImgPipeline,
+        dict(prompt="a red cube", image=_image(32), strength=0.6),
+        4,
+    ),
     "sd-inpaint": (
         deepcache.DeepCacheStableDiffusionInpaintPipeline,
         dict(prompt="a red cube", image=_image(32), mask_image=_mask(32), strength=0.75),
         5,
     ),
     "sdxl": (deepcache.DeepCacheStableDiffusionXLPipeline, dict(prompt="a red cube", height=32, width=32), STEPS),
-    "sdxl-img2img": (deepcache.DeepCacheStableDiffusionXLImg2ImgPipeline, dict(prompt="a red cube", image=_image(32), strength=0.6), 4),
+    "sdxl-img2img": (
+        deepcache.DeepCacheStableDiffusionXLImg2ImgPipeline,
+        dict(prompt="a red cube", image=_image(32), strength=0.6),
+        4,
+    ),
     "sdxl-refiner": (
         deepcache.DeepCacheStableDiffusionXLImg2ImgPipeline,
         dict(prompt="a red cube", image=_image(32), denoising_start=0.5),
@@ -53,7 +61,11 @@ CASES = {
         dict(prompt="a red cube", image=_image(32), mask_image=_mask(32), height=32, width=32, strength=0.75),
         5,
     ),
-    "svd": (deepcache.DeepCacheStableVideoDiffusionPipeline, dict(image=_image(32), num_frames=2, height=32, width=32, decode_chunk_size=2), STEPS),
+    "svd": (
+        deepcache.DeepCacheStableVideoDiffusionPipeline,
+        dict(image=_image(32), num_frames=2, height=32, width=32, decode_chunk_size=2),
+        STEPS,
+    ),
     "ddpm": (deepcache.DeepCacheDDPMPipeline, dict(batch_size=2), STEPS),
     "ddim": (deepcache.DeepCacheDDIMPipeline, dict(batch_size=2, eta=0.5), STEPS),
     "ldm": (deepcache.DeepCacheLDMPipeline, dict(batch_size=2), STEPS),
@@ -64,7 +76,9 @@ CASES = {
 def call(pipe, kind, **kwargs):
     """The pipeline's output for the kind's arguments, seed 0 and numpy images, overridden by ``kwargs``."""
     generator = torch.Generator().manual_seed(0)
-    return pipe(**{**CASES[kind][1], "num_inference_steps": STEPS, "generator": generator, "output_type": "np", **kwargs})
+    return pipe(
+        **{**CASES[kind][1], "num_inference_steps": STEPS, "generator": generator, "output_type": "np", **kwargs}
+    )
 
 
 def generate(pipe, kind, **kwargs):
@@ -107,8 +121,12 @@ def ip_adapter_state_dict(unet) -> dict:
     """Random IP-Adapter weights in the original checkpoint's layout, for this U-Net's cross-attentions."""
     generator = torch.Generator().manual_seed(3)
     dim = unet.config.cross_attention_dim
-    image_proj = {"proj.weight": torch.randn(4 * dim, dim, generator=generator) * 0.1, "proj.bias": torch.zeros(4 * dim),
-                  "norm.weight": torch.ones(dim), "norm.bias": torch.zeros(dim)}  # fmt: skip
+    image_proj = {
+        "proj.weight": torch.randn(4 * dim, dim, generator=generator) * 0.1,
+        "proj.bias": torch.zeros(4 * dim),
+        "norm.weight": torch.ones(dim),
+        "norm.bias": torch.zeros(dim),
+    }
     ip_adapter, key = {}, 1
     for name in unet.attn_processors:
         if name.endswith("attn2.processor"):

@@ -112,7 +112,9 @@ def test_every_pipeline_and_the_helper_between_the_two_limits(case):
     assert pipe.deepcache_record.full_steps == tuple(range(0, iterations, 3))
     plain = tiny_pipeline(case)
     with DeepCacheSDHelper(plain) as helper:
-        helper.set_params(cache_interval=3, cache_branch_id=pipe.deepcache_defaults.cache_branch_id, cache_threshold=1e9)
+        helper.set_params(
+            cache_interval=3, cache_branch_id=pipe.deepcache_defaults.cache_branch_id, cache_threshold=1e9
+        )
         assert np.array_equal(generate_case(plain, case), uniform)
 
 
@@ -136,7 +138,13 @@ def test_separate_cond_and_uncond_calls_take_one_decision_per_iteration():
         outputs = []
         for call, flip in enumerate((False, True)):
             x = sample.flip(-1) if flip else sample
-            out, extras = unet(x, t, cache_branch_id=2, replicate_prev_features=None if i in full else features[call], return_dict=False)
+            out, extras = unet(
+                x,
+                t,
+                cache_branch_id=2,
+                replicate_prev_features=None if i in full else features[call],
+                return_dict=False,
+            )
             features[call] = extras["features"]
             outputs.append(out.flip(-1) if flip else out)
         sample = scheduler.step((outputs[0] + outputs[1]) / 2, t, sample).prev_sample
@@ -164,9 +172,21 @@ def test_fixed_schedules_are_recorded_too_and_records_save_and_plot(tmp_path):
     [
         (dict(cache_interval=3, cache_threshold=-0.1), ValueError, "`cache_threshold` must be a non-negative number"),
         (dict(cache_interval=3, cache_threshold="0.1"), TypeError, "`cache_threshold` must be a non-negative number"),
-        (dict(cache_interval=3, cache_threshold=float("nan")), TypeError, "`cache_threshold` must be a non-negative number"),
-        (dict(cache_interval=3, cache_threshold=0.1, cache_min_interval=4), ValueError, "`cache_min_interval` must be at most `cache_interval`"),
-        (dict(cache_interval=3, cache_threshold=0.1, cache_min_interval=0), ValueError, "`cache_min_interval` must be a positive integer"),
+        (
+            dict(cache_interval=3, cache_threshold=float("nan")),
+            TypeError,
+            "`cache_threshold` must be a non-negative number",
+        ),
+        (
+            dict(cache_interval=3, cache_threshold=0.1, cache_min_interval=4),
+            ValueError,
+            "`cache_min_interval` must be at most `cache_interval`",
+        ),
+        (
+            dict(cache_interval=3, cache_threshold=0.1, cache_min_interval=0),
+            ValueError,
+            "`cache_min_interval` must be a positive integer",
+        ),
         (dict(cache_interval=3, cache_min_interval=2), ValueError, "`cache_min_interval` applies to adaptive caching"),
         (dict(cache_interval=3, cache_threshold=0.1, uniform=False), ValueError, "leave `uniform`, `pow` and `center`"),
     ],

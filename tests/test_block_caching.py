@@ -36,7 +36,9 @@ def test_recompute_steps_follow_the_accumulation_rule():
     assert recompute_steps([0.0, 0.0, 0.0], 0) == (0, 1, 2)  # delta 0 computes even unchanged units
 
 
-@pytest.mark.parametrize("delta, error", [(-0.1, ValueError), (float("nan"), TypeError), ("0.5", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "delta, error", [(-0.1, ValueError), (float("nan"), TypeError), ("0.5", TypeError), (True, TypeError)]
+)
 def test_bad_delta_is_refused(delta, error):
     with pytest.raises(error, match="`delta` must be"):
         recompute_steps([0.0, 1.0], delta)
@@ -55,7 +57,12 @@ def test_schedule_data_flop_fraction_and_json(tmp_path):
 
 @pytest.mark.parametrize(
     "recompute, message",
-    [({"a": (1, 2)}, "starting with 0"), ({"a": (0, 2, 1)}, "increasing"), ({"a": (0, 4)}, r"\[0, 3\]"), ({}, "non-empty")],
+    [
+        ({"a": (1, 2)}, "starting with 0"),
+        ({"a": (0, 2, 1)}, "increasing"),
+        ({"a": (0, 4)}, r"\[0, 3\]"),
+        ({}, "non-empty"),
+    ],
 )
 def test_malformed_schedules_are_refused(recompute, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -175,7 +182,9 @@ def test_profile_matches_a_direct_computation_of_the_relative_l1_change():
     for unit in units:
         runs = [residuals[unit][:STEPS], residuals[unit][STEPS:]]
         expected = [0.0] + [
-            np.mean([float(((r[k] - r[k - 1]).abs().sum((1, 2, 3)) / r[k - 1].abs().sum((1, 2, 3))).mean()) for r in runs])
+            np.mean(
+                [float(((r[k] - r[k - 1]).abs().sum((1, 2, 3)) / r[k - 1].abs().sum((1, 2, 3))).mean()) for r in runs]
+            )
             for k in range(1, STEPS)
         ]
         np.testing.assert_allclose(profile.changes[unit], expected, rtol=1e-5)
@@ -190,7 +199,9 @@ def test_relative_l1_is_per_row_then_averaged():
 
 
 def test_profile_round_trips_through_json_and_plots(tmp_path):
-    profile = profile_blocks(tiny_pipeline("sd"), ["a red cube", "a blue ball"], seeds=[0], num_inference_steps=5, progress=False)
+    profile = profile_blocks(
+        tiny_pipeline("sd"), ["a red cube", "a blue ball"], seeds=[0], num_inference_steps=5, progress=False
+    )
     assert profile.runs == 2 and profile.meta["pipeline"] == "StableDiffusionPipeline"
     assert profile.units == block_units(tiny_pipeline("sd").unet)
     profile.save(tmp_path / "profile.json")
@@ -216,7 +227,9 @@ def test_profile_arguments_are_checked():
 
 def _profile(kind, **kwargs):
     pipe = tiny_pipeline(kind, CASES[kind][0])
-    return pipe, profile_blocks(pipe, calls=[{**CASES[kind][1], "num_inference_steps": STEPS}], progress=False, **kwargs)
+    return pipe, profile_blocks(
+        pipe, calls=[{**CASES[kind][1], "num_inference_steps": STEPS}], progress=False, **kwargs
+    )
 
 
 def test_delta_zero_equals_the_uncached_pipeline_and_flops_fall_as_delta_grows(case):
@@ -282,7 +295,9 @@ def test_no_block_cache_state_survives_a_call_even_one_that_raises():
     assert not pipe.unet._forward_hooks and not pipe.unet._forward_pre_hooks
     gc.collect()
     assert not [o for o in gc.get_objects() if isinstance(o, BlockCacheRun)]
-    assert np.array_equal(generate(pipe, "sd", block_cache=schedule), generate(_profile("sd")[0], "sd", block_cache=schedule))
+    assert np.array_equal(
+        generate(pipe, "sd", block_cache=schedule), generate(_profile("sd")[0], "sd", block_cache=schedule)
+    )
 
 
 def test_a_profile_from_a_saved_pipeline_applies_to_the_loaded_one(tmp_path):
@@ -292,7 +307,9 @@ def test_a_profile_from_a_saved_pipeline_applies_to_the_loaded_one(tmp_path):
     loaded = deepcache.DeepCacheDDPMPipeline.from_pretrained(tmp_path / "pipe")
     loaded.set_progress_bar_config(disable=True)
     schedule = BlockCacheSchedule.load(tmp_path / "schedule.json")
-    assert np.array_equal(generate(loaded, "ddpm", block_cache=schedule), generate(pipe, "ddpm", block_cache=profile.schedule(0.2)))
+    assert np.array_equal(
+        generate(loaded, "ddpm", block_cache=schedule), generate(pipe, "ddpm", block_cache=profile.schedule(0.2))
+    )
 
 
 # --- DeepCache and Block Caching composed ---
@@ -316,8 +333,15 @@ def test_composed_steps_equal_deepcache_with_the_shallow_units_replaced_by_hand(
     shallow = [name for name in units if name in ran]  # the units a cached step at this branch runs
     assert 0 < len(shallow) < len(units) and "mid_block" not in " ".join(shallow)
     given = {name: torch.randn_like(residuals[name]) for name in (shallow[0], shallow[-1])}
-    step, extras = ours(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features,
-                        block_cache_units=units, block_cache_residuals=given, return_dict=False)  # fmt: skip
+    step, extras = ours(
+        *other,
+        **kwargs,
+        cache_branch_id=branch,
+        replicate_prev_features=features,
+        block_cache_units=units,
+        block_cache_residuals=given,
+        return_dict=False,
+    )
     kept, returned = extras["features"], extras["block_residuals"]
     assert kept is features and set(returned) == set(shallow) and all(returned[n] is given[n] for n in given)
 
@@ -331,11 +355,18 @@ def test_deepcache_with_block_caching_in_one_call():
     pipe, profile = _profile("sd", units="all")
     deepcache_only = generate(pipe, "sd", cache_interval=3, cache_branch_id=2)
     record = pipe.deepcache_record
-    assert np.array_equal(generate(pipe, "sd", cache_interval=3, cache_branch_id=2, block_cache=profile.schedule(0)), deepcache_only)
+    assert np.array_equal(
+        generate(pipe, "sd", cache_interval=3, cache_branch_id=2, block_cache=profile.schedule(0)), deepcache_only
+    )
     assert pipe.deepcache_record == record
     both = generate(pipe, "sd", cache_interval=3, cache_branch_id=2, block_cache=profile.schedule(0.3))
     assert np.isfinite(both).all() and not np.array_equal(both, deepcache_only)
-    assert np.array_equal(generate(pipe, "sd", cache_interval=3, cache_branch_id=2, cache_threshold=1e9, block_cache=profile.schedule(0.3)), both)
+    assert np.array_equal(
+        generate(
+            pipe, "sd", cache_interval=3, cache_branch_id=2, cache_threshold=1e9, block_cache=profile.schedule(0.3)
+        ),
+        both,
+    )
     plain = tiny_pipeline("sd")
     with deepcache.DeepCacheSDHelper(plain) as helper:
         helper.set_params(cache_interval=3, cache_branch_id=2, block_cache=profile.schedule(0.3))

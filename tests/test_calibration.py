@@ -32,7 +32,9 @@ def test_full_steps_are_the_cheapest_schedule_of_their_size():
 
 def test_weights_follow_sigma_and_the_costs_match_a_hand_computation():
     _, ours = pipelines()
-    calibration = calibrate_schedule(ours, "a red cube", seeds=[0], branch=2, max_interval=3, num_inference_steps=STEPS, progress=False)
+    calibration = calibrate_schedule(
+        ours, "a red cube", seeds=[0], branch=2, max_interval=3, num_inference_steps=STEPS, progress=False
+    )
     assert calibration.num_steps == STEPS and calibration.branch == 2 and calibration.max_interval == 3
     assert set(calibration.costs) == set(range(1, STEPS)) and set(calibration.costs[5]) == {3, 4}
 
@@ -53,7 +55,9 @@ def test_weights_follow_sigma_and_the_costs_match_a_hand_computation():
     (args_i, kwargs_i), (args_j, kwargs_j) = inputs[5], inputs[3]
     _, extras = ours.unet(*args_j, **{**kwargs_j, "cache_branch_id": 2, "return_dict": False})
     features = extras["features"]
-    cached = ours.unet(*args_i, **{**kwargs_i, "cache_branch_id": 2, "replicate_prev_features": features, "return_dict": False})[0]
+    cached = ours.unet(
+        *args_i, **{**kwargs_i, "cache_branch_id": 2, "replicate_prev_features": features, "return_dict": False}
+    )[0]
     full = ours.unet(*args_i, **{**kwargs_i, "return_dict": False})[0]
     error = (guided(cached) - guided(full)).pow(2).mean().sqrt().item()
     assert calibration.costs[5][3] == pytest.approx(calibration.weights[5] * error, rel=1e-5)
@@ -64,7 +68,9 @@ def test_calibrated_full_steps_apply_to_a_call_and_round_trip(tmp_path):
     uniform = generate(ours, cache_interval=3, cache_branch_id=2)
     iterations, explicit = full_step_iterations(ours, cache_full_steps=(0, 3, 6, 9), cache_branch_id=2)
     assert iterations == [0, 3, 6, 9] and np.array_equal(explicit, uniform)
-    calibration = calibrate_schedule(ours, ["a red cube", "a blue ball"], branch=2, max_interval=5, num_inference_steps=STEPS, progress=False)
+    calibration = calibrate_schedule(
+        ours, ["a red cube", "a blue ball"], branch=2, max_interval=5, num_inference_steps=STEPS, progress=False
+    )
     chosen = calibration.schedule(3)
     iterations, _ = full_step_iterations(ours, cache_full_steps=chosen, cache_branch_id=2)
     assert tuple(iterations) == chosen and ours.deepcache_record.full_steps == chosen

@@ -36,7 +36,9 @@ def _controlnet(unet, seed, cls=ControlNetModel):
     if cls is ControlNetUnionModel:  # its control-type transformer is 320 wide unless told the tiny width
         width = unet.config.block_out_channels[0]
         config = {k: v for k, v in net.config.items() if k != "_use_default_values"}  # which would reset them
-        net = cls.from_config({**config, "num_trans_channel": width, "num_trans_head": 2, "num_proj_channel": width}).eval()
+        net = cls.from_config(
+            {**config, "num_trans_channel": width, "num_trans_head": 2, "num_proj_channel": width}
+        ).eval()
     with torch.no_grad():  # from_unet zero-initialises the zero convolutions: give them weights, so residuals matter
         for parameter in net.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
@@ -45,7 +47,10 @@ def _controlnet(unet, seed, cls=ControlNetModel):
 
 def _pipe(cls, parent, sdxl=False, nets=1, union=False):
     components = (tiny_stable_diffusion_xl_components if sdxl else tiny_stable_diffusion_components)()
-    made = [_controlnet(components["unet"], seed, ControlNetUnionModel if union else ControlNetModel) for seed in range(nets)]
+    made = [
+        _controlnet(components["unet"], seed, ControlNetUnionModel if union else ControlNetModel)
+        for seed in range(nets)
+    ]
     controlnet = made[0] if nets == 1 else MultiControlNetModel(made)
     keys = set(inspect.signature(parent.__init__).parameters)
     pipe = cls(**{k: v for k, v in components.items() if k in keys}, controlnet=controlnet)
@@ -63,15 +68,33 @@ def _call(pipe, kind="sd", nets=1, **kwargs):
         "sdxl": dict(image=control, height=32, width=32),
         "union": dict(control_image=[CONTROL], control_mode=[0], height=32, width=32),
     }[kind]
-    return pipe("a red cube", num_inference_steps=STEPS, generator=generator, output_type="np", **extra, **kwargs).images
+    return pipe(
+        "a red cube", num_inference_steps=STEPS, generator=generator, output_type="np", **extra, **kwargs
+    ).images
 
 
 CASES = {
     "sd": (deepcache.DeepCacheStableDiffusionControlNetPipeline, StableDiffusionControlNetPipeline, {}),
-    "img2img": (deepcache.DeepCacheStableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetImg2ImgPipeline, {}),
-    "inpaint": (deepcache.DeepCacheStableDiffusionControlNetInpaintPipeline, StableDiffusionControlNetInpaintPipeline, {}),
-    "sdxl": (deepcache.DeepCacheStableDiffusionXLControlNetPipeline, StableDiffusionXLControlNetPipeline, {"sdxl": True}),
-    "union": (deepcache.DeepCacheStableDiffusionXLControlNetUnionPipeline, StableDiffusionXLControlNetUnionPipeline, {"sdxl": True, "union": True}),
+    "img2img": (
+        deepcache.DeepCacheStableDiffusionControlNetImg2ImgPipeline,
+        StableDiffusionControlNetImg2ImgPipeline,
+        {},
+    ),
+    "inpaint": (
+        deepcache.DeepCacheStableDiffusionControlNetInpaintPipeline,
+        StableDiffusionControlNetInpaintPipeline,
+        {},
+    ),
+    "sdxl": (
+        deepcache.DeepCacheStableDiffusionXLControlNetPipeline,
+        StableDiffusionXLControlNetPipeline,
+        {"sdxl": True},
+    ),
+    "union": (
+        deepcache.DeepCacheStableDiffusionXLControlNetUnionPipeline,
+        StableDiffusionXLControlNetUnionPipeline,
+        {"sdxl": True, "union": True},
+    ),
 }
 
 
@@ -101,9 +124,16 @@ def test_on_cached_steps_no_controlnet_layer_deeper_than_the_branch_runs():
     pipe = _pipe(deepcache.DeepCacheStableDiffusionControlNetPipeline, StableDiffusionControlNetPipeline)
     net, calls, ran = pipe.controlnet, [], {}
     pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(1))
-    modules = {"mid": net.mid_block, "down0.resnet0": net.down_blocks[0].resnets[0], "down0.resnet1": net.down_blocks[0].resnets[1],
-               "down0.downsampler": net.down_blocks[0].downsamplers[0], "down1": net.down_blocks[1], "zero conv 1": net.controlnet_down_blocks[1],
-               "zero conv 2": net.controlnet_down_blocks[2], "mid zero conv": net.controlnet_mid_block}  # fmt: skip
+    modules = {
+        "mid": net.mid_block,
+        "down0.resnet0": net.down_blocks[0].resnets[0],
+        "down0.resnet1": net.down_blocks[0].resnets[1],
+        "down0.downsampler": net.down_blocks[0].downsamplers[0],
+        "down1": net.down_blocks[1],
+        "zero conv 1": net.controlnet_down_blocks[1],
+        "zero conv 2": net.controlnet_down_blocks[2],
+        "mid zero conv": net.controlnet_mid_block,
+    }
     for name, module in modules.items():
         module.register_forward_pre_hook(lambda module, args, name=name: ran.setdefault(name, []).append(len(calls)))
     _call(pipe, cache_interval=3, cache_branch_id=1)  # skips 0 (conv_in) and 1 (down block 0, layer 0)
@@ -123,9 +153,14 @@ def test_a_cached_controlnet_step_equals_a_hand_computation():
     net = DeepCacheControlNetModel.from_config(pipe.controlnet.config)
     net.load_state_dict(pipe.controlnet.state_dict())
     generator = torch.Generator().manual_seed(3)
-    inputs = dict(sample=torch.randn(2, 4, 16, 16, generator=generator), timestep=torch.tensor(500),
-                  encoder_hidden_states=torch.randn(2, 77, 16, generator=generator), controlnet_cond=torch.rand(2, 3, 32, 32, generator=generator),
-                  conditioning_scale=0.5, return_dict=False)  # fmt: skip
+    inputs = dict(
+        sample=torch.randn(2, 4, 16, 16, generator=generator),
+        timestep=torch.tensor(500),
+        encoder_hidden_states=torch.randn(2, 77, 16, generator=generator),
+        controlnet_cond=torch.rand(2, 3, 32, 32, generator=generator),
+        conditioning_scale=0.5,
+        return_dict=False,
+    )
     with torch.no_grad():
         whole_down, _ = net(**inputs)
         for branch in (0, 1, 2, 4):
@@ -141,7 +176,11 @@ def test_a_cached_controlnet_step_equals_a_hand_computation():
 
 def test_the_helper_cuts_the_controlnet_and_gives_it_back_plain():
     pipe = _pipe(StableDiffusionControlNetPipeline, StableDiffusionControlNetPipeline)
-    ours = _call(_pipe(deepcache.DeepCacheStableDiffusionControlNetPipeline, StableDiffusionControlNetPipeline), cache_interval=3, cache_branch_id=2)
+    ours = _call(
+        _pipe(deepcache.DeepCacheStableDiffusionControlNetPipeline, StableDiffusionControlNetPipeline),
+        cache_interval=3,
+        cache_branch_id=2,
+    )
     with DeepCacheSDHelper(pipe) as helper:
         helper.set_params(cache_interval=3, cache_branch_id=2)
         np.testing.assert_array_equal(_call(pipe), ours)
@@ -177,7 +216,9 @@ def test_the_controlnet_benchmark_counts_what_a_cached_step_runs(capsys):
     condition = torch.zeros(2, 3, 128, 128, device="meta")
     with torch.no_grad():
         whole = count_flops(net, inputs.noise, torch.tensor(500), inputs.kwargs["encoder_hidden_states"], condition)
-        cut = count_flops(net, inputs.noise, torch.tensor(500), inputs.kwargs["encoder_hidden_states"], condition, cache_branch_id=2)
+        cut = count_flops(
+            net, inputs.noise, torch.tensor(500), inputs.kwargs["encoder_hidden_states"], condition, cache_branch_id=2
+        )
     assert rows[1].controlnet_whole == whole and rows[1].controlnet_cut == cut < whole
     assert rows[0].controlnet_cut < rows[1].controlnet_cut and all(r.cut_share < r.whole_share < 1 for r in rows)
     script("benchmark").main(["--controlnet", "--model", "emoji", "--branches", "0", "--steps", "4", "--repeats", "1"])
@@ -193,7 +234,10 @@ def test_saved_controlnet_pipelines_are_plain_diffusers_checkpoints_and_load_bot
     ours = _pipe(deepcache.DeepCacheStableDiffusionControlNetPipeline, StableDiffusionControlNetPipeline)
     ours.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["_class_name"] == "StableDiffusionControlNetPipeline" and index["controlnet"] == ["diffusers", "ControlNetModel"]
+    assert index["_class_name"] == "StableDiffusionControlNetPipeline" and index["controlnet"] == [
+        "diffusers",
+        "ControlNetModel",
+    ]
     plain = StableDiffusionControlNetPipeline.from_pretrained(tmp_path)
     back = deepcache.DeepCacheStableDiffusionControlNetPipeline.from_pretrained(tmp_path)
     piped = deepcache.DeepCacheStableDiffusionControlNetPipeline.from_pipe(plain)

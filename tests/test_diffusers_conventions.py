@@ -22,7 +22,9 @@ from deepcache.runtime import diffusers_class
 from deepcache.testing import tiny_pipeline
 
 ON = dict(cache_interval=3)  # the pipeline's default branch
-CONFIG_FIELDS = [(t.config, f) for t in deepcache.TECHNIQUES for f in dataclasses.fields(t.config)]  # each technique's, in order
+CONFIG_FIELDS = [
+    (t.config, f) for t in deepcache.TECHNIQUES for f in dataclasses.fields(t.config)
+]  # each technique's, in order
 CACHING_NAMES = [f.name for _, f in CONFIG_FIELDS]
 PIPELINE_CLASSES = sorted({cls for cls, _, _ in CASES.values()}, key=lambda c: c.__name__)
 
@@ -57,8 +59,21 @@ def test_signature_is_the_parents_plus_keyword_only_caching_parameters(cls):
     assert ours_params[len(ours_params) - len(var_keyword) :] == var_keyword if var_keyword else True
     added = ours_params[len(head) : len(ours_params) - len(var_keyword)]
     assert [p.name for p in added] == CACHING_NAMES
-    assert CACHING_NAMES == ["cache_interval", "cache_branch_id", "cache_layer_id", "cache_block_id", "uniform", "pow", "center",
-                             "cache_threshold", "cache_min_interval", "cache_full_steps", "cut_controlnet", "gate_step", "block_cache"]
+    assert CACHING_NAMES == [
+        "cache_interval",
+        "cache_branch_id",
+        "cache_layer_id",
+        "cache_block_id",
+        "uniform",
+        "pow",
+        "center",
+        "cache_threshold",
+        "cache_min_interval",
+        "cache_full_steps",
+        "cut_controlnet",
+        "gate_step",
+        "block_cache",
+    ]
     assert all(p.kind is p.KEYWORD_ONLY for p in added)
     assert [p.default for p in added] == [getattr(config(), f.name) for config, f in CONFIG_FIELDS]
     assert [p.annotation for p in added] == [typing.get_type_hints(config)[f.name] for config, f in CONFIG_FIELDS]
@@ -94,7 +109,14 @@ def test_positional_first_argument_equals_the_parents(case):
     plain, ours = pair(case)
 
     def run(pipe, **kwargs):
-        out = pipe(arguments[first], **rest, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0), output_type="np", **kwargs)
+        out = pipe(
+            arguments[first],
+            **rest,
+            num_inference_steps=STEPS,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+            **kwargs,
+        )
         return np.asarray(out.frames if case == "svd" else out.images)
 
     expected = run(plain)
@@ -104,7 +126,9 @@ def test_positional_first_argument_equals_the_parents(case):
 
 def _encode(pipe, case):
     """``encode_prompt`` used on its own, as the keyword arguments a call takes instead of ``prompt``."""
-    embeds = pipe.encode_prompt(CASES[case][1]["prompt"], device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=True)
+    embeds = pipe.encode_prompt(
+        CASES[case][1]["prompt"], device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=True
+    )
     names = ["prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
     return dict(zip(names, embeds))
 
@@ -137,7 +161,9 @@ def test_batch_equals_single(case, caching):
         return generate(ours, case, **kwargs, **caching, generator=generators)
 
     together = run([torch.Generator().manual_seed(s) for s in (0, 1)], **batched)
-    single = {k: v for k, v in arguments.items() if k != "batch_size"} | ({"batch_size": 1} if "batch_size" in arguments else {})
+    single = {k: v for k, v in arguments.items() if k != "batch_size"} | (
+        {"batch_size": 1} if "batch_size" in arguments else {}
+    )
     alone = [run(torch.Generator().manual_seed(s), **single)[0] for s in (0, 1)]
     assert together.shape[0] == 2
     assert np.abs(together - np.stack(alone)).max() < 1e-4
@@ -180,8 +206,14 @@ def test_step_end_callback_gets_the_tensors_asked_for_and_can_change_latents(cas
     tensor_inputs = list(ours._callback_tensor_inputs)
     outputs = {}
     for pipe in (plain, ours):
-        out = call(pipe, case, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=tensor_inputs,
-                           output_type="latent", **(caching if pipe is ours else {}))  # fmt: skip
+        out = call(
+            pipe,
+            case,
+            callback_on_step_end=callback,
+            callback_on_step_end_tensor_inputs=tensor_inputs,
+            output_type="latent",
+            **(caching if pipe is ours else {}),
+        )
         outputs[id(pipe)] = (out.frames if case == "svd" else out.images).detach()
     for pipe in (plain, ours):
         assert seen[id(pipe)] == [(step, sorted(tensor_inputs)) for step in range(iterations)]
@@ -239,7 +271,9 @@ def test_vae_slicing_and_tiling(case, setting):
     latents = call(ours, case, output_type="latent", **ON).images
     assert _outcome(getattr(ours.vae, f"enable_{setting}"))[0] == parent[0]
     assert np.array_equal(generate(ours, case), generate(plain, case))
-    assert torch.equal(call(ours, case, output_type="latent", **ON).images, latents)  # the VAE setting leaves the cached loop alone
+    assert torch.equal(
+        call(ours, case, output_type="latent", **ON).images, latents
+    )  # the VAE setting leaves the cached loop alone
     decoded = generate(ours, case, **ON)
     assert np.array_equal(generate(ours, case, **ON), decoded) and np.isfinite(decoded).all()
 
@@ -276,7 +310,11 @@ def test_components_round_trip(case):
     cls = CASES[case][0]
     plain, ours = pair(case)
     assert set(ours.components) == set(plain.components)
-    options = {k: ours.config[k] for k in inspect.signature(cls.__init__).parameters if k in ours.config and k not in ours.components}
+    options = {
+        k: ours.config[k]
+        for k in inspect.signature(cls.__init__).parameters
+        if k in ours.config and k not in ours.components
+    }
     rebuilt = cls(**ours.components, **options)  # e.g. the refiner's requires_aesthetics_score
     assert np.array_equal(generate(type(plain)(**plain.components, **options), case), generate(plain, case))
     assert np.array_equal(generate(rebuilt, case, **ON), generate(ours, case, **ON))
@@ -333,7 +371,9 @@ def test_ip_adapter(case):
     for pipe in (plain, ours):
         pipe.unet._load_ip_adapter_weights([ip_adapter_state_dict(pipe.unet)])
     embeds = [torch.randn(2, 1, ours.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(4))]
-    assert np.array_equal(generate(ours, case, ip_adapter_image_embeds=embeds), generate(plain, case, ip_adapter_image_embeds=embeds))
+    assert np.array_equal(
+        generate(ours, case, ip_adapter_image_embeds=embeds), generate(plain, case, ip_adapter_image_embeds=embeds)
+    )
     assert isinstance(ours.unet, deepcache.DeepCacheUNetMixin)
     ours.set_ip_adapter_scale(0.0)
     assert np.abs(generate(ours, case, ip_adapter_image_embeds=embeds, **ON) - without).max() < 1e-5

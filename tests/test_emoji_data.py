@@ -65,10 +65,17 @@ def test_build_renders_distinct_colour_emoji_and_records_where_they_came_from(tm
     source.write_text(EMOJI_TEST, encoding="utf-8")
     data = build_emoji_data(24, held_out_share=0.25, emoji_test_path=source)
     assert data.images.shape == (4, 24, 24, 3) and data.images.dtype == np.uint8
-    assert data.captions == ["grinning face", "smiling face", "red apple", "flag: Japan"]  # the second apple is a duplicate
+    assert data.captions == [
+        "grinning face",
+        "smiling face",
+        "red apple",
+        "flag: Japan",
+    ]  # the second apple is a duplicate
     assert data.held_out.sum() == 1
     assert data.provenance["duplicates_dropped"] == 1 and data.provenance["emoji_test_version"] == "15.0"
-    assert data.provenance["font_version"] == font_version(FONT_PATH) and data.provenance["font_version"].startswith("Version ")
+    assert data.provenance["font_version"] == font_version(FONT_PATH) and data.provenance["font_version"].startswith(
+        "Version "
+    )
     apple = data.images[2].reshape(-1, 3).astype(int)
     assert (apple[:, 0] - apple[:, 1] > 100).mean() > 0.2  # mostly red, not a grey glyph
     assert data.images[0, 0, 0].tolist() == [255, 255, 255]  # drawn on white

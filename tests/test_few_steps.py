@@ -27,16 +27,23 @@ def _lcm(pipe):
 
 def _images(pipe, steps=4, **kwargs):
     generator = torch.Generator().manual_seed(0)
-    return pipe("a red cube", num_inference_steps=steps, guidance_scale=1.0, generator=generator, output_type="np", **kwargs).images
+    return pipe(
+        "a red cube", num_inference_steps=steps, guidance_scale=1.0, generator=generator, output_type="np", **kwargs
+    ).images
 
 
 def _lcm_images(pipe):
     """LCM's pipeline takes guidance as a timestep condition; its default scale is kept."""
-    return pipe("a red cube", num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="np").images
+    return pipe(
+        "a red cube", num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="np"
+    ).images
 
 
 def test_caching_off_equals_diffusers_with_lcm_and_does_not_warn():
-    ours, plain = _lcm(tiny_pipeline("sd", DeepCacheStableDiffusionPipeline)), _lcm(tiny_pipeline("sd", StableDiffusionPipeline))
+    ours, plain = (
+        _lcm(tiny_pipeline("sd", DeepCacheStableDiffusionPipeline)),
+        _lcm(tiny_pipeline("sd", StableDiffusionPipeline)),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", FewStepsWarning)
         np.testing.assert_array_equal(_images(ours), _images(plain))
@@ -49,7 +56,9 @@ def test_a_fixed_schedule_over_few_iterations_warns_naming_them_and_runs_as_sche
     mid_block_ran, calls = [], []
     pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(1))
     pipe.unet.mid_block.register_forward_pre_hook(lambda module, args: mid_block_ran.append(len(calls) - 1))
-    with pytest.warns(FewStepsWarning, match=r"only 4 denoising iterations.*runs 2 of them in full \(0, 2\) and caches 2 \(1, 3\)") as caught:
+    with pytest.warns(
+        FewStepsWarning, match=r"only 4 denoising iterations.*runs 2 of them in full \(0, 2\) and caches 2 \(1, 3\)"
+    ) as caught:
         images = _images(pipe, cache_interval=2, cache_branch_id=0)
     assert len([w for w in caught if w.category is FewStepsWarning]) == 1
     assert mid_block_ran == [0, 2] and list(pipe.deepcache_record.full_steps) == [0, 2]

@@ -23,9 +23,13 @@ def test_demo_generates_with_the_embedded_text_to_image_model_offline_and_saves_
     demo(["--steps", "4", "--prompt", "red apple", "--prompt", "rocket", "--repeats", "1", "--output", str(output)])
     captured = capsys.readouterr()
     printed = captured.out
-    assert "1 runs each, interleaved" in captured.err and "10/10" in captured.err  # U-Net calls: PLMS makes 5 of 4 steps
+    assert (
+        "1 runs each, interleaved" in captured.err and "10/10" in captured.err
+    )  # U-Net calls: PLMS makes 5 of 4 steps
     assert "embedded emoji text-to-image model" in printed and "2 prompts, 4 PNDM steps, guidance" in printed
-    assert "interval 5, branch 1, non-uniform (pow 1.4, center 0.3 T)" in printed  # DeepCacheStableDiffusionPipeline's defaults
+    assert (
+        "interval 5, branch 1, non-uniform (pow 1.4, center 0.3 T)" in printed
+    )  # DeepCacheStableDiffusionPipeline's defaults
     assert "speedup" in printed and "PSNR" in printed and "SSIM" in printed
     header = 4 + 11  # one line of captions
     assert Image.open(output).size == (2 * 96, header + 3 * (96 + 14))  # baseline, DeepCache, difference rows

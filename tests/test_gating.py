@@ -14,9 +14,9 @@ from test_pipeline import STEPS, generate, pipelines
 import deepcache
 from deepcache import (
     DeepCacheSDHelper,
+    DeepCacheUNet2DConditionModel,
     GateStepWarning,
     GatingConfig,
-    DeepCacheUNet2DConditionModel,
     block_units,
 )
 from deepcache.models import cross_attention_names
@@ -54,12 +54,22 @@ def test_gating_composes_with_cached_steps_and_block_caching_units(kind):
     )
     assert list(extras) == ["features", "block_residuals", "cross_attention_outputs"]
     features, residuals, outputs = extras["features"], extras["block_residuals"], extras["cross_attention_outputs"]
-    assert torch.equal(full, ours(*args, **kwargs).sample) and list(outputs) == list(names) and set(residuals) == set(units)
+    assert (
+        torch.equal(full, ours(*args, **kwargs).sample)
+        and list(outputs) == list(names)
+        and set(residuals) == set(units)
+    )
     ran = []
     for name in names:
         ours.get_submodule(name).register_forward_hook(lambda *_, name=name: ran.append(name))
-    cached = ours(*args, **kwargs, cache_branch_id=2, replicate_prev_features=features, block_cache_units=units,
-                  cross_attention_replay=outputs)  # fmt: skip
+    cached = ours(
+        *args,
+        **kwargs,
+        cache_branch_id=2,
+        replicate_prev_features=features,
+        block_cache_units=units,
+        cross_attention_replay=outputs,
+    )
     assert torch.equal(cached.sample, full) and not ran
     assert cached.cross_attention_outputs is None and 0 < len(cached.block_residuals) < len(units)
 
@@ -67,7 +77,9 @@ def test_gating_composes_with_cached_steps_and_block_caching_units(kind):
 def test_gate_after_the_last_iteration_equals_diffusers_exactly_and_warns():
     plain, ours = pipelines()
     for gate_step in (STEPS, STEPS + 5):
-        with pytest.warns(GateStepWarning, match=f"`gate_step={gate_step}` gates nothing: this call runs {STEPS} denoising"):
+        with pytest.warns(
+            GateStepWarning, match=f"`gate_step={gate_step}` gates nothing: this call runs {STEPS} denoising"
+        ):
             gated = generate(ours, gate_step=gate_step)
         assert np.array_equal(gated, generate(plain))
     with warnings.catch_warnings():

@@ -1,5 +1,6 @@
 """The plug-and-play helper: the original's API and results, without the original's bugs."""
 
+import dataclasses
 import inspect
 import json
 import re
@@ -18,6 +19,7 @@ from diffusers import (
 )
 from helpers import TwoPassPipeline
 
+import deepcache
 from deepcache import DeepCacheSDHelper, DeepCacheUNet2DModel, nonuniform_full_steps
 from deepcache.runtime import enabled_helper
 from deepcache.testing import tiny_pipeline, tiny_stable_diffusion_components, tiny_unet
@@ -208,7 +210,11 @@ def test_failed_call_leaves_no_hooks():
 @pytest.mark.parametrize(
     "params, error, message",
     [
-        ({"skip_mode": "quadratic"}, ValueError, "`skip_mode` must be one of ('uniform', 'non-uniform'), but got 'quadratic'."),
+        (
+            {"skip_mode": "quadratic"},
+            ValueError,
+            "`skip_mode` must be one of ('uniform', 'non-uniform'), but got 'quadratic'.",
+        ),
         ({"cache_branch_id": 12}, ValueError, "`cache_branch_id` must be in [0, 11] for this U-Net, but got 12."),
         ({"cache_branch_id": None}, TypeError, "`cache_branch_id` must be an integer, but got None."),
         ({"cache_interval": 2.5}, TypeError, "`cache_interval` must be a positive integer"),
@@ -230,5 +236,27 @@ def test_missing_pipeline_and_unsupported_unet_raise_clear_errors():
             super().__init__()
             self.register_modules(unet=unet)
 
-    with pytest.raises(TypeError, match="DeepCache supports U-Nets of the classes UNet2DConditionModel, .* but this pipeline's `unet` is a Linear"):
+    with pytest.raises(
+        TypeError,
+        match="DeepCache supports U-Nets of the classes UNet2DConditionModel, .* but this pipeline's `unet` is a Linear",
+    ):
         DeepCacheSDHelper(VideoPipeline(torch.nn.Linear(1, 1))).enable()
+
+
+def test_set_params_takes_every_technique_argument_from_the_configs():
+    """One list of fields: the original helper's three, then every technique config's field (the helper names
+    branches by ``cache_branch_id`` only and says ``skip_mode`` for ``uniform``), with their defaults."""
+    parameters = inspect.signature(DeepCacheSDHelper.set_params).parameters
+    fields = [f for t in deepcache.TECHNIQUES for f in dataclasses.fields(t.config)]
+    renamed = {"cache_interval", "cache_branch_id", "uniform", "cache_layer_id", "cache_block_id"}
+    assert list(parameters) == ["self", "cache_interval", "cache_branch_id", "skip_mode"] + [
+        f.name for f in fields if f.name not in renamed
+    ]
+    assert all(parameters[f.name].default == f.default for f in fields if f.name not in renamed)
+    assert all(f"{name} (`" in DeepCacheSDHelper.set_params.__doc__ for name in list(parameters)[1:])
+    helper = DeepCacheSDHelper()
+    helper.set_params(3, 1, "non-uniform", cut_controlnet=False, gate_step=4)
+    assert helper.configs["deepcache"] == deepcache.DeepCacheConfig(3, 1, uniform=False, cut_controlnet=False)
+    assert helper.configs["gating"] == deepcache.GatingConfig(4)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'cache_layer_id'"):
+        helper.set_params(cache_layer_id=0)

@@ -20,6 +20,7 @@ from deepcache.evaluation.benchmark import (
     denoise,
     loop_inputs,
     markdown_table,
+    pipeline_and_loop_seconds,
     settings_grid,
 )
 from deepcache.evaluation.parallel import sample_images
@@ -30,7 +31,9 @@ def test_embedded_model_loads_from_its_path_and_fits_the_size_budget():
     path = pathlib.Path(embedded_model_path())
     pipe = DeepCacheDDPMPipeline.from_pretrained(path)
     assert type(pipe.unet).__name__ == "DeepCacheUNet2DModel"
-    assert {key: pipe.unet.config[key] for key in UNET_CONFIG} == {key: (list(v) if isinstance(v, tuple) else v) for key, v in UNET_CONFIG.items()}
+    assert {key: pipe.unet.config[key] for key in UNET_CONFIG} == {
+        key: (list(v) if isinstance(v, tuple) else v) for key, v in UNET_CONFIG.items()
+    }
     assert sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) <= 20 * 2**20
     record = json.loads((path / "training.json").read_text())
     assert record["seed"] == 0 and record["steps"] > 0 and record["unet"]["block_out_channels"] == [32, 64, 64, 64]
@@ -79,7 +82,7 @@ def test_benchmark_loop_caches_what_the_schedule_says():
     assert torch.allclose(every_step_full, baseline, atol=1e-5) and no_cache == 0
     assert not torch.allclose(cached, baseline, atol=1e-4)
     assert cache_bytes > 0
-    adaptive, = settings_grid([2], [0], ["adaptive"])  # the run-time path, deciding as uniform N = 2 does
+    (adaptive,) = settings_grid([2], [0], ["adaptive"])  # the run-time path, deciding as uniform N = 2 does
     assert adaptive.adaptive and torch.equal(denoise(unet, inputs, 4, adaptive)[0], cached)
     with pytest.raises(ValueError, match="'uniform', 'non-uniform', 'adaptive'"):
         settings_grid([2], [0], ["calibrated"])
@@ -95,8 +98,22 @@ def test_benchmark_rejects_bad_arguments():
 
 
 def test_benchmark_script_writes_json_and_markdown(tmp_path, capsys):
-    argv = ["--model", "tiny-sd", "--steps", "4", "--intervals", "2", "--branches", "0", "--repeats", "1",
-            "--json", str(tmp_path / "out.json"), "--markdown", str(tmp_path / "out.md")]
+    argv = [
+        "--model",
+        "tiny-sd",
+        "--steps",
+        "4",
+        "--intervals",
+        "2",
+        "--branches",
+        "0",
+        "--repeats",
+        "1",
+        "--json",
+        str(tmp_path / "out.json"),
+        "--markdown",
+        str(tmp_path / "out.md"),
+    ]
     script("benchmark").main(argv)
     payload = json.loads((tmp_path / "out.json").read_text())
     assert payload["rows"][0]["interval"] == 2 and "thread" in payload["machine"]
@@ -106,10 +123,43 @@ def test_benchmark_script_writes_json_and_markdown(tmp_path, capsys):
     assert "multiple of 8" in capsys.readouterr().err
 
 
-REPRODUCE_SMOKE = ["--embedded", "digits", "--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "3",
-                   "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0", "1",
-                   "--block-units", "all", "--block-deltas", "0.1", "--profile-runs", "1", "--calibrated-intervals", "2",
-                   "--adaptive-intervals", "2", "--compose-interval", "2", "--compose-deltas", "0.1"]
+REPRODUCE_SMOKE = [
+    "--embedded",
+    "digits",
+    "--steps",
+    "4",
+    "--samples",
+    "4",
+    "--groups",
+    "2",
+    "--kid-subset",
+    "2",
+    "--batch-size",
+    "3",
+    "--intervals",
+    "2",
+    "--nonuniform-intervals",
+    "3",
+    "--sweep-interval",
+    "2",
+    "--sweep-branches",
+    "0",
+    "1",
+    "--block-units",
+    "all",
+    "--block-deltas",
+    "0.1",
+    "--profile-runs",
+    "1",
+    "--calibrated-intervals",
+    "2",
+    "--adaptive-intervals",
+    "2",
+    "--compose-interval",
+    "2",
+    "--compose-deltas",
+    "0.1",
+]
 
 
 def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
@@ -118,8 +168,18 @@ def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
     reproduce = script("reproduce")
     payload = reproduce.main([*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "one")])
     names = [run["name"] for run in payload["runs"]]
-    assert names == ["DDIM-4", "N=2 b2 uniform", "N=3 b2 non-uniform", "N=2 b2 calibrated", "N=2 b2 adaptive", "DDIM-3",
-                     "N=2 b0 uniform", "N=2 b1 uniform", "Block Caching all delta=0.1", "N=2 b2 + Block Caching all delta=0.1"]
+    assert names == [
+        "DDIM-4",
+        "N=2 b2 uniform",
+        "N=3 b2 non-uniform",
+        "N=2 b2 calibrated",
+        "N=2 b2 adaptive",
+        "DDIM-3",
+        "N=2 b0 uniform",
+        "N=2 b1 uniform",
+        "Block Caching all delta=0.1",
+        "N=2 b2 + Block Caching all delta=0.1",
+    ]
     baseline, cached = payload["runs"][0], payload["runs"][1]
     assert baseline["psnr"] is None and 0 < cached["ssim"] < 1 and len(cached["fd"]) == 2
     assert payload["runs"][5]["matches"] == "N=2 b2 uniform" and payload["samples_per_setting"] == 8
@@ -139,10 +199,27 @@ def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
     assert "### Compositions at N = 2" in tables and "### Equal budgets" in tables and "adaptive (threshold" in tables
     assert Image.open(tmp_path / "one" / "quality_vs_speedup.png").size[0] > 500
 
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPTS / "reproduce.py"), *REPRODUCE_SMOKE,
-               "--output-dir", str(tmp_path / "two")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(SCRIPTS / "reproduce.py"),
+        *REPRODUCE_SMOKE,
+        "--output-dir",
+        str(tmp_path / "two"),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["processes"] == 2
@@ -154,7 +231,9 @@ def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
     assert [run["fd"] for run in two["runs"]] == [list(run["fd"]) for run in payload["runs"]]
 
     # Reusing samples scores the stored settings again and samples only the new one.
-    rescored = reproduce.main([*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "two"), "--reuse-samples", "--block-deltas", "0.1", "0.5"])
+    rescored = reproduce.main(
+        [*REPRODUCE_SMOKE, "--output-dir", str(tmp_path / "two"), "--reuse-samples", "--block-deltas", "0.1", "0.5"]
+    )
     kids = {run["name"]: list(run["kid"]) for run in rescored["runs"]}
     assert [kids[run["name"]] for run in two["runs"]] == [run["kid"] for run in two["runs"]]
     stored, seconds, _ = torch.load(tmp_path / "two" / "samples.pt")
@@ -168,7 +247,21 @@ def test_reproduction_smoke_run_in_one_and_in_two_processes(tmp_path):
 def test_training_script_writes_loadable_models_and_their_records(tmp_path):
     train_embedded = script("train_embedded")
     with torch.enable_grad():  # conftest turns gradients off for every test
-        train_embedded.main(["ddpm", "--steps", "2", "--batch-size", "4", "--save-every", "1", "--threads", "1", "--output", str(tmp_path / "ddpm")])
+        train_embedded.main(
+            [
+                "ddpm",
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--save-every",
+                "1",
+                "--threads",
+                "1",
+                "--output",
+                str(tmp_path / "ddpm"),
+            ]
+        )
         train_embedded.main(["classifier", "--epochs", "1", "--threads", "1", "--output", str(tmp_path / "classifier")])
     pipe = DeepCacheDDPMPipeline.from_pretrained(tmp_path / "ddpm")
     assert pipe.unet.config.block_out_channels == [32, 64, 64, 64]
@@ -177,7 +270,9 @@ def test_training_script_writes_loadable_models_and_their_records(tmp_path):
     from deepcache.embedded import DigitClassifier
 
     classifier = DigitClassifier.load(tmp_path / "classifier")
-    assert classifier.feature_scale > 0 and "held_out_accuracy" in json.loads((tmp_path / "classifier" / "training.json").read_text())
+    assert classifier.feature_scale > 0 and "held_out_accuracy" in json.loads(
+        (tmp_path / "classifier" / "training.json").read_text()
+    )
 
 
 def test_benchmark_compile_mode_times_eager_and_compiled_loops_uncached_and_cached(capsys):
@@ -188,7 +283,70 @@ def test_benchmark_compile_mode_times_eager_and_compiled_loops_uncached_and_cach
 
     module = script("benchmark")
     module.compile_seconds = functools.partial(compile_seconds, backend="eager")
-    module.main(["--compile", "default", "--model", "tiny-sd", "--steps", "4", "--intervals", "2", "--branches", "1", "--repeats", "1"])
+    module.main(
+        [
+            "--compile",
+            "default",
+            "--model",
+            "tiny-sd",
+            "--steps",
+            "4",
+            "--intervals",
+            "2",
+            "--branches",
+            "1",
+            "--repeats",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert "mode default, dynamic=False" in out and "interval 2, branch 1, uniform" in out
     assert "| eager |" in out and "| compiled |" in out and "both " in out
+
+
+def test_benchmark_times_the_whole_pipeline_beside_the_u_net_loop(capsys):
+    """``--pipeline``: uncached and each setting, the bare loop and the pipeline call users make, interleaved."""
+    rows = pipeline_and_loop_seconds("embedded", [DeepCacheConfig(3, 0)], steps=6, batch=2, repeats=1)
+    assert [row["setting"] for row in rows] == [None, DeepCacheConfig(3, 0)]
+    assert all(row["loop_s"] > 0 and row["pipeline_s"] > 0 for row in rows)
+    assert rows[0]["loop_speedup"] == rows[0]["pipeline_speedup"] == 1.0
+    with pytest.raises(ValueError, match="to time its whole pipeline"):
+        pipeline_and_loop_seconds("sd1.5", [])
+    script("benchmark").main(
+        [
+            "--pipeline",
+            "--model",
+            "embedded",
+            "--steps",
+            "4",
+            "--intervals",
+            "2",
+            "--branches",
+            "0",
+            "--repeats",
+            "1",
+            "--batch",
+            "1",
+        ]
+    )
+    table = capsys.readouterr().out
+    assert (
+        "| uncached |" in table
+        and "| interval 2, branch 0, uniform |" in table
+        and "pipeline over loop, per step" in table
+    )
+
+
+def test_branch_flop_counts_are_kept_in_a_bounded_cache(monkeypatch):
+    from deepcache.measurement import flops
+
+    monkeypatch.setattr(flops, "BRANCH_FLOPS_KEPT", 2)
+    monkeypatch.setattr(flops, "_BRANCH_FLOPS", type(flops._BRANCH_FLOPS)())
+    monkeypatch.setattr(
+        flops, "_count_branch_flops", lambda unet, args, kwargs, branches: {b: (1, 0) for b in branches}
+    )
+    unet = build_unet("embedded", "meta")
+    for batch in (1, 2, 3):
+        flops.branch_step_flops(unet, (torch.empty(batch, 3, 32, 32, device="meta"), 1), {}, [0])
+    kept = list(flops._BRANCH_FLOPS)
+    assert len(kept) == 2 and "[2, 3, 32, 32]" in kept[0] and "[3, 3, 32, 32]" in kept[1]  # the oldest went first

@@ -12,7 +12,9 @@ from deepcache.testing import tiny_pipeline, tiny_unet_inputs
 
 
 def generate(pipe, **kwargs):
-    return pipe("a red cube", num_inference_steps=7, generator=torch.Generator().manual_seed(0), output_type="np", **kwargs).images
+    return pipe(
+        "a red cube", num_inference_steps=7, generator=torch.Generator().manual_seed(0), output_type="np", **kwargs
+    ).images
 
 
 def test_model_cpu_offload_computes_the_same_images():
@@ -37,7 +39,9 @@ def test_model_cpu_offload_computes_the_same_images():
 def _save_random_lora(directory):
     """A LoRA for the tiny U-Net with non-zero weights, in the diffusers file format."""
     unet = tiny_pipeline("sd").unet
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False))
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     StableDiffusionPipeline.save_lora_weights(directory, unet_lora_layers=layers, safe_serialization=True)
 
@@ -55,7 +59,9 @@ def test_lora_loads_and_unloads_under_caching(tmp_path):
     args, _ = tiny_unet_inputs("sd1.5")  # a cached step uses the LoRA: fed its full step's features, it repeats it
     full, extras = ours.unet(*args, cache_branch_id=1, return_dict=False)
     features = extras["features"]
-    assert torch.equal(ours.unet(*args, cache_branch_id=1, replicate_prev_features=features, return_dict=False)[0], full)
+    assert torch.equal(
+        ours.unet(*args, cache_branch_id=1, replicate_prev_features=features, return_dict=False)[0], full
+    )
     with DeepCacheSDHelper(plain) as helper:
         helper.set_params(cache_interval=3, cache_branch_id=1)
         assert np.array_equal(generate(plain), with_lora)

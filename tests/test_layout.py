@@ -22,7 +22,17 @@ ALLOWED = {
     "tuning": {"models", "schedules", "runtime", "measurement", "pipelines"},
     "embedded": set(),
     "testing": {"models", "pipelines", "ldm"},  # the class-conditional LDM's parts that diffusers lacks
-    "evaluation": {"models", "schedules", "runtime", "measurement", "pipelines", "ldm", "tuning", "embedded", "testing"},
+    "evaluation": {
+        "models",
+        "schedules",
+        "runtime",
+        "measurement",
+        "pipelines",
+        "ldm",
+        "tuning",
+        "embedded",
+        "testing",
+    },
 }
 
 

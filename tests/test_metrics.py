@@ -76,12 +76,28 @@ def test_clip_score_loads_a_local_clip_and_matches_its_cosine(tmp_path):
 
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=1000, max_position_embeddings=77),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=1000,
+            max_position_embeddings=77,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=8,
     )
     model = CLIPModel(config).eval()
-    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32), tokenizer=tiny_clip_tokenizer())
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32), tokenizer=tiny_clip_tokenizer()
+    )
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     pictures = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -89,10 +105,14 @@ def test_clip_score_loads_a_local_clip_and_matches_its_cosine(tmp_path):
 
     score = clip_score(pictures, prompts, model=str(tmp_path))
 
-    inputs = processor(text=prompts, images=list((pictures * 255).round().to(torch.uint8)), return_tensors="pt", padding=True)
+    inputs = processor(
+        text=prompts, images=list((pictures * 255).round().to(torch.uint8)), return_tensors="pt", padding=True
+    )
     with torch.no_grad():  # the towers and projections by hand
         image = model.visual_projection(model.vision_model(pixel_values=inputs["pixel_values"]).pooler_output)
-        text = model.text_projection(model.text_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).pooler_output)
+        text = model.text_projection(
+            model.text_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).pooler_output
+        )
         image, text = (torch.nn.functional.normalize(x, dim=-1) for x in (image, text))
     expected = (100 * (image * text).sum(-1)).clamp(min=0).mean().item()
     assert score > 0 and score == pytest.approx(expected, abs=1e-3)

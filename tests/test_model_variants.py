@@ -13,8 +13,9 @@ STEPS = 6
 
 
 def _v_prediction(pipe):
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type="v_prediction", rescale_betas_zero_snr=True,
-                                               timestep_spacing="trailing")  # fmt: skip
+    pipe.scheduler = DDIMScheduler.from_config(
+        pipe.scheduler.config, prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing"
+    )
     return pipe
 
 
@@ -38,7 +39,10 @@ def _images(pipe, **kwargs):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_caching_off_equals_diffusers_and_on_runs_the_schedule(variant):
     change = VARIANTS[variant]
-    ours, plain = change(tiny_pipeline("sd", DeepCacheStableDiffusionPipeline)), change(tiny_pipeline("sd", StableDiffusionPipeline))
+    ours, plain = (
+        change(tiny_pipeline("sd", DeepCacheStableDiffusionPipeline)),
+        change(tiny_pipeline("sd", StableDiffusionPipeline)),
+    )
     np.testing.assert_array_equal(_images(ours), _images(plain))
     mid_block_ran, calls = [], []
     ours.unet.register_forward_pre_hook(lambda module, args: calls.append(1))
@@ -76,8 +80,12 @@ def test_ip_adapter_image_embeddings_reach_the_shallow_layers_of_a_cached_step()
             given = {**kwargs, "added_cond_kwargs": {"image_embeds": [embeds[0]]}}
             full, extras = unet(*args, **given, cache_branch_id=branch, return_dict=False)
             features = extras["features"]
-            cached, _ = unet(*args, **given, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+            cached, _ = unet(
+                *args, **given, cache_branch_id=branch, replicate_prev_features=features, return_dict=False
+            )
             assert torch.equal(cached, full), branch
             other = {**kwargs, "added_cond_kwargs": {"image_embeds": [embeds[1]]}}
-            changed, _ = unet(*args, **other, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+            changed, _ = unet(
+                *args, **other, cache_branch_id=branch, replicate_prev_features=features, return_dict=False
+            )
             assert not torch.equal(changed, full), branch

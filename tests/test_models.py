@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 import shutil
@@ -35,7 +36,9 @@ def test_cached_step_fed_its_own_full_step_features_reproduces_the_full_step(mod
     for branch in range(cached.deepcache_layout.num_branches):
         full, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
         features = extras["features"]
-        step, extras = cached(*args, **kwargs, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+        step, extras = cached(
+            *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features, return_dict=False
+        )
         returned = extras["features"]
         assert torch.equal(step, full), branch
         assert returned is features
@@ -47,7 +50,9 @@ def _expected_modules(unet, branch: int) -> set[str]:
     for i, block in enumerate(unet.down_blocks):
         for j in range(len(block.resnets)):
             if skip <= branch:
-                ran |= {f"down_blocks.{i}.resnets.{j}"} | ({f"down_blocks.{i}.attentions.{j}"} if getattr(block, "attentions", None) else set())
+                ran |= {f"down_blocks.{i}.resnets.{j}"} | (
+                    {f"down_blocks.{i}.attentions.{j}"} if getattr(block, "attentions", None) else set()
+                )
             skip += 1
         if block.downsamplers:
             if skip <= branch:
@@ -57,7 +62,9 @@ def _expected_modules(unet, branch: int) -> set[str]:
     for u, block in enumerate(unet.up_blocks):
         for j in range(len(block.resnets)):
             if consumed <= branch:
-                ran |= {f"up_blocks.{u}.resnets.{j}"} | ({f"up_blocks.{u}.attentions.{j}"} if getattr(block, "attentions", None) else set())
+                ran |= {f"up_blocks.{u}.resnets.{j}"} | (
+                    {f"up_blocks.{u}.attentions.{j}"} if getattr(block, "attentions", None) else set()
+                )
                 if block.upsamplers:
                     ran.add(f"up_blocks.{u}.upsamplers.0")
             consumed -= 1
@@ -137,10 +144,18 @@ def test_both_branch_numberings(kind, branches, blocks):
         ({"cache_branch_id": "1"}, TypeError, "`cache_branch_id` must be an integer in [0, 11]"),
         ({"cache_branch_id": True}, TypeError, "`cache_branch_id` must be an integer"),
         ({"cache_layer_id": 4, "cache_block_id": 0}, ValueError, "`cache_layer_id` must be in [0, 3]"),
-        ({"cache_layer_id": 3, "cache_block_id": 2}, ValueError, "`cache_block_id (for cache_layer_id=3)` must be in [0, 1]"),
+        (
+            {"cache_layer_id": 3, "cache_block_id": 2},
+            ValueError,
+            "`cache_block_id (for cache_layer_id=3)` must be in [0, 1]",
+        ),
         ({"cache_layer_id": 0}, ValueError, "`cache_layer_id` and `cache_block_id` must be given together"),
         ({"cache_branch_id": 1, "cache_layer_id": 0, "cache_block_id": 0}, ValueError, "Pass either `cache_branch_id`"),
-        ({"replicate_prev_features": torch.zeros(1)}, ValueError, "`replicate_prev_features` and `cache_refresh` need a branch"),
+        (
+            {"replicate_prev_features": torch.zeros(1)},
+            ValueError,
+            "`replicate_prev_features` and `cache_refresh` need a branch",
+        ),
     ],
 )
 def test_bad_branch_arguments_raise_clear_errors(arguments, error, message):
@@ -206,19 +221,27 @@ def test_torch_compile_builds_one_graph_per_step_kind():
     for step in range(7):
         timestep = torch.tensor(900 - 100 * step)
         replicate = None if step % 3 == 0 else features
-        sample, extras = compiled(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate, return_dict=False)
+        sample, extras = compiled(
+            args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate, return_dict=False
+        )
         features = extras["features"]
         expected = unet(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate).sample
         torch.testing.assert_close(sample, expected)
     assert len(graphs) == 2  # one for full steps, one for cached steps, however many steps run
 
 
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="inductor compiles C++ on CPU and finds no compiler")
+@pytest.mark.skipif(
+    not (shutil.which("g++") or shutil.which("clang++")), reason="inductor compiles C++ on CPU and finds no compiler"
+)
 def test_inductor_modes_compile_full_and_cached_steps_equal_to_eager():
     """The modes a CPU user picks, really compiled by inductor (about 80 s cold on this machine, so on a
     two-level U-Net): each builds one full and one cached graph, equal to eager, and a second round compiles nothing."""
-    small = dict(layers_per_block=1, block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))  # fmt: skip
+    small = dict(
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    )
     unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel, **small)
     args, _ = tiny_unet_inputs("sd1.5")
     full, extras = unet(*args, cache_branch_id=0, return_dict=False)
@@ -231,7 +254,9 @@ def test_inductor_modes_compile_full_and_cached_steps_equal_to_eager():
         for _ in range(2):
             compiled_full, extras = compiled(*args, cache_branch_id=0, return_dict=False)
             compiled_features = extras["features"]
-            compiled_cached, _ = compiled(*args, cache_branch_id=0, replicate_prev_features=compiled_features, return_dict=False)
+            compiled_cached, _ = compiled(
+                *args, cache_branch_id=0, replicate_prev_features=compiled_features, return_dict=False
+            )
             torch.testing.assert_close(compiled_full, full, msg=mode)
             torch.testing.assert_close(compiled_cached, cached, msg=mode)
         assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2, mode
@@ -276,7 +301,9 @@ def test_controlnet_residuals_full_and_cached_steps_on_every_branch():
         full, extras = cached(*args, **residuals, cache_branch_id=branch, return_dict=False)
         features = extras["features"]
         assert torch.equal(full, expected), branch
-        step, _ = cached(*args, **residuals, cache_branch_id=branch, replicate_prev_features=features, return_dict=False)
+        step, _ = cached(
+            *args, **residuals, cache_branch_id=branch, replicate_prev_features=features, return_dict=False
+        )
         assert torch.equal(step, expected), branch
 
 
@@ -287,7 +314,12 @@ def test_t2i_adapter_residuals_are_refused_on_cached_steps_only():
     _, extras = cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, return_dict=False)
     features = extras["features"]
     with pytest.raises(NotImplementedError, match="T2I-Adapter"):
-        cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, replicate_prev_features=features)
+        cached(
+            *args,
+            down_intrablock_additional_residuals=list(adapter),
+            cache_branch_id=1,
+            replicate_prev_features=features,
+        )
 
 
 def test_adaptive_step_that_refreshes_equals_the_full_step_on_every_branch(models):
@@ -300,7 +332,11 @@ def test_adaptive_step_that_refreshes_equals_the_full_step_on_every_branch(model
         ran.clear()
         seen = []
         step, extras = cached(
-            *args, **kwargs, cache_branch_id=branch, cache_refresh=lambda h: seen.append(h) or True, return_dict=False
+            *args,
+            **kwargs,
+            cache_branch_id=branch,
+            cache_refresh=lambda h, seen=seen: seen.append(h) or True,
+            return_dict=False,
         )
         assert torch.equal(step, full) and torch.equal(extras["features"], features), branch
         assert len(seen) == 1 and "mid_block" in ran, branch
@@ -317,8 +353,12 @@ def test_adaptive_step_that_replays_equals_the_cached_step_and_sees_the_branch_s
         ran.clear()
         seen = []
         step, extras = cached(
-            *other, **kwargs, cache_branch_id=branch, replicate_prev_features=features,
-            cache_refresh=lambda h: seen.append(h) or False, return_dict=False,
+            *other,
+            **kwargs,
+            cache_branch_id=branch,
+            replicate_prev_features=features,
+            cache_refresh=lambda h, seen=seen: seen.append(h) or False,
+            return_dict=False,
         )
         assert torch.equal(step, expected) and extras["features"] is features
         assert ran == _expected_modules(cached, branch), branch
@@ -355,7 +395,23 @@ def test_module_flops_counts_attention_on_real_tensors():
     full, cached = step_flops(meta, meta_args, kwargs, 1)
     _, extras = unet(*args, cache_branch_id=1, return_dict=False)
     features = extras["features"]
-    counted = module_flops(unet, lambda: [unet(*args), unet(*args, cache_branch_id=1, replicate_prev_features=features)])
+    counted = module_flops(
+        unet, lambda: [unet(*args), unet(*args, cache_branch_id=1, replicate_prev_features=features)]
+    )
     assert counted == full + cached and cached < full
     with torch.no_grad():
         assert count_flops(unet, *args) < full  # what the counter sees of the fused kernel: no attention
+
+
+def test_every_output_class_carries_the_extra_outputs_by_name():
+    """One list of extra outputs for every U-Net class; a tuple output gives them as a dict, taken by name in any order."""
+    from deepcache.models import EXTRA_OUTPUTS, take_extra
+    from deepcache.models.unets import CACHE_AWARE_UNETS
+
+    for cls in CACHE_AWARE_UNETS:
+        fields = [f.name for f in dataclasses.fields(cls._deepcache_output)]
+        assert fields == ["sample", *EXTRA_OUTPUTS], cls
+    sample, extras = torch.zeros(1), {"features": torch.ones(1), "block_residuals": {}}
+    residuals, rest = take_extra((sample, extras), "block_residuals")
+    features, rest = take_extra(rest, "features")
+    assert residuals == {} and features is extras["features"] and rest == (sample,) and len(extras) == 2

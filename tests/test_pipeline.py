@@ -8,6 +8,7 @@ import torch
 from diffusers import HeunDiscreteScheduler, StableDiffusionPipeline
 from helpers import compile_counting_graphs
 
+import deepcache
 from deepcache import (
     DeepCacheStableDiffusionPipeline,
     DeepCacheUNet2DConditionModel,
@@ -68,7 +69,9 @@ def test_uniform_caching_runs_the_full_network_only_on_full_steps():
 
 def test_nonuniform_caching_follows_the_reference_schedule():
     _, ours = pipelines()
-    iterations, _ = full_step_iterations(ours, num_inference_steps=20, cache_interval=4, uniform=False, center=6, pow=1.4)
+    iterations, _ = full_step_iterations(
+        ours, num_inference_steps=20, cache_interval=4, uniform=False, center=6, pow=1.4
+    )
     assert iterations == list(nonuniform_full_steps(20, 4, 6, 1.4))
 
 
@@ -103,7 +106,8 @@ def test_matches_the_original_deepcache_helper(original_helper):
         assert np.array_equal(generate(ours, cache_interval=3, cache_branch_id=branch), original), branch
     # The forked pipelines' (cache_layer_id, cache_block_id) name the same branches.
     assert np.array_equal(
-        generate(ours, cache_interval=3, cache_layer_id=1, cache_block_id=1), generate(ours, cache_interval=3, cache_branch_id=5)
+        generate(ours, cache_interval=3, cache_layer_id=1, cache_block_id=1),
+        generate(ours, cache_interval=3, cache_branch_id=5),
     )
 
 
@@ -151,7 +155,11 @@ def test_save_and_load_round_trip(tmp_path):
     "kwargs, error, message",
     [
         ({"cache_interval": 0}, ValueError, "`cache_interval` must be a positive integer, but got 0."),
-        ({"cache_interval": 3, "cache_branch_id": 12}, ValueError, "`cache_branch_id` must be in [0, 11] for this U-Net"),
+        (
+            {"cache_interval": 3, "cache_branch_id": 12},
+            ValueError,
+            "`cache_branch_id` must be in [0, 11] for this U-Net",
+        ),
         ({"cache_interval": 3, "uniform": False, "center": 10}, ValueError, "`center` must be in [0, 9] for 10 steps"),
         ({"cache_interval": 3, "pow": 1}, ValueError, "`pow` must be greater than 1"),
     ],
@@ -182,3 +190,16 @@ def test_a_compiled_unet_serves_calls_and_batch_sizes_without_compiling_per_step
         generate(ours, cache_interval=3, num_images_per_prompt=images)
         counts.append(len(graphs))
     assert counts == expected
+
+
+def test_caching_arguments_come_from_the_technique_configs_and_unknown_ones_are_refused():
+    from deepcache.runtime import caching_configs, caching_kwargs
+
+    configs = caching_configs({"cache_interval": 3, "gate_step": 2})
+    assert configs["deepcache"] == deepcache.DeepCacheConfig(3) and configs["gating"] == deepcache.GatingConfig(2)
+    assert configs["block_caching"] == deepcache.BlockCacheConfig()
+    assert caching_kwargs(configs) == {"cache_interval": 3, "gate_step": 2}
+    with pytest.raises(TypeError, match=r"Unknown caching arguments \['cache_intervals'\]; the caching arguments are"):
+        caching_configs({"cache_intervals": 3})
+    with pytest.raises(TypeError, match="`block_cache` must be a BlockCacheSchedule"):
+        pipelines()[1]("a cube", num_inference_steps=2, block_cache="all")

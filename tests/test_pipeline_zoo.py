@@ -76,8 +76,25 @@ def test_sdxl_base_with_denoising_end_then_refiner():
     refiner = tiny_pipeline("sdxl-refiner", deepcache.DeepCacheStableDiffusionXLImg2ImgPipeline)
     base_calls, refiner_calls = _record_unet_calls(base), _record_unet_calls(refiner)
     generator = torch.Generator().manual_seed(0)
-    latents = base("a red cube", height=32, width=32, num_inference_steps=10, denoising_end=0.7, output_type="latent", generator=generator, cache_interval=3).images
-    image = refiner("a red cube", image=latents, num_inference_steps=10, denoising_start=0.7, output_type="np", generator=generator, cache_interval=3).images
+    latents = base(
+        "a red cube",
+        height=32,
+        width=32,
+        num_inference_steps=10,
+        denoising_end=0.7,
+        output_type="latent",
+        generator=generator,
+        cache_interval=3,
+    ).images
+    image = refiner(
+        "a red cube",
+        image=latents,
+        num_inference_steps=10,
+        denoising_start=0.7,
+        output_type="np",
+        generator=generator,
+        cache_interval=3,
+    ).images
     assert [mid for _, mid in base_calls] == [i in (0, 3, 6) for i in range(7)]
     assert [mid for _, mid in refiner_calls] == [True, False, False]
     assert image.shape == (1, 32, 32, 3) and np.isfinite(image).all()
@@ -100,7 +117,9 @@ def test_save_and_load_round_trip(case, tmp_path):
     assert type(plain.unet) is type(ours.unet)._deepcache_parent
     assert np.array_equal(generate(loaded, case), generate(plain, case))
     # Same weights; transformers' reloaded text encoders may differ from the originals by float rounding.
-    np.testing.assert_allclose(generate(loaded, case, cache_interval=3), generate(ours, case, cache_interval=3), atol=1e-5)
+    np.testing.assert_allclose(
+        generate(loaded, case, cache_interval=3), generate(ours, case, cache_interval=3), atol=1e-5
+    )
 
 
 def test_helper_equals_the_pipeline_and_disable_restores_exactly(case):

@@ -117,7 +117,9 @@ def test_unloadable_weights_end_with_one_line_with_the_reason(tmp_path):
     for message, (_, reason) in zip(messages, UNLOADABLE):
         assert isinstance(message, str) and "\n" not in message  # Python prints it as the one last line, exit status 1
         assert message.startswith("error: ") and reason in message
-        assert message.endswith(("or a local save_pretrained folder.", "or a hub id such as 'org/name'."))  # the reason whole, then what to do
+        assert message.endswith(
+            ("or a local save_pretrained folder.", "or a hub id such as 'org/name'.")
+        )  # the reason whole, then what to do
         assert "..." not in message
 
 
@@ -144,8 +146,15 @@ def test_compare_reports_the_median_of_interleaved_runs(monkeypatch, capsys, tmp
 
 def test_video_size_defaults_to_the_models(saved, tmp_path, capsys):
     """576x1024 would never finish on a tiny model on CPU: SVD's 9:16 frame is scaled to the model's size."""
-    run("stable_video_diffusion", ["--model", saved("svd"), "--num-frames", "2", "--decode-chunk-size", "2", "--output", str(tmp_path / "v.gif")], capsys)
-    assert Image.open(tmp_path / "v.gif").size == (128, 2 * (128 + 14))  # 16x16 frames (sample size 8 x VAE factor 2), shown at 128 px
+    run(
+        "stable_video_diffusion",
+        ["--model", saved("svd"), "--num-frames", "2", "--decode-chunk-size", "2", "--output", str(tmp_path / "v.gif")],
+        capsys,
+    )
+    assert Image.open(tmp_path / "v.gif").size == (
+        128,
+        2 * (128 + 14),
+    )  # 16x16 frames (sample size 8 x VAE factor 2), shown at 128 px
 
 
 def test_default_sizes_follow_the_model_config():
@@ -164,17 +173,37 @@ def test_refiner_with_a_local_base_needs_a_refiner_model(saved):
     assert error.value.code == 2
 
 
-@pytest.mark.parametrize("kind, argv", [("ddpm", ["--batch-size", "2"]), ("sd", ["--prompts", "a red cube", "--units", "attentions"])])
+@pytest.mark.parametrize(
+    "kind, argv", [("ddpm", ["--batch-size", "2"]), ("sd", ["--prompts", "a red cube", "--units", "attentions"])]
+)
 def test_block_caching_script(saved, tmp_path, kind, argv, capsys):
-    rows = script("block_caching").main(["--model", saved(kind), *argv, "--steps", "4", "--deltas", "0", "100", "--repeats", "1",
-                                        "--profile-seeds", "1", "--output-dir", str(tmp_path)])
+    rows = script("block_caching").main(
+        [
+            "--model",
+            saved(kind),
+            *argv,
+            "--steps",
+            "4",
+            "--deltas",
+            "0",
+            "100",
+            "--repeats",
+            "1",
+            "--profile-seeds",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     exact, cached = rows
     progress = capsys.readouterr().err
     assert "profiling (uncached)" in progress and "4/4" in progress  # one bar per phase
     assert "timing baseline and 2 schedules" in progress and "12/12" in progress
     assert exact["flop_fraction"] == 1 and exact["psnr"] == 100 and exact["mean_recomputes"] == 4  # delta 0: uncached
     assert cached["flop_fraction"] < 1 and cached["mean_recomputes"] == 1 and cached["psnr"] < 100
-    assert deepcache.BlockCacheSchedule.load(tmp_path / "schedule-100.json").recompute == dict.fromkeys(cached_units(tmp_path), (0,))
+    assert deepcache.BlockCacheSchedule.load(tmp_path / "schedule-100.json").recompute == dict.fromkeys(
+        cached_units(tmp_path), (0,)
+    )
     assert "| 100 | 1.0 |" in (tmp_path / "results.md").read_text()
     assert Image.open(tmp_path / "profile.png").size[0] > 500 and (tmp_path / "samples.png").exists()
 

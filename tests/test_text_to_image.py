@@ -39,7 +39,9 @@ def plain_and_ours():
 
 def generate(pipe, prompts=PROMPTS, steps=10, **kwargs):
     generator = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
-    return pipe(prompts, num_inference_steps=steps, guidance_scale=5.0, generator=generator, output_type="np", **kwargs).images
+    return pipe(
+        prompts, num_inference_steps=steps, guidance_scale=5.0, generator=generator, output_type="np", **kwargs
+    ).images
 
 
 def test_tokenizer_spells_every_caption_word_as_one_token_and_still_encodes_unseen_words(tmp_path):
@@ -127,11 +129,37 @@ def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
     train_embedded = script("train_embedded")
     common = ["--threads", "1", "--batch-size", "8"]
     with torch.enable_grad():  # conftest turns gradients off for every test
-        train_embedded.main(["text-to-image", "--steps", "2", "--vae-steps", "2", "--save-every", "1", "--output", str(tmp_path / "t2i"), *common])
+        train_embedded.main(
+            [
+                "text-to-image",
+                "--steps",
+                "2",
+                "--vae-steps",
+                "2",
+                "--save-every",
+                "1",
+                "--output",
+                str(tmp_path / "t2i"),
+                *common,
+            ]
+        )
         train_embedded.main(["judges", "--epochs", "1", "--output", str(tmp_path / "judges"), *common])
-        train_embedded.main(["text-to-image", "--steps", "1", "--continue-from", str(tmp_path / "t2i"), "--output", str(tmp_path / "more"), *common])
+        train_embedded.main(
+            [
+                "text-to-image",
+                "--steps",
+                "1",
+                "--continue-from",
+                str(tmp_path / "t2i"),
+                "--output",
+                str(tmp_path / "more"),
+                *common,
+            ]
+        )
     for name in ("tokenizer.json", "merges.txt", "vocab.json"):  # the tokenizer carries over as built
-        assert (tmp_path / "more" / "tokenizer" / name).read_bytes() == (tmp_path / "t2i" / "tokenizer" / name).read_bytes()
+        assert (tmp_path / "more" / "tokenizer" / name).read_bytes() == (
+            tmp_path / "t2i" / "tokenizer" / name
+        ).read_bytes()
     more = json.loads((tmp_path / "more" / "training.json").read_text())
     assert more["total_steps"] == 3 and more["continued_from"]["steps"] == 2
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "t2i")
@@ -145,23 +173,80 @@ def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
 @pytest.mark.skipif(not FONT_PATH.exists(), reason="apt-get install fonts-noto-color-emoji (the real images FD needs)")
 def test_reproduction_on_the_emoji_model_has_every_table(tmp_path):
     reproduce = script("reproduce")
-    payload = reproduce.main(["--steps", "4", "--samples", "4", "--groups", "2", "--kid-subset", "2", "--batch-size", "4",
-                              "--intervals", "2", "--nonuniform-intervals", "3", "--sweep-interval", "2", "--sweep-branches", "0",
-                              "--block-units", "attentions", "--block-deltas", "0.1", "--profile-runs", "1",
-                              "--solvers", "ddim", "dpm++", "--other-guidance", "1", "--calibrated-intervals", "--adaptive-intervals",
-                              "--compose-interval", "2", "--gate-steps", "2", "--compose-deltas", "--output-dir", str(tmp_path)])
+    payload = reproduce.main(
+        [
+            "--steps",
+            "4",
+            "--samples",
+            "4",
+            "--groups",
+            "2",
+            "--kid-subset",
+            "2",
+            "--batch-size",
+            "4",
+            "--intervals",
+            "2",
+            "--nonuniform-intervals",
+            "3",
+            "--sweep-interval",
+            "2",
+            "--sweep-branches",
+            "0",
+            "--block-units",
+            "attentions",
+            "--block-deltas",
+            "0.1",
+            "--profile-runs",
+            "1",
+            "--solvers",
+            "ddim",
+            "dpm++",
+            "--other-guidance",
+            "1",
+            "--calibrated-intervals",
+            "--adaptive-intervals",
+            "--compose-interval",
+            "2",
+            "--gate-steps",
+            "2",
+            "--compose-deltas",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     names = [run["name"] for run in payload["runs"]]
-    assert names == ["DDIM-4", "DDIM-4 guidance 1", "N=2 b1 uniform", "N=3 b1 non-uniform", "DDIM-3", "DPM-Solver++-4",
-                     "DPM-Solver++ N=2 b1 uniform", "DPM-Solver++-3", "N=2 b0 uniform", "Block Caching attentions delta=0.1",
-                     "T-GATE gate 2", "N=2 b1 + T-GATE gate 2"]
+    assert names == [
+        "DDIM-4",
+        "DDIM-4 guidance 1",
+        "N=2 b1 uniform",
+        "N=3 b1 non-uniform",
+        "DDIM-3",
+        "DPM-Solver++-4",
+        "DPM-Solver++ N=2 b1 uniform",
+        "DPM-Solver++-3",
+        "N=2 b0 uniform",
+        "Block Caching attentions delta=0.1",
+        "T-GATE gate 2",
+        "N=2 b1 + T-GATE gate 2",
+    ]
     by_name = {run["name"]: run for run in payload["runs"]}
     assert by_name["DPM-Solver++-3"]["matches"] == "DPM-Solver++ N=2 b1 uniform"
-    assert by_name["DPM-Solver++-4"]["psnr"] is None and by_name["DPM-Solver++-3"]["psnr"] > 0  # against its own baseline
+    assert (
+        by_name["DPM-Solver++-4"]["psnr"] is None and by_name["DPM-Solver++-3"]["psnr"] > 0
+    )  # against its own baseline
     assert 0 <= by_name["N=2 b1 uniform"]["group_accuracy"] <= 1 and by_name["N=2 b1 uniform"]["text_score"] >= 0
     assert 0 < payload["real_judged"]["group_accuracy"] <= 1
     gated, both = by_name["T-GATE gate 2"], by_name["N=2 b1 + T-GATE gate 2"]  # FLOPs counted on a real call
     assert 1 < gated["ideal"] < 2 and both["ideal"] > max(gated["ideal"], by_name["N=2 b1 uniform"]["ideal"])
     tables = (tmp_path / "tables.md").read_text()
-    for title in ["other guidance scales", "Quality vs interval N (branch 1)", "Equal FLOPs: DDIM", "Equal FLOPs: DPM-Solver++",
-                  "Branch sweep at N = 2", "Block Caching", "Compositions at N = 2"]:
+    for title in [
+        "other guidance scales",
+        "Quality vs interval N (branch 1)",
+        "Equal FLOPs: DDIM",
+        "Equal FLOPs: DPM-Solver++",
+        "Branch sweep at N = 2",
+        "Block Caching",
+        "Compositions at N = 2",
+    ]:
         assert title in tables

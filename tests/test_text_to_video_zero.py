@@ -37,7 +37,16 @@ def _pipe(kind, deepcache=True):
 def _video(pipe, **kwargs):
     generator = torch.Generator().manual_seed(0)
     size = {"height": 32, "width": 32}
-    images = pipe("a red cube", video_length=FRAMES, num_inference_steps=STEPS, t0=T0, t1=T1, generator=generator, **size, **kwargs).images
+    images = pipe(
+        "a red cube",
+        video_length=FRAMES,
+        num_inference_steps=STEPS,
+        t0=T0,
+        t1=T1,
+        generator=generator,
+        **size,
+        **kwargs,
+    ).images
     return np.asarray(images)
 
 
@@ -51,7 +60,9 @@ def test_caching_off_equals_diffusers_and_the_signature_is_the_parents(kind):
     ours, plain = _pipe(kind), _pipe(kind, deepcache=False)
     np.testing.assert_array_equal(_video(ours), _video(plain))
     parameters = list(inspect.signature(ours.__call__).parameters)
-    assert parameters[: len(inspect.signature(plain.__call__).parameters)] == list(inspect.signature(plain.__call__).parameters)
+    assert parameters[: len(inspect.signature(plain.__call__).parameters)] == list(
+        inspect.signature(plain.__call__).parameters
+    )
     assert "cache_interval" in parameters
 
 

@@ -2,7 +2,9 @@
 
 import json
 import math
+import warnings
 
+import numpy as np
 import pytest
 import torch
 from helpers import script
@@ -12,14 +14,16 @@ from deepcache import (
     DeepCacheSDHelper,
     DeepCacheStableDiffusionPipeline,
     TunedSetting,
+    TunedSettingWarning,
     TuningResult,
     tune,
 )
 from deepcache.measurement import module_flops, step_flops
 from deepcache.testing import tiny_pipeline
+from deepcache.tuning.families import FAMILIES
 from deepcache.tuning.fidelity import mean_psnr, mean_ssim
 from deepcache.tuning.result import TunedPoint, dominates
-from deepcache.tuning.search import FAMILIES, output_images
+from deepcache.tuning.search import output_images
 
 STEPS = 10
 PROMPTS = ["a red cube", "a blue ball"]
@@ -43,8 +47,16 @@ def _tune(pipe, **kwargs):
 @pytest.fixture(scope="module")
 def result(pipe):
     """Every family, with held-out inputs, and timed."""
-    return tune(pipe, PROMPTS, seeds=[0], held_out_prompts=["a green pyramid"], target_speedup=2.0, num_inference_steps=STEPS,
-                measure_time=True, progress=False)  # fmt: skip
+    return tune(
+        pipe,
+        PROMPTS,
+        seeds=[0],
+        held_out_prompts=["a green pyramid"],
+        target_speedup=2.0,
+        num_inference_steps=STEPS,
+        measure_time=True,
+        progress=False,
+    )
 
 
 def test_front_is_mutually_non_dominated_and_the_pick_is_the_best_at_the_target(result):
@@ -75,8 +87,14 @@ def test_the_chosen_setting_reproduces_its_score_applied_to_a_call_and_through_t
     helper = DeepCacheSDHelper(plain)
     helper.set_params(**point.setting.helper_params)
     with helper:
-        helped = torch.cat([output_images(plain(**_call(prompt), num_inference_steps=point.setting.num_inference_steps, output_type="np"))
-                            for prompt in PROMPTS])  # fmt: skip
+        helped = torch.cat(
+            [
+                output_images(
+                    plain(**_call(prompt), num_inference_steps=point.setting.num_inference_steps, output_type="np")
+                )
+                for prompt in PROMPTS
+            ]
+        )
     assert torch.equal(helped, images(**point.setting.kwargs))
 
 
@@ -93,9 +111,16 @@ def test_flops_equal_the_meta_device_counts_and_a_real_call(pipe, result):
     for point in result.points:
         setting = point.setting
         iterations, branch = setting.num_inference_steps, setting.caching.cache_branch_id
-        if setting.caching.enabled and not setting.caching.adaptive and not setting.gating.enabled and setting.block_cache is None:
+        if (
+            setting.caching.enabled
+            and not setting.caching.adaptive
+            and not setting.gating.enabled
+            and setting.block_cache is None
+        ):
             if branch not in cached_by_branch:
-                cached_by_branch[branch] = step_flops(meta_unet, (sample, torch.tensor(1)), dict(encoder_hidden_states=hidden), branch)[1]
+                cached_by_branch[branch] = step_flops(
+                    meta_unet, (sample, torch.tensor(1)), dict(encoder_hidden_states=hidden), branch
+                )[1]
             cached = cached_by_branch[branch]
             num_full = len(setting.caching.full_steps(iterations))
             assert point.flops == num_full * full + (iterations - num_full) * cached, setting.describe()
@@ -103,7 +128,9 @@ def test_flops_equal_the_meta_device_counts_and_a_real_call(pipe, result):
             real = module_flops(pipe.unet, pipe, **_call(PROMPTS[0]), **setting.kwargs, output_type="np")
             assert point.flops == real and point.speedup == result.reference["flops"] / real
     uniform = next(p for p in result.points if p.family == "DeepCache uniform")
-    assert module_flops(pipe.unet, pipe, **_call(PROMPTS[0]), **uniform.setting.kwargs, output_type="np") == uniform.flops
+    assert (
+        module_flops(pipe.unet, pipe, **_call(PROMPTS[0]), **uniform.setting.kwargs, output_type="np") == uniform.flops
+    )
 
 
 def test_held_out_inputs_rescore_the_pick_and_each_familys_pick(result):
@@ -116,8 +143,15 @@ def test_held_out_inputs_rescore_the_pick_and_each_familys_pick(result):
 
 
 def _point(family, speedup, score, held_out=None):
-    return TunedPoint(family, TunedSetting(10), speedup, 100 / speedup, {"psnr": score, "ssim": 1.0}, None,
-                      None if held_out is None else {"psnr": held_out, "ssim": 1.0})  # fmt: skip
+    return TunedPoint(
+        family,
+        TunedSetting(10),
+        speedup,
+        100 / speedup,
+        {"psnr": score, "ssim": 1.0},
+        None,
+        None if held_out is None else {"psnr": held_out, "ssim": 1.0},
+    )
 
 
 def test_a_pick_that_falls_more_than_the_others_or_loses_its_rank_on_held_out_inputs_is_flagged():
@@ -150,7 +184,10 @@ def test_fidelity_target_and_a_users_metric(pipe):
     eligible = [p for p in result.points if p.scores["metric"] >= -1e-4]
     assert result.chosen.speedup == max(p.speedup for p in eligible)
     by_flops = _tune(pipe, target_speedup=None, max_flops=result.reference["flops"] / 2)
-    assert by_flops.target == {"max_flops": result.reference["flops"] / 2} and by_flops.chosen.flops <= result.reference["flops"] / 2
+    assert (
+        by_flops.target == {"max_flops": result.reference["flops"] / 2}
+        and by_flops.chosen.flops <= result.reference["flops"] / 2
+    )
 
 
 def test_result_and_setting_round_trip_through_json_and_plot(result, tmp_path):
@@ -170,8 +207,15 @@ def test_result_and_setting_round_trip_through_json_and_plot(result, tmp_path):
 
 def test_unconditional_pipelines_tune_from_seeds():
     ddim = tiny_pipeline("ddim", deepcache.DeepCacheDDIMPipeline)
-    result = tune(ddim, seeds=[0, 1], target_speedup=1.5, families=["fewer steps", "DeepCache uniform"], num_inference_steps=8,
-                  batch_size=2, progress=False)  # fmt: skip
+    result = tune(
+        ddim,
+        seeds=[0, 1],
+        target_speedup=1.5,
+        families=["fewer steps", "DeepCache uniform"],
+        num_inference_steps=8,
+        batch_size=2,
+        progress=False,
+    )
     assert result.chosen.speedup >= 1.5 and result.meta["calibration_inputs"] == 2
 
 
@@ -202,9 +246,13 @@ def test_bad_targets_and_arguments_fail_before_any_denoising(pipe, kwargs, error
 
 
 def test_targets_out_of_the_families_reach_and_plain_pipelines_get_clear_errors(pipe):
-    with pytest.raises(ValueError, match=r"unreachable with the families \['DeepCache uniform'\]: the fastest reaches about"):
+    with pytest.raises(
+        ValueError, match=r"unreachable with the families \['DeepCache uniform'\]: the fastest reaches about"
+    ):
         _tune(pipe, target_speedup=9.5, families=["DeepCache uniform"])
-    with pytest.raises(ValueError, match=r"unreachable with the families \['combinations'\]"):  # 6 of 10 steps, one of them full
+    with pytest.raises(
+        ValueError, match=r"unreachable with the families \['combinations'\]"
+    ):  # 6 of 10 steps, one of them full
         _tune(pipe, target_speedup=9.5, families=["combinations"])
     with pytest.raises(ValueError, match="at or above the uncached call's"):
         _tune(pipe, target_speedup=None, max_flops=1e30)
@@ -213,10 +261,34 @@ def test_targets_out_of_the_families_reach_and_plain_pipelines_get_clear_errors(
 
 
 def test_tune_script_writes_the_report_offline(tmp_path):
-    result = script("tune").main(["--embedded", "digits", "--target-speedup", "2", "--steps", "6", "--inputs", "4", "--held-out", "4",
-                                  "--families", "fewer steps", "DeepCache uniform", "--output-dir", str(tmp_path), "--quiet"])  # fmt: skip
+    result = script("tune").main(
+        [
+            "--embedded",
+            "digits",
+            "--target-speedup",
+            "2",
+            "--steps",
+            "6",
+            "--inputs",
+            "4",
+            "--held-out",
+            "4",
+            "--families",
+            "fewer steps",
+            "DeepCache uniform",
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert result.chosen.speedup >= 2
-    assert {p.name for p in tmp_path.iterdir()} == {"result.json", "setting.json", "front.md", "front.png", "arguments.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "result.json",
+        "setting.json",
+        "front.md",
+        "front.png",
+        "arguments.json",
+    }
     assert TunedSetting.load(tmp_path / "setting.json") == result.chosen.setting
     assert not math.isnan(result.generalisation["held_out"])
 
@@ -225,3 +297,23 @@ def _escaped(text):
     import re
 
     return re.escape(text)
+
+
+def test_a_setting_records_and_reproduces_the_call_it_was_tuned_under(pipe):
+    """A pick tuned at guidance 3 passes guidance 3 again; applied under another guidance or scheduler it warns."""
+    result = _tune(pipe, families=["fewer steps"], guidance_scale=3.0)
+    setting = result.chosen.setting
+    assert setting.call == {"guidance_scale": 3.0} and setting.scheduler == type(pipe.scheduler).__name__
+    assert setting.kwargs == {"guidance_scale": 3.0, **setting.step_kwargs}
+    assert TunedSetting.from_dict(json.loads(json.dumps(setting.to_dict()))) == setting
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TunedSettingWarning)
+        as_tuned = setting.run(pipe, **_call(PROMPTS[0]), output_type="np")
+    np.testing.assert_array_equal(as_tuned.images, pipe(**_call(PROMPTS[0]), output_type="np", **setting.kwargs).images)
+    with pytest.warns(TunedSettingWarning, match=r"guidance_scale=7.0 \(tuned at 3.0\)"):
+        setting.run(pipe, **_call(PROMPTS[0]), guidance_scale=7.0, output_type="np")
+    scheduler = type(pipe.scheduler).__name__
+    with pytest.warns(TunedSettingWarning, match=rf"scheduler {scheduler} \(tuned with OtherScheduler\)"):
+        setting.replace(scheduler="OtherScheduler").run(pipe, **_call(PROMPTS[0]), output_type="np")
+    with pytest.raises(TypeError, match=r"\['num_inference_steps'\] are the setting's own"):
+        setting.run(pipe, **_call(PROMPTS[0]), num_inference_steps=3)

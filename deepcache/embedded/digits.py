@@ -68,10 +68,18 @@ class DigitClassifier(torch.nn.Module):
         # kernel assumes features of order one, as Inception's are.
         self.feature_scale = feature_scale
         self.body = torch.nn.Sequential(
-            torch.nn.Conv2d(1, width, 3, padding=1), torch.nn.SiLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(width, 2 * width, 3, padding=1), torch.nn.SiLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(2 * width, 2 * width, 3, padding=1), torch.nn.SiLU(), torch.nn.AdaptiveAvgPool2d(2),
-            torch.nn.Flatten(), torch.nn.Linear(8 * width, num_features), torch.nn.SiLU(),
+            torch.nn.Conv2d(1, width, 3, padding=1),
+            torch.nn.SiLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(width, 2 * width, 3, padding=1),
+            torch.nn.SiLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            torch.nn.SiLU(),
+            torch.nn.AdaptiveAvgPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Linear(8 * width, num_features),
+            torch.nn.SiLU(),
         )
         self.head = torch.nn.Linear(num_features, num_classes)
 
@@ -98,5 +106,7 @@ class DigitClassifier(torch.nn.Module):
 def load_classifier() -> DigitClassifier:
     """The shipped digit classifier, in eval mode."""
     if not (CLASSIFIER_DIR / "model.safetensors").is_file():
-        raise FileNotFoundError(f"The embedded classifier is missing from {CLASSIFIER_DIR}; run scripts/train_embedded.py.")
+        raise FileNotFoundError(
+            f"The embedded classifier is missing from {CLASSIFIER_DIR}; run scripts/train_embedded.py."
+        )
     return DigitClassifier.load(CLASSIFIER_DIR)

@@ -81,7 +81,9 @@ def _name_table_version(data: bytes) -> str:
             continue
         count, strings = struct.unpack(">HH", data[offset + 2 : offset + 6])
         for record in range(count):
-            platform, _, _, name_id, length, start = struct.unpack(">HHHHHH", data[offset + 6 + 12 * record : offset + 18 + 12 * record])
+            platform, _, _, name_id, length, start = struct.unpack(
+                ">HHHHHH", data[offset + 6 + 12 * record : offset + 18 + 12 * record]
+            )
             if name_id == 5:
                 raw = data[offset + strings + start : offset + strings + start + length]
                 return raw.decode("utf-16-be" if platform in (0, 3) else "latin-1")
@@ -104,8 +106,13 @@ def render(emoji: list[Emoji] | tuple[Emoji, ...], size: int, font_path: str | P
     return images
 
 
-def build_emoji_data(size: int, held_out_share: float = 0.1, seed: int = 0, font_path: str | Path = FONT_PATH,
-                     emoji_test_path: str | Path = EMOJI_TEST_PATH) -> EmojiData:  # fmt: skip
+def build_emoji_data(
+    size: int,
+    held_out_share: float = 0.1,
+    seed: int = 0,
+    font_path: str | Path = FONT_PATH,
+    emoji_test_path: str | Path = EMOJI_TEST_PATH,
+) -> EmojiData:
     """Renders every fully-qualified emoji at ``size``, drops renderings identical to an earlier one, and
     marks a seeded ``held_out_share`` of the rest as held out."""
     if not 0 <= held_out_share < 1:
@@ -136,8 +143,13 @@ def build_emoji_data(size: int, held_out_share: float = 0.1, seed: int = 0, font
 
 def save_catalog(data: EmojiData, path: str | Path = CATALOG_PATH) -> None:
     """Write the emoji, their captions, categories and split (no images): what prompts and scores need."""
-    rows = [dict(text=e.text, name=e.name, group=e.group, subgroup=e.subgroup, held_out=bool(h)) for e, h in zip(data.emoji, data.held_out)]
-    Path(path).write_text(json.dumps(dict(provenance=data.provenance, emoji=rows), indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
+    rows = [
+        dict(text=e.text, name=e.name, group=e.group, subgroup=e.subgroup, held_out=bool(h))
+        for e, h in zip(data.emoji, data.held_out)
+    ]
+    Path(path).write_text(
+        json.dumps(dict(provenance=data.provenance, emoji=rows), indent=0, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def load_catalog(path: str | Path = CATALOG_PATH) -> tuple[list[Emoji], list[bool]]:
@@ -158,11 +170,15 @@ def unique_rows(images: np.ndarray) -> list[int]:
 
 
 def _emoji_test_version(text: str) -> str:
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("# Version:")), "unknown")
+    return next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("# Version:")), "unknown"
+    )
 
 
 def _required(path: str | Path, package: str) -> Path:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; it comes with Debian's {package} package (apt-get install {package}).")
+        raise FileNotFoundError(
+            f"{path} is missing; it comes with Debian's {package} package (apt-get install {package})."
+        )
     return path

@@ -23,15 +23,27 @@ JUDGES_DIR = DATA_DIR / "emoji-judges"
 
 def _image_body(width: int, num_features: int) -> torch.nn.Sequential:
     """A small CNN, 32x32x3 -> ``num_features``."""
+
     def stage(inputs: int, outputs: int) -> list[torch.nn.Module]:
-        return [torch.nn.Conv2d(inputs, outputs, 3, padding=1), torch.nn.GroupNorm(8, outputs), torch.nn.SiLU(),
-                torch.nn.Conv2d(outputs, outputs, 3, padding=1), torch.nn.GroupNorm(8, outputs), torch.nn.SiLU()]
+        return [
+            torch.nn.Conv2d(inputs, outputs, 3, padding=1),
+            torch.nn.GroupNorm(8, outputs),
+            torch.nn.SiLU(),
+            torch.nn.Conv2d(outputs, outputs, 3, padding=1),
+            torch.nn.GroupNorm(8, outputs),
+            torch.nn.SiLU(),
+        ]
 
     return torch.nn.Sequential(
-        *stage(3, width), torch.nn.MaxPool2d(2),
-        *stage(width, 2 * width), torch.nn.MaxPool2d(2),
-        *stage(2 * width, 4 * width), torch.nn.AdaptiveAvgPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(16 * width, num_features), torch.nn.SiLU(),
+        *stage(3, width),
+        torch.nn.MaxPool2d(2),
+        *stage(width, 2 * width),
+        torch.nn.MaxPool2d(2),
+        *stage(2 * width, 4 * width),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * width, num_features),
+        torch.nn.SiLU(),
     )
 
 
@@ -59,11 +71,24 @@ class _Saved(torch.nn.Module):
 class EmojiClassifier(_Saved):
     """Predicts an emoji's CLDR subgroup; ``features`` gives its penultimate activations."""
 
-    def __init__(self, subgroups: list[str], groups: list[str], width: int = 32, num_features: int = 128, feature_scale: float = 1.0):
+    def __init__(
+        self,
+        subgroups: list[str],
+        groups: list[str],
+        width: int = 32,
+        num_features: int = 128,
+        feature_scale: float = 1.0,
+    ):
         super().__init__()
         if len(groups) != len(subgroups):
             raise ValueError(f"`groups` needs one group per subgroup, but got {len(groups)} for {len(subgroups)}.")
-        self.config = dict(subgroups=list(subgroups), groups=list(groups), width=width, num_features=num_features, feature_scale=feature_scale)
+        self.config = dict(
+            subgroups=list(subgroups),
+            groups=list(groups),
+            width=width,
+            num_features=num_features,
+            feature_scale=feature_scale,
+        )
         self.subgroups, self.groups = list(subgroups), list(groups)
         self.num_features = num_features
         self.feature_scale = feature_scale  # unit standard deviation on the training images, as KID assumes
@@ -85,7 +110,10 @@ class EmojiClassifier(_Saved):
         """Shares of ``images`` (in [-1, 1]) put in their given subgroup, and in its group."""
         predicted = self(images).argmax(1)
         same_group = [a == b for a, b in zip(self.group_of(predicted), self.group_of(subgroup_indices))]
-        return {"subgroup": (predicted == subgroup_indices).sum().item() / len(same_group), "group": sum(same_group) / len(same_group)}
+        return {
+            "subgroup": (predicted == subgroup_indices).sum().item() / len(same_group),
+            "group": sum(same_group) / len(same_group),
+        }
 
 
 def caption_words(caption: str) -> list[str]:

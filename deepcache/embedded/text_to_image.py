@@ -83,7 +83,9 @@ def embedded_text_to_image_path() -> str:
 
 def _byte_alphabet() -> list[str]:
     """CLIP's ``bytes_to_unicode`` characters: every byte has a printable stand-in."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     extra = (256 + n for n in range(256 - len(printable)))
     return [chr(c) for c in printable] + [chr(c) for c in extra]
 
@@ -102,7 +104,9 @@ def build_clip_tokenizer(captions: list[str], directory: str | Path | None = Non
     alphabet = _byte_alphabet()
     special = ["<|startoftext|>", "<|endoftext|>"]
     # A merge-less CLIP tokenizer does CLIP's normalisation and word splitting for us.
-    (directory / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(special + alphabet + [c + "</w>" for c in alphabet])}))
+    (directory / "vocab.json").write_text(
+        json.dumps({t: i for i, t in enumerate(special + alphabet + [c + "</w>" for c in alphabet])})
+    )
     (directory / "merges.txt").write_text("#version: 0.2\n")
     characters = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
     words: collections.Counter[str] = collections.Counter()
@@ -131,7 +135,9 @@ def build_clip_tokenizer(captions: list[str], directory: str | Path | None = Non
         vocab.setdefault(character + "</w>", len(vocab))
     merges = json.loads(bpe.to_str())["model"]["merges"]
     (directory / "vocab.json").write_text(json.dumps(dict(sorted(vocab.items(), key=lambda item: item[1]))))
-    (directory / "merges.txt").write_text("#version: 0.2\n" + "".join(" ".join(m if isinstance(m, list) else m.split()) + "\n" for m in merges))
+    (directory / "merges.txt").write_text(
+        "#version: 0.2\n" + "".join(" ".join(m if isinstance(m, list) else m.split()) + "\n" for m in merges)
+    )
     tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"), model_max_length=MAX_TOKENS)
     tokenizer.save_pretrained(directory)
     return tokenizer

@@ -34,6 +34,7 @@ from ..models import (
     DeepCacheUNetSpatioTemporalConditionModel,
 )
 from ..pipelines import (
+    DeepCacheDDIMPipeline,
     DeepCacheStableDiffusionControlNetPipeline,
     DeepCacheStableDiffusionPipeline,
 )
@@ -103,16 +104,40 @@ class BenchmarkModel:
 
 
 MODELS = {
-    "embedded": BenchmarkModel(DeepCacheUNet2DModel, EMBEDDED_UNET, "pixel", (32, 32), "embedded digits DDPM (trained weights)", vae_scale=1),
-    "emoji": BenchmarkModel(DeepCacheUNet2DConditionModel, EMOJI_UNET, "sd", (16, 16), "embedded emoji text-to-image (trained weights)",
-                            vae_scale=2, tokens=EMOJI_TOKENS),
-    "sd1.5": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_CONFIG, "sd", (64, 64), "SD 1.5 U-Net (random weights)"),
-    "sdxl": BenchmarkModel(DeepCacheUNet2DConditionModel, SDXL_CONFIG, "sdxl", (128, 128), "SDXL U-Net (random weights)"),
-    "svd": BenchmarkModel(DeepCacheUNetSpatioTemporalConditionModel, SVD_CONFIG, "svd", (72, 128), "SVD-XT U-Net (random weights)"),
-    "ldm4": BenchmarkModel(DeepCacheUNet2DConditionModel, LDM4G_CONFIG, "sd", (64, 64), "LDM-4-G U-Net (cin256-v2, random weights)",
-                           vae_scale=4, tokens=1),
+    "embedded": BenchmarkModel(
+        DeepCacheUNet2DModel, EMBEDDED_UNET, "pixel", (32, 32), "embedded digits DDPM (trained weights)", vae_scale=1
+    ),
+    "emoji": BenchmarkModel(
+        DeepCacheUNet2DConditionModel,
+        EMOJI_UNET,
+        "sd",
+        (16, 16),
+        "embedded emoji text-to-image (trained weights)",
+        vae_scale=2,
+        tokens=EMOJI_TOKENS,
+    ),
+    "sd1.5": BenchmarkModel(
+        DeepCacheUNet2DConditionModel, SD15_CONFIG, "sd", (64, 64), "SD 1.5 U-Net (random weights)"
+    ),
+    "sdxl": BenchmarkModel(
+        DeepCacheUNet2DConditionModel, SDXL_CONFIG, "sdxl", (128, 128), "SDXL U-Net (random weights)"
+    ),
+    "svd": BenchmarkModel(
+        DeepCacheUNetSpatioTemporalConditionModel, SVD_CONFIG, "svd", (72, 128), "SVD-XT U-Net (random weights)"
+    ),
+    "ldm4": BenchmarkModel(
+        DeepCacheUNet2DConditionModel,
+        LDM4G_CONFIG,
+        "sd",
+        (64, 64),
+        "LDM-4-G U-Net (cin256-v2, random weights)",
+        vae_scale=4,
+        tokens=1,
+    ),
     "tiny-sd": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_UNET, "sd", (16, 16), "tiny SD-shaped U-Net (tests)"),
-    "tiny-ddpm": BenchmarkModel(DeepCacheUNet2DModel, DDPM_UNET, "pixel", (16, 16), "tiny DDPM U-Net (tests)", vae_scale=1),
+    "tiny-ddpm": BenchmarkModel(
+        DeepCacheUNet2DModel, DDPM_UNET, "pixel", (16, 16), "tiny DDPM U-Net (tests)", vae_scale=1
+    ),
 }
 
 
@@ -148,7 +173,9 @@ class LoopInputs:
         return sample if self.conditioning is None else torch.cat([sample, self.conditioning], dim=2)
 
 
-def loop_inputs(name: str, unet, batch: int, size: tuple[int, int] | None = None, frames: int | None = None, seed: int = 0) -> LoopInputs:
+def loop_inputs(
+    name: str, unet, batch: int, size: tuple[int, int] | None = None, frames: int | None = None, seed: int = 0
+) -> LoopInputs:
     """Inputs for ``batch`` samples; conditional models get the doubled batch of classifier-free guidance."""
     spec = _model(name)
     height, width = size or spec.size
@@ -166,7 +193,11 @@ def loop_inputs(name: str, unet, batch: int, size: tuple[int, int] | None = None
         frames = frames or spec.frames
         latent = config.out_channels
         kwargs = {"encoder_hidden_states": randn(rows, 1, config.cross_attention_dim), "added_time_ids": randn(rows, 3)}
-        return LoopInputs(randn(rows, frames, latent, height, width), kwargs, randn(rows, frames, config.in_channels - latent, height, width))
+        return LoopInputs(
+            randn(rows, frames, latent, height, width),
+            kwargs,
+            randn(rows, frames, config.in_channels - latent, height, width),
+        )
     kwargs = {"encoder_hidden_states": randn(rows, spec.tokens, config.cross_attention_dim)}
     if spec.family == "sdxl":
         kwargs["added_cond_kwargs"] = {"text_embeds": randn(rows, 1280), "time_ids": randn(rows, 6)}
@@ -176,7 +207,11 @@ def loop_inputs(name: str, unet, batch: int, size: tuple[int, int] | None = None
 def full_steps_of(setting: DeepCacheConfig, steps: int) -> tuple[int, ...]:
     """The setting's full steps; for an adaptive one those of uniform ``N = cache_interval``, the
     steps it runs when its threshold is never reached (how the benchmark times its decisions)."""
-    return DeepCacheConfig(cache_interval=setting.cache_interval).full_steps(steps) if setting.adaptive else setting.full_steps(steps)
+    return (
+        DeepCacheConfig(cache_interval=setting.cache_interval).full_steps(steps)
+        if setting.adaptive
+        else setting.full_steps(steps)
+    )
 
 
 def denoise(unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig | None = None) -> tuple[torch.Tensor, int]:
@@ -208,8 +243,13 @@ def denoise(unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig | Non
             else:
                 cached = None if step in full_steps and not setting.adaptive else features
                 output, extras = unet(
-                    model_input, timestep, **inputs.kwargs, return_dict=False, cache_branch_id=setting.cache_branch_id,
-                    replicate_prev_features=cached, cache_refresh=refresh if setting.adaptive else None,
+                    model_input,
+                    timestep,
+                    **inputs.kwargs,
+                    return_dict=False,
+                    cache_branch_id=setting.cache_branch_id,
+                    replicate_prev_features=cached,
+                    cache_refresh=refresh if setting.adaptive else None,
                 )
                 features = extras["features"]
                 cache_bytes = features.numel() * features.element_size()
@@ -217,7 +257,9 @@ def denoise(unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig | Non
     return sample, cache_bytes
 
 
-def denoise_with_original(helper_module, unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig) -> torch.Tensor:
+def denoise_with_original(
+    helper_module, unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig
+) -> torch.Tensor:
     """The same loop under the original DeepCache 0.1.1 helper (uniform schedules only)."""
     plain = copy.copy(unet)  # shares every submodule; only its class differs
     plain.__class__ = type(unet)._deepcache_parent
@@ -293,9 +335,15 @@ def settings_grid(intervals, branches, schedules) -> list[DeepCacheConfig]:
         if schedule not in SCHEDULES:
             raise ValueError(f"`schedules` must contain only {', '.join(map(repr, SCHEDULES))}, but got {schedule!r}.")
     return [
-        DeepCacheConfig(cache_interval=interval, cache_branch_id=branch, uniform=schedule != "non-uniform",
-                        cache_threshold=1e30 if schedule == "adaptive" else None)
-        for interval in intervals for branch in branches for schedule in schedules
+        DeepCacheConfig(
+            cache_interval=interval,
+            cache_branch_id=branch,
+            uniform=schedule != "non-uniform",
+            cache_threshold=1e30 if schedule == "adaptive" else None,
+        )
+        for interval in intervals
+        for branch in branches
+        for schedule in schedules
     ]
 
 
@@ -334,7 +382,11 @@ def benchmark(
     denoise(unet, inputs, min(steps, 3))
     for setting in settings:
         denoise(unet, inputs, min(steps, 3), setting)
-    times = {"baseline": [], **{i: [] for i in range(len(settings))}, **{("original", i): [] for i in range(len(settings))}}
+    times = {
+        "baseline": [],
+        **{i: [] for i in range(len(settings))},
+        **{("original", i): [] for i in range(len(settings))},
+    }
     peaks, samples, cache_bytes = {}, {}, {}
     total = repeats * (1 + len(settings) + len(with_original))
     with tqdm(total=total, desc=f"benchmark {name}", disable=not progress) as bar:
@@ -343,11 +395,13 @@ def benchmark(
             times["baseline"].append(seconds)
             bar.update()
             for index, setting in enumerate(settings):
-                (samples[index], cache_bytes[index]), seconds, peaks[index] = timer(lambda: denoise(unet, inputs, steps, setting))
+                (samples[index], cache_bytes[index]), seconds, peaks[index] = timer(
+                    lambda setting=setting: denoise(unet, inputs, steps, setting)
+                )
                 times[index].append(seconds)
                 bar.update()
                 if setting in with_original:
-                    samples[("original", index)], seconds, _ = timer(lambda: run_original(setting))
+                    samples[("original", index)], seconds, _ = timer(lambda setting=setting: run_original(setting))
                     times[("original", index)].append(seconds)
                     bar.update()
 
@@ -358,11 +412,23 @@ def benchmark(
         ideal = ideal_speedup(full, cached, steps, len(full_steps_of(setting, steps)))
         seconds = statistics.median(times[index])
         row = Row(
-            model=name, resolution=spec.pixels(size) + (f", {frames or spec.frames} frames" if spec.family == "svd" else ""), batch=batch, steps=steps, interval=setting.cache_interval,
-            branch=setting.cache_branch_id, schedule="adaptive" if setting.adaptive else "uniform" if setting.uniform else "non-uniform",
-            full_gflops=full / 1e9, cached_gflops=cached / 1e9, ideal_speedup=ideal, baseline_s=baseline,
-            deepcache_s=seconds, speedup=baseline / seconds, measured_over_ideal=baseline / seconds / ideal,
-            baseline_peak_mb=_mb(peaks["baseline"]), deepcache_peak_mb=_mb(peaks[index]), cache_mb=cache_bytes[index] / 2**20,
+            model=name,
+            resolution=spec.pixels(size) + (f", {frames or spec.frames} frames" if spec.family == "svd" else ""),
+            batch=batch,
+            steps=steps,
+            interval=setting.cache_interval,
+            branch=setting.cache_branch_id,
+            schedule="adaptive" if setting.adaptive else "uniform" if setting.uniform else "non-uniform",
+            full_gflops=full / 1e9,
+            cached_gflops=cached / 1e9,
+            ideal_speedup=ideal,
+            baseline_s=baseline,
+            deepcache_s=seconds,
+            speedup=baseline / seconds,
+            measured_over_ideal=baseline / seconds / ideal,
+            baseline_peak_mb=_mb(peaks["baseline"]),
+            deepcache_peak_mb=_mb(peaks[index]),
+            cache_mb=cache_bytes[index] / 2**20,
             times={"baseline": times["baseline"], "deepcache": times[index]},
         )
         if setting in with_original:
@@ -378,7 +444,9 @@ def _mb(value: int | None) -> float | None:
     return None if value is None else value / 2**20
 
 
-def branch_flops(name: str, branches, batch: int = 1, size: tuple[int, int] | None = None, frames: int | None = None) -> dict[int, tuple[int, int]]:
+def branch_flops(
+    name: str, branches, batch: int = 1, size: tuple[int, int] | None = None, frames: int | None = None
+) -> dict[int, tuple[int, int]]:
     """Full and cached FLOPs of one step per branch, counted on the meta device (no weights, attention included)."""
     unet = build_unet(name, "meta")
     inputs = loop_inputs(name, unet, batch, size, frames)
@@ -387,14 +455,25 @@ def branch_flops(name: str, branches, batch: int = 1, size: tuple[int, int] | No
 
 
 COLUMNS = (
-    ("model", "model", "{}"), ("resolution", "res", "{}"), ("batch", "batch", "{}"), ("steps", "steps", "{}"),
-    ("interval", "N", "{}"), ("branch", "branch", "{}"), ("schedule", "schedule", "{}"),
-    ("full_gflops", "full GFLOPs", "{:.2f}"), ("cached_gflops", "cached GFLOPs", "{:.2f}"),
-    ("ideal_speedup", "FLOP-ideal", "{:.2f}x"), ("baseline_s", "baseline s", "{:.3f}"),
-    ("deepcache_s", "DeepCache s", "{:.3f}"), ("speedup", "speedup", "{:.2f}x"),
-    ("measured_over_ideal", "measured/ideal", "{:.2f}"), ("baseline_peak_mb", "peak MB base", "{:.0f}"),
-    ("deepcache_peak_mb", "peak MB cached", "{:.0f}"), ("cache_mb", "cache MB", "{:.2f}"),
-    ("original_s", "original s", "{:.3f}"), ("ours_over_original_speed", "ours vs original", "{:.2f}x"),
+    ("model", "model", "{}"),
+    ("resolution", "res", "{}"),
+    ("batch", "batch", "{}"),
+    ("steps", "steps", "{}"),
+    ("interval", "N", "{}"),
+    ("branch", "branch", "{}"),
+    ("schedule", "schedule", "{}"),
+    ("full_gflops", "full GFLOPs", "{:.2f}"),
+    ("cached_gflops", "cached GFLOPs", "{:.2f}"),
+    ("ideal_speedup", "FLOP-ideal", "{:.2f}x"),
+    ("baseline_s", "baseline s", "{:.3f}"),
+    ("deepcache_s", "DeepCache s", "{:.3f}"),
+    ("speedup", "speedup", "{:.2f}x"),
+    ("measured_over_ideal", "measured/ideal", "{:.2f}"),
+    ("baseline_peak_mb", "peak MB base", "{:.0f}"),
+    ("deepcache_peak_mb", "peak MB cached", "{:.0f}"),
+    ("cache_mb", "cache MB", "{:.2f}"),
+    ("original_s", "original s", "{:.3f}"),
+    ("ours_over_original_speed", "ours vs original", "{:.2f}x"),
     ("max_diff_vs_original", "max diff vs original", "{:.1e}"),
 )
 
@@ -430,15 +509,21 @@ class ControlNetStepFlops:
 def _controlnet_for(unet, vae_scale: int, **kwargs):
     """A ControlNet with ``unet``'s down path whose conditioning embedding matches the VAE's downscaling."""
     levels = 1 + max(vae_scale.bit_length() - 1, 0)  # one stride-2 convolution per halving
-    return DeepCacheControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[:levels], **kwargs).eval()
+    return DeepCacheControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=(16, 32, 96, 256)[:levels], **kwargs
+    ).eval()
 
 
-def controlnet_flops(name: str, branches, batch: int = 1, size: tuple[int, int] | None = None) -> list[ControlNetStepFlops]:
+def controlnet_flops(
+    name: str, branches, batch: int = 1, size: tuple[int, int] | None = None
+) -> list[ControlNetStepFlops]:
     """Per branch, FLOPs of a cached step of ``MODELS[name]``'s U-Net (an SD-shaped one) with a ControlNet of
     its down path run whole and cut to the branch, against a full step; counted on the meta device."""
     spec = _model(name)
     if spec.family != "sd":
-        raise ValueError(f"The ControlNet benchmark takes an SD-shaped model ({sorted(n for n, m in MODELS.items() if m.family == 'sd')}), not {name!r}.")
+        raise ValueError(
+            f"The ControlNet benchmark takes an SD-shaped model ({sorted(n for n, m in MODELS.items() if m.family == 'sd')}), not {name!r}."
+        )
     unet = build_unet(name, "meta")
     with torch.device("meta"):
         controlnet = _controlnet_for(unet, spec.vae_scale, load_weights_from_unet=False)
@@ -455,20 +540,26 @@ def controlnet_flops(name: str, branches, batch: int = 1, size: tuple[int, int] 
         for branch in branches:
             _, extras = unet(sample, timestep, text, **residuals, cache_branch_id=branch, return_dict=False)
             features = extras["features"]
-            cached = count_flops(unet, sample, timestep, text, **residuals, cache_branch_id=branch, replicate_prev_features=features)
+            cached = count_flops(
+                unet, sample, timestep, text, **residuals, cache_branch_id=branch, replicate_prev_features=features
+            )
             cut = count_flops(controlnet, sample, timestep, text, condition, cache_branch_id=branch, return_dict=False)
             rows.append(ControlNetStepFlops(branch, cached, whole, cut, full))
     return rows
 
 
-def controlnet_pipeline_seconds(branch: int, interval: int = 3, steps: int = 50, repeats: int = 3, seed: int = 0) -> dict[str, float]:
+def controlnet_pipeline_seconds(
+    branch: int, interval: int = 3, steps: int = 50, repeats: int = 3, seed: int = 0
+) -> dict[str, float]:
     """Median seconds of the embedded emoji pipeline with a ControlNet made from its U-Net (4 prompts, guidance 5),
     interleaved: uncached, DeepCache with the ControlNet run whole (the path before it could be cut), and cut.
     Also checks that whole and cut give the same images (``"identical"``: 1.0 or 0.0)."""
     base = DeepCacheStableDiffusionPipeline.from_pretrained(embedded_text_to_image_path())
     torch.manual_seed(seed)
     controlnet = _controlnet_for(base.unet, MODELS["emoji"].vae_scale)
-    pipe = DeepCacheStableDiffusionControlNetPipeline(**{k: v for k, v in base.components.items() if k != "image_encoder"}, controlnet=controlnet)
+    pipe = DeepCacheStableDiffusionControlNetPipeline(
+        **{k: v for k, v in base.components.items() if k != "image_encoder"}, controlnet=controlnet
+    )
     pipe.set_progress_bar_config(disable=True)
     side = base.unet.config.sample_size * base.vae_scale_factor
     control = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(seed))
@@ -476,7 +567,15 @@ def controlnet_pipeline_seconds(branch: int, interval: int = 3, steps: int = 50,
     def call(caching: dict):
         generator = torch.Generator().manual_seed(seed)
         prompts = ["red apple", "rocket", "dog face", "snowman"]
-        return pipe(prompts, image=control, num_inference_steps=steps, guidance_scale=5.0, generator=generator, output_type="np", **caching).images
+        return pipe(
+            prompts,
+            image=control,
+            num_inference_steps=steps,
+            guidance_scale=5.0,
+            generator=generator,
+            output_type="np",
+            **caching,
+        ).images
 
     caching = dict(cache_interval=interval, cache_branch_id=branch)
     variants = {"uncached": {}, "ControlNet whole": {**caching, "cut_controlnet": False}, "ControlNet cut": caching}
@@ -490,8 +589,9 @@ PIPELINE_MODELS = ("emoji", "embedded")  # the benchmark models that ship a whol
 _EMOJI_PROMPTS = ("red apple", "rocket", "dog face", "snowman")
 
 
-def pipeline_and_loop_seconds(name: str, settings: list[DeepCacheConfig], steps: int = 50, batch: int = 4, repeats: int = 3,
-                              seed: int = 0) -> list[dict]:  # fmt: skip
+def pipeline_and_loop_seconds(
+    name: str, settings: list[DeepCacheConfig], steps: int = 50, batch: int = 4, repeats: int = 3, seed: int = 0
+) -> list[dict]:
     """What users run beside what caching changes: median seconds of the whole pipeline call and of the bare
     U-Net loop (:func:`denoise`), uncached and with each setting, all interleaved.
 
@@ -527,22 +627,44 @@ def pipeline_and_loop_seconds(name: str, settings: list[DeepCacheConfig], steps:
     rows = []
     for index, setting in enumerate(variants):
         loop, whole = seconds[2 * index], seconds[2 * index + 1]
-        rows.append({"setting": setting, "loop_s": loop, "pipeline_s": whole, "loop_speedup": seconds[0] / loop,
-                     "pipeline_speedup": seconds[1] / whole, "overhead_ms_per_step": 1000 * (whole - loop) / steps})  # fmt: skip
+        rows.append(
+            {
+                "setting": setting,
+                "loop_s": loop,
+                "pipeline_s": whole,
+                "loop_speedup": seconds[0] / loop,
+                "pipeline_speedup": seconds[1] / whole,
+                "overhead_ms_per_step": 1000 * (whole - loop) / steps,
+            }
+        )
     return rows
 
 
-def compile_seconds(name: str, setting: DeepCacheConfig, steps: int = 50, batch: int = 4, repeats: int = 3, mode: str = "default",
-                    backend: str = "inductor") -> dict[str, float]:  # fmt: skip
+def compile_seconds(
+    name: str,
+    setting: DeepCacheConfig,
+    steps: int = 50,
+    batch: int = 4,
+    repeats: int = 3,
+    mode: str = "default",
+    backend: str = "inductor",
+) -> dict[str, float]:
     """Does caching stack with ``torch.compile``? Median seconds of ``MODELS[name]``'s U-Net loop, eager and compiled
     (``dynamic=False``), uncached and cached with ``setting``, interleaved after one warm-up of each (which compiles)."""
     unet = build_unet(name)
     inputs = loop_inputs(name, unet, batch)
     compiled = torch.compile(unet, backend=backend, dynamic=False, **({"mode": mode} if backend == "inductor" else {}))
-    variants = {"eager uncached": (unet, None), "eager cached": (unet, setting), "compiled uncached": (compiled, None), "compiled cached": (compiled, setting)}
+    variants = {
+        "eager uncached": (unet, None),
+        "eager cached": (unet, setting),
+        "compiled uncached": (compiled, None),
+        "compiled cached": (compiled, setting),
+    }
     with torch.no_grad():
         start = time.perf_counter()
         denoise(compiled, inputs, 4), denoise(compiled, inputs, 4, setting)
         warm_up = time.perf_counter() - start
-        _, seconds = interleaved([(denoise, model, inputs, steps, caching) for model, caching in variants.values()], repeats)
+        _, seconds = interleaved(
+            [(denoise, model, inputs, steps, caching) for model, caching in variants.values()], repeats
+        )
     return {**dict(zip(variants, seconds)), "compile and warm-up": warm_up}

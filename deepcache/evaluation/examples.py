@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import re
 import statistics
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,21 +23,56 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from ..runtime import FewStepsWarning
+
 MODEL_HELP = "hub id or local directory saved with save_pretrained"
 
 
-def script_arguments(description: str, default_model: str, default_steps: int, default_output: str) -> argparse.ArgumentParser:
+class _TorchvisionFallbackNotice(logging.Filter):
+    """Drops transformers' notice that an image processor falls back to PIL without torchvision: the
+    scripts and the demo never use those processors, and the notice twice per run reads like an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+def quiet_torchvision_notices() -> None:
+    """Silences that one notice, on the one transformers logger that emits it (nothing else changes)."""
+    logger = logging.getLogger("transformers.utils.import_utils")
+    if not any(isinstance(f, _TorchvisionFallbackNotice) for f in logger.filters):
+        logger.addFilter(_TorchvisionFallbackNotice())
+
+
+quiet_torchvision_notices()  # the scripts and the demo import this module before any pipeline
+
+
+def script_arguments(
+    description: str, default_model: str, default_steps: int, default_output: str
+) -> argparse.ArgumentParser:
     """The arguments every script takes; scripts add their own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default=default_model, help=f"{MODEL_HELP} (default {default_model})")
     parser.add_argument("--steps", type=int, default=default_steps, help=f"denoising steps (default {default_steps})")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache-interval", type=int, help="DeepCache interval N (default: the model's recommended setting)")
+    parser.add_argument(
+        "--cache-interval", type=int, help="DeepCache interval N (default: the model's recommended setting)"
+    )
     parser.add_argument("--cache-branch-id", type=int, help="cached branch, helper numbering (default: the model's)")
-    parser.add_argument("--warmup-steps", type=int, default=2, help="untimed warm-up run of each with this many steps (0: none; default 2)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each, interleaved; the median is reported (default 2)")
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=2,
+        help="untimed warm-up run of each with this many steps (0: none; default 2)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed runs of each, interleaved; the median is reported (default 2)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--output", default=default_output, help=f"where to save baseline and DeepCache side by side (default {default_output})")
+    parser.add_argument(
+        "--output",
+        default=default_output,
+        help=f"where to save baseline and DeepCache side by side (default {default_output})",
+    )
     return parser
 
 
@@ -66,7 +103,9 @@ def load(pipeline_class, model: str, device: str, **kwargs):
     with one line: the loader's own reason, and what to do."""
     path = Path(model).expanduser()
     if not path.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
-        raise SystemExit(f"error: --model {model!r} is not a directory; pass a folder written by save_pretrained, or a hub id such as 'org/name'.")
+        raise SystemExit(
+            f"error: --model {model!r} is not a directory; pass a folder written by save_pretrained, or a hub id such as 'org/name'."
+        )
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
         pipe = pipeline_class.from_pretrained(str(path) if path.exists() else model, dtype=dtype, **kwargs)
@@ -78,7 +117,9 @@ def load(pipeline_class, model: str, device: str, **kwargs):
 def load_failure(error: Exception) -> str:
     """The first line of a loader's error, whole, followed by what the user can do about it."""
     reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-    reason = re.sub(r"\s*Please check out the root cause in the stacktrace above\.?", "", reason).rstrip(".")  # none is shown
+    reason = re.sub(r"\s*Please check out the root cause in the stacktrace above\.?", "", reason).rstrip(
+        "."
+    )  # none is shown
     return f"{reason}. Pass a hub id you can download (network, and `hf auth login` for gated models) or a local save_pretrained folder."
 
 
@@ -91,7 +132,9 @@ def model_size(pipe, video: bool = False, height: int | None = None, width: int 
     side = pipe.unet.config.sample_size * pipe.vae_scale_factor
     default = (side, side)
     if video:
-        multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)  # every level halves evenly
+        multiple = pipe.vae_scale_factor * 2 ** (
+            len(pipe.unet.config.block_out_channels) - 1
+        )  # every level halves evenly
         default = tuple(max(multiple, round(pixels * side / 768 / multiple) * multiple) for pixels in (576, 1024))
     return height or default[0], width or default[1]
 
@@ -129,8 +172,12 @@ def compare(
     if repeats < 1:
         raise ValueError(f"`repeats` must be at least 1, but got {repeats}.")
     if warmup_steps:
-        baseline(warmup_steps), deepcache(warmup_steps)
-    (base_images, cache_images), (base_seconds, cache_seconds) = interleaved([(baseline, steps), (deepcache, steps)], repeats)
+        with warnings.catch_warnings():  # a short warm-up is few steps on purpose
+            warnings.simplefilter("ignore", FewStepsWarning)
+            baseline(warmup_steps), deepcache(warmup_steps)
+    (base_images, cache_images), (base_seconds, cache_seconds) = interleaved(
+        [(baseline, steps), (deepcache, steps)], repeats
+    )
     speedup = base_seconds / cache_seconds
     print(f"baseline:  {base_seconds:.2f} s (median of {repeats}, interleaved)")
     print(f"DeepCache: {cache_seconds:.2f} s (median of {repeats})")
@@ -196,11 +243,15 @@ def side_by_side(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str], l
     return grid
 
 
-def captioned_grid(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str], captions: Sequence[str], longest: int = 96) -> Image.Image:
+def captioned_grid(
+    rows: Sequence[Sequence[Image.Image]], labels: Sequence[str], captions: Sequence[str], longest: int = 96
+) -> Image.Image:
     """``side_by_side`` under a header of column ``captions``, wrapped to the column's width."""
     body = side_by_side(rows, labels, longest)
     column = body.width // max(len(row) for row in rows)
-    wrapped = [textwrap.wrap(caption, max(1, column // 6))[:3] for caption in captions]  # PIL's default font: ~6 px a character
+    wrapped = [
+        textwrap.wrap(caption, max(1, column // 6))[:3] for caption in captions
+    ]  # PIL's default font: ~6 px a character
     header = 4 + 11 * max(len(lines) for lines in wrapped)
     grid = Image.new("RGB", (body.width, header + body.height), "white")
     draw = ImageDraw.Draw(grid)

@@ -75,7 +75,9 @@ class FeatureDistances:
     The reference features are computed once; ``distances(images)`` then scores any number of sets.
     """
 
-    def __init__(self, reference: torch.Tensor, features: torch.nn.Module, kid_subset_size: int = 100, batch_size: int = 256):
+    def __init__(
+        self, reference: torch.Tensor, features: torch.nn.Module, kid_subset_size: int = 100, batch_size: int = 256
+    ):
         if kid_subset_size < 2:
             raise ValueError(f"`kid_subset_size` must be at least 2, but got {kid_subset_size}.")
         self.batch_size = batch_size
@@ -99,7 +101,9 @@ class FeatureDistances:
     def distances(self, images: torch.Tensor) -> dict[str, float]:
         """``{"fd", "kid", "kid_std"}`` of ``images`` to the reference set."""
         if len(images) < self.kid_subset_size:
-            raise ValueError(f"`images` needs at least kid_subset_size={self.kid_subset_size} samples, but got {len(images)}.")
+            raise ValueError(
+                f"`images` needs at least kid_subset_size={self.kid_subset_size} samples, but got {len(images)}."
+            )
         self._fd.reset()
         self._kid.reset()
         self._update(images, real=False)
@@ -115,10 +119,13 @@ def inception_fid(reference: torch.Tensor, candidate: torch.Tensor, features: to
     ``features`` replaces Inception by any extractor with the same protocol (used by the tests).
     RGB images in [0, 1]; grayscale ones are repeated to three channels.
     """
+
     def rgb(images: torch.Tensor) -> torch.Tensor:
         return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
-    metric = FrechetInceptionDistance(feature=features if features is not None else 2048, normalize=True, sync_on_compute=False)
+    metric = FrechetInceptionDistance(
+        feature=features if features is not None else 2048, normalize=True, sync_on_compute=False
+    )
     with torch.no_grad():
         metric.update(rgb(reference), real=True)
         metric.update(rgb(candidate), real=False)
@@ -133,7 +140,9 @@ def clip_score(images: torch.Tensor, prompts: list[str], model: str = "openai/cl
     whose ``get_image_features`` returns an output object instead of a tensor.
     """
     if len(images) != len(prompts):
-        raise ValueError(f"`images` and `prompts` must have one prompt per image, but got {len(images)} and {len(prompts)}.")
+        raise ValueError(
+            f"`images` and `prompts` must have one prompt per image, but got {len(images)} and {len(prompts)}."
+        )
     from transformers import CLIPModel, CLIPProcessor
 
     clip, processor = CLIPModel.from_pretrained(model).eval(), CLIPProcessor.from_pretrained(model)

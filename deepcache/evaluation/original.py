@@ -20,7 +20,18 @@ HELPER_IN_WHEEL = "DeepCache/extension/deepcache.py"
 
 def fetch_original_wheel(directory: str | Path) -> Path:
     """Downloads the DeepCache 0.1.1 wheel into ``directory`` with pip; raises ``OSError`` if it cannot."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(directory), "DeepCache==0.1.1"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "-d",
+        str(directory),
+        "DeepCache==0.1.1",
+    ]
     try:
         subprocess.run(command, check=True, capture_output=True, timeout=300)
         return next(Path(directory).glob("DeepCache-0.1.1-*.whl"))
@@ -42,7 +53,9 @@ def load_original_helper(source: str | Path | None = None) -> ModuleType:
     elif source.suffix == ".py":
         helper_file = source
     else:
-        raise ValueError(f"`source` must be the DeepCache 0.1.1 wheel (.whl) or its helper file (.py), but got {str(source)!r}.")
+        raise ValueError(
+            f"`source` must be the DeepCache 0.1.1 wheel (.whl) or its helper file (.py), but got {str(source)!r}."
+        )
     spec = importlib.util.spec_from_file_location("original_deepcache_helper", helper_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

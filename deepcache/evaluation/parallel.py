@@ -27,7 +27,12 @@ def end_processes() -> None:
 
 
 def sample_images(
-    pipe, seeds: list[int], batch_size: int, prompts: list[str] | None = None, records: list | None = None, **call_kwargs
+    pipe,
+    seeds: list[int],
+    batch_size: int,
+    prompts: list[str] | None = None,
+    records: list | None = None,
+    **call_kwargs,
 ) -> torch.Tensor:
     """Images (N, C, H, W) in [0, 1] for ``seeds``, in seed order: from an unconditional pipeline, or
     with ``prompts`` (one per seed) from a text-to-image one.
@@ -46,9 +51,15 @@ def sample_images(
     for index in range(state.process_index, len(batches), state.num_processes):
         generators = [torch.Generator().manual_seed(seed) for seed in batches[index]]
         start = index * batch_size
-        inputs = dict(batch_size=len(generators)) if prompts is None else dict(prompt=prompts[start : start + len(generators)])
+        inputs = (
+            dict(batch_size=len(generators))
+            if prompts is None
+            else dict(prompt=prompts[start : start + len(generators)])
+        )
         images = pipe(generator=generators, output_type="np", **inputs, **call_kwargs).images
-        mine.append((index, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), getattr(pipe, "deepcache_record", None)))
+        mine.append(
+            (index, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), getattr(pipe, "deepcache_record", None))
+        )
     gathered = sorted(gather_object(mine), key=lambda item: item[0])
     if records is not None:
         records.extend(record for _, _, record in gathered)

@@ -29,7 +29,9 @@ class ClassEmbedder(ModelMixin, ConfigMixin):
     def __init__(self, num_classes: int = 1001, embedding_dim: int = 512, null_class: int | None = 1000):
         super().__init__()
         if null_class is not None and not 0 <= null_class < num_classes:
-            raise ValueError(f"`null_class` must be a row of the table, in [0, {num_classes}), or None, but got {null_class}.")
+            raise ValueError(
+                f"`null_class` must be a row of the table, in [0, {num_classes}), or None, but got {null_class}."
+            )
         self.embedding = torch.nn.Embedding(num_classes, embedding_dim)
 
     def forward(self, class_labels: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,11 @@ CIN256_V2 = {
     }
 }
 
-_UNET_PREFIX, _FIRST_STAGE_PREFIX, _CLASS_TABLE = "model.diffusion_model.", "first_stage_model.", "cond_stage_model.embedding.weight"
+_UNET_PREFIX, _FIRST_STAGE_PREFIX, _CLASS_TABLE = (
+    "model.diffusion_model.",
+    "first_stage_model.",
+    "cond_stage_model.embedding.weight",
+)
 
 
 def load_compvis_checkpoint(path: str | os.PathLike, weights_only: bool = True) -> dict[str, torch.Tensor]:
@@ -119,13 +123,22 @@ def convert_ldm_class_conditional(
     params = (original_config or CIN256_V2)["model"]["params"]  # read only: the configs built from it are new dicts
     _check_config(params, checkpoint)
     unet_config = _unet_config(params)
-    unet = _load(UNet2DConditionModel, unet_config, convert_ldm_unet_checkpoint(checkpoint, unet_config, extract_ema=extract_ema), "U-Net")
+    unet = _load(
+        UNet2DConditionModel,
+        unet_config,
+        convert_ldm_unet_checkpoint(checkpoint, unet_config, extract_ema=extract_ema),
+        "U-Net",
+    )
     vqvae_config = _vqvae_config(params)
     vqvae_weights = convert_ldm_vae_checkpoint(checkpoint, vqvae_config)
     vqvae_weights["quantize.embedding.weight"] = checkpoint[_FIRST_STAGE_PREFIX + "quantize.embedding.weight"]
     vqvae = _load(VQModel, vqvae_config, vqvae_weights, "first stage")
     table = checkpoint[_CLASS_TABLE]
-    class_embedder = ClassEmbedder(num_classes=table.shape[0], embedding_dim=table.shape[1], null_class=table.shape[0] - 1 if null_class is None else null_class)
+    class_embedder = ClassEmbedder(
+        num_classes=table.shape[0],
+        embedding_dim=table.shape[1],
+        null_class=table.shape[0] - 1 if null_class is None else null_class,
+    )
     class_embedder.embedding.weight.data.copy_(table)
     scheduler = DDIMScheduler(
         num_train_timesteps=params.get("timesteps", 1000),
@@ -137,7 +150,9 @@ def convert_ldm_class_conditional(
         set_alpha_to_one=False,
         steps_offset=1,  # CompVis' DDIM visits timesteps 1, 1 + 1000 / T, ...
     )
-    return LDMClassConditionalPipeline(vqvae=vqvae.eval(), unet=unet.eval(), class_embedder=class_embedder.eval(), scheduler=scheduler)
+    return LDMClassConditionalPipeline(
+        vqvae=vqvae.eval(), unet=unet.eval(), class_embedder=class_embedder.eval(), scheduler=scheduler
+    )
 
 
 def _check_config(params: dict, checkpoint: dict) -> None:
@@ -148,14 +163,24 @@ def _check_config(params: dict, checkpoint: dict) -> None:
             f"but it has cond_stage_key={params.get('cond_stage_key')!r}, conditioning_key={params.get('conditioning_key')!r}."
         )
     if params.get("beta_schedule", "linear") != "linear":
-        raise ValueError(f"`original_config`: only CompVis' 'linear' beta_schedule converts to DDIM's 'scaled_linear', not {params['beta_schedule']!r}.")
+        raise ValueError(
+            f"`original_config`: only CompVis' 'linear' beta_schedule converts to DDIM's 'scaled_linear', not {params['beta_schedule']!r}."
+        )
     if params.get("first_stage_config", {}).get("params", {}).get("ddconfig", {}).get("attn_resolutions"):
-        raise ValueError("`original_config`: a first stage with attention inside its levels (attn_resolutions) has no diffusers VQModel equivalent.")
+        raise ValueError(
+            "`original_config`: a first stage with attention inside its levels (attn_resolutions) has no diffusers VQModel equivalent."
+        )
     if not params.get("unet_config", {}).get("params", {}).get("use_spatial_transformer"):
-        raise ValueError("`original_config`: the U-Net must use spatial transformers (use_spatial_transformer: true) to read the class token.")
-    missing = [key for key in (_CLASS_TABLE, _FIRST_STAGE_PREFIX + "quantize.embedding.weight") if key not in checkpoint]
+        raise ValueError(
+            "`original_config`: the U-Net must use spatial transformers (use_spatial_transformer: true) to read the class token."
+        )
+    missing = [
+        key for key in (_CLASS_TABLE, _FIRST_STAGE_PREFIX + "quantize.embedding.weight") if key not in checkpoint
+    ]
     if missing or not any(key.startswith(_UNET_PREFIX) for key in checkpoint):
-        raise ValueError(f"`checkpoint` is not a CompVis class-conditional LDM state dict: it lacks {missing or [_UNET_PREFIX + '*']}.")
+        raise ValueError(
+            f"`checkpoint` is not a CompVis class-conditional LDM state dict: it lacks {missing or [_UNET_PREFIX + '*']}."
+        )
 
 
 def _unet_config(params: dict) -> dict:
@@ -206,11 +231,17 @@ def _load(model_class: type, config: dict, weights: dict, name: str) -> torch.nn
     with torch.device("meta"):
         model = model_class(**config)
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    problems = [f"{key} is {tuple(value.shape)}, not {expected[key]}" for key, value in weights.items() if key in expected and tuple(value.shape) != expected[key]]
+    problems = [
+        f"{key} is {tuple(value.shape)}, not {expected[key]}"
+        for key, value in weights.items()
+        if key in expected and tuple(value.shape) != expected[key]
+    ]
     problems += [f"missing {key}" for key in expected if key not in weights]
     problems += [f"unexpected {key}" for key in weights if key not in expected]
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValueError(f"`checkpoint` does not match the configured {name}: {'; '.join(problems[:3])}{more}. Is `original_config` the checkpoint's?")
+        raise ValueError(
+            f"`checkpoint` does not match the configured {name}: {'; '.join(problems[:3])}{more}. Is `original_config` the checkpoint's?"
+        )
     model.load_state_dict(weights, assign=True)
     return model

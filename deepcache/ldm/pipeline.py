@@ -50,7 +50,9 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "class_embedder->unet->vqvae"
     _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, vqvae: VQModel, unet: UNet2DConditionModel, class_embedder: ClassEmbedder, scheduler: SchedulerMixin):
+    def __init__(
+        self, vqvae: VQModel, unet: UNet2DConditionModel, class_embedder: ClassEmbedder, scheduler: SchedulerMixin
+    ):
         super().__init__()
         self.register_modules(vqvae=vqvae, unet=unet, class_embedder=class_embedder, scheduler=scheduler)
         self.image_processor = VaeImageProcessor(vae_scale_factor=2 ** (len(vqvae.config.block_out_channels) - 1))
@@ -66,8 +68,11 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
-        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
-        callback_on_step_end_tensor_inputs: list[str] = ["latents"],
+        callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers' signature; never mutated)
     ) -> ImagePipelineOutput | tuple:
         r"""Generates one image per class label.
 
@@ -100,7 +105,9 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        labels = self._check_inputs(class_labels, num_inference_steps, guidance_scale, latents, output_type, callback_on_step_end_tensor_inputs)
+        labels = self._check_inputs(
+            class_labels, num_inference_steps, guidance_scale, latents, output_type, callback_on_step_end_tensor_inputs
+        )
         device = self._execution_device
         self._guidance_scale = guidance_scale
         guided = self.do_classifier_free_guidance
@@ -116,7 +123,9 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         step_parameters = inspect.signature(self.scheduler.step).parameters
-        step_kwargs = {name: value for name, value in (("eta", eta), ("generator", generator)) if name in step_parameters}
+        step_kwargs = {
+            name: value for name, value in (("eta", eta), ("generator", generator)) if name in step_parameters
+        }
         self._num_timesteps = len(self.scheduler.timesteps)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
@@ -138,7 +147,9 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
-    def _check_inputs(self, class_labels, num_inference_steps, guidance_scale, latents, output_type, tensor_inputs) -> torch.Tensor:
+    def _check_inputs(
+        self, class_labels, num_inference_steps, guidance_scale, latents, output_type, tensor_inputs
+    ) -> torch.Tensor:
         """Every argument checked before any denoising; the labels as a 1-D long tensor."""
         try:
             labels = torch.as_tensor(class_labels).cpu()
@@ -147,8 +158,17 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         if labels is not None and labels.ndim == 0:
             labels = labels[None]
         num_classes, null_class = self.class_embedder.config.num_classes, self.class_embedder.config.null_class
-        if labels is None or labels.ndim != 1 or len(labels) == 0 or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-            raise TypeError(f"`class_labels` must be an int or a non-empty 1-D sequence of ints, but got {class_labels!r}.")
+        if (
+            labels is None
+            or labels.ndim != 1
+            or len(labels) == 0
+            or labels.is_floating_point()
+            or labels.is_complex()
+            or labels.dtype == torch.bool
+        ):
+            raise TypeError(
+                f"`class_labels` must be an int or a non-empty 1-D sequence of ints, but got {class_labels!r}."
+            )
         labels = labels.long()
         if not ((labels >= 0) & (labels < num_classes)).all():
             raise ValueError(f"`class_labels` must lie in [0, {num_classes}), but got {labels.tolist()}.")
@@ -157,15 +177,21 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
             raise TypeError(f"`guidance_scale` must be a number, but got {guidance_scale!r}.")
         if guidance_scale > 1 and null_class is None:
-            raise ValueError("`guidance_scale` > 1 needs a null class, but this pipeline's `class_embedder` has none; use `guidance_scale=1`.")
+            raise ValueError(
+                "`guidance_scale` > 1 needs a null class, but this pipeline's `class_embedder` has none; use `guidance_scale=1`."
+            )
         size, channels = self.unet.config.sample_size, self.unet.config.in_channels
         if latents is not None and tuple(latents.shape) != (len(labels), channels, size, size):
-            raise ValueError(f"`latents` must have shape {(len(labels), channels, size, size)} (one per class label), but got {tuple(latents.shape)}.")
+            raise ValueError(
+                f"`latents` must have shape {(len(labels), channels, size, size)} (one per class label), but got {tuple(latents.shape)}."
+            )
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {_OUTPUT_TYPES}, but got {output_type!r}.")
         unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
-            raise ValueError(f"`callback_on_step_end_tensor_inputs` must be among {self._callback_tensor_inputs}, but got {unknown}.")
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` must be among {self._callback_tensor_inputs}, but got {unknown}."
+            )
         return labels
 
     @property

@@ -98,17 +98,26 @@ def calibrate_schedule(
             run = _TrajectoryRun(pipe, branch)
             call_with_run(pipe, parent_call, (), kwargs, run)
             if num_steps is not None and len(run.calls) != num_steps:
-                raise ValueError(f"Every calibration run must have the same loop length, but got {num_steps} and {len(run.calls)}.")
+                raise ValueError(
+                    f"Every calibration run must have the same loop length, but got {num_steps} and {len(run.calls)}."
+                )
             num_steps = len(run.calls)
             weights = step_weights(pipe.scheduler, [unet_timestep(*run.calls[i][0][:2]) for i in range(num_steps)])
             with torch.no_grad():
                 for i in range(1, num_steps):
                     for j in range(max(0, i - max_interval + 1), i):
-                        error = sum(_cached_error(pipe, unet, call, earlier[3]) for call, earlier in zip(run.calls[i], run.calls[j]))
+                        error = sum(
+                            _cached_error(pipe, unet, call, earlier[3])
+                            for call, earlier in zip(run.calls[i], run.calls[j])
+                        )
                         totals.setdefault(i, {}).setdefault(j, 0.0)
                         totals[i][j] += weights[i] * error / len(runs)
-    meta = {"pipeline": diffusers_class(type(pipe)).__name__, "scheduler": type(pipe.scheduler).__name__, "runs": len(runs),
-            "max_interval": max_interval}  # fmt: skip
+    meta = {
+        "pipeline": diffusers_class(type(pipe)).__name__,
+        "scheduler": type(pipe.scheduler).__name__,
+        "runs": len(runs),
+        "max_interval": max_interval,
+    }
     return ScheduleCalibration(num_steps, branch, totals, weights, meta)
 
 
@@ -124,7 +133,11 @@ def _cached_error(pipe, unet, call, features: torch.Tensor) -> float:
 def _guided(pipe, prediction: torch.Tensor) -> torch.Tensor:
     """The prediction after classifier-free guidance, when the pipeline guides with a scalar scale."""
     scale = getattr(pipe, "guidance_scale", None)
-    if not getattr(pipe, "do_classifier_free_guidance", False) or not isinstance(scale, (int, float)) or len(prediction) % 2:
+    if (
+        not getattr(pipe, "do_classifier_free_guidance", False)
+        or not isinstance(scale, (int, float))
+        or len(prediction) % 2
+    ):
         return prediction
     uncond, cond = prediction.chunk(2)
     return uncond + scale * (cond - uncond)

@@ -21,7 +21,11 @@ def input_calls(prompts, seeds, calls, call_kwargs) -> list[dict]:
         raise TypeError(f"`seeds` must be a non-empty sequence of integers, but got {seeds!r}.")
     prompts = [prompts] if isinstance(prompts, str) or prompts is None else list(prompts)
     return [
-        {**call_kwargs, **({} if prompt is None else {"prompt": prompt}), "generator": torch.Generator().manual_seed(seed)}
+        {
+            **call_kwargs,
+            **({} if prompt is None else {"prompt": prompt}),
+            "generator": torch.Generator().manual_seed(seed),
+        }
         for prompt in prompts
         for seed in seeds
     ]

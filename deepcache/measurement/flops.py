@@ -70,7 +70,9 @@ def branch_step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branches
     the same architecture and shapes.
     """
     shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else repr(v) for v in tree_flatten((args, kwargs))[0]]
-    key = json.dumps([type(unet).__name__, dict(unet.config), shapes, sorted(kwargs), list(branches)], sort_keys=True, default=str)
+    key = json.dumps(
+        [type(unet).__name__, dict(unet.config), shapes, sorted(kwargs), list(branches)], sort_keys=True, default=str
+    )
     if key not in _BRANCH_FLOPS:
         _BRANCH_FLOPS[key] = _count_branch_flops(unet, args, kwargs, branches)
         while len(_BRANCH_FLOPS) > BRANCH_FLOPS_KEPT:
@@ -91,7 +93,10 @@ def _count_branch_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch
                 full = count_flops(meta_unet, *args, **kwargs, cache_branch_id=branch, return_dict=False)
             _, extras = meta_unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
             features = extras["features"]
-            counts[branch] = (full, count_flops(meta_unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features))
+            counts[branch] = (
+                full,
+                count_flops(meta_unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features),
+            )
     return counts
 
 

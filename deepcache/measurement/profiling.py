@@ -105,12 +105,16 @@ def profile_blocks(
             call_with_run(pipe, parent_call, (), kwargs, run)
             curve = run.curve()
             if total is not None and curve.shape != total.shape:
-                raise ValueError(f"Every profiling run must have the same loop length, but got {len(total)} and {len(curve)}.")
+                raise ValueError(
+                    f"Every profiling run must have the same loop length, but got {len(total)} and {len(curve)}."
+                )
             total = curve if total is None else total + curve
             first_inputs = first_inputs or run.inputs
         step_flops, flops = unit_flops(unet, *first_inputs, names)
     changes = {unit: (total[:, i] / len(runs)).tolist() for i, unit in enumerate(names)}
-    meta = {"unet": type(unet).__name__.removeprefix("DeepCache"), "pipeline": diffusers_class(type(pipe)).__name__,
-            "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
+    meta = {
+        "unet": type(unet).__name__.removeprefix("DeepCache"),
+        "pipeline": diffusers_class(type(pipe)).__name__,
+        "scheduler": type(pipe.scheduler).__name__,
+    }
     return BlockCacheProfile(changes, flops, step_flops, len(runs), meta)
-

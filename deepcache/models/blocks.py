@@ -59,7 +59,9 @@ def shortcut_splits(unit: nn.Module) -> bool:
     return isinstance(unit, ResnetBlock2D) and unit.upsample is None and unit.downsample is None
 
 
-def _skip_path(unit: nn.Module, hidden_states: torch.Tensor, output_shape: torch.Size, shortcut=None) -> torch.Tensor | None:
+def _skip_path(
+    unit: nn.Module, hidden_states: torch.Tensor, output_shape: torch.Size, shortcut=None
+) -> torch.Tensor | None:
     """What ``unit`` adds its residual branch to, or ``None`` when its whole output is cached.
 
     ``shortcut`` is ``unit.conv_shortcut(hidden_states)`` when the unit's own forward computed it.
@@ -131,7 +133,9 @@ def units_set(wrappers: Mapping[str, _ReusableUnit], units: Sequence[str], resid
         raise ValueError(f"Block Caching units {unknown} are not in this U-Net; its units are {list(wrappers)}.")
 
     def recorded() -> dict[str, torch.Tensor]:
-        found = {name: wrappers[name].residual if wrappers[name].reuse is None else wrappers[name].reuse for name in units}
+        found = {
+            name: wrappers[name].residual if wrappers[name].reuse is None else wrappers[name].reuse for name in units
+        }
         return {name: residual for name, residual in found.items() if residual is not None}
 
     try:

@@ -99,7 +99,9 @@ class BranchLayout:
                 f"but got cache_layer_id={cache_layer_id}, cache_block_id={cache_block_id}."
             )
         _check_index("cache_layer_id", cache_layer_id, len(self.down_skips))
-        _check_index(f"cache_block_id (for cache_layer_id={cache_layer_id})", cache_block_id, self.down_skips[cache_layer_id])
+        _check_index(
+            f"cache_block_id (for cache_layer_id={cache_layer_id})", cache_block_id, self.down_skips[cache_layer_id]
+        )
         return 1 + sum(self.down_skips[:cache_layer_id]) + int(cache_block_id)
 
     def fork_ids(self, branch: int) -> tuple[int, int]:
@@ -231,7 +233,10 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
     if layer == 0:
         tap, deeper_part = _Tap(block), []
     else:  # split the block: its deeper layers, then the rest with the upsampler
-        tap, deeper_part = _Tap(layer_view(block, slice(layer, None))), [layer_view(block, slice(0, layer), upsamplers=None)]
+        tap, deeper_part = (
+            _Tap(layer_view(block, slice(layer, None))),
+            [layer_view(block, slice(0, layer), upsamplers=None)],
+        )
     full = shallow_view(unet, up_blocks=nn.ModuleList([*deeper_up, *deeper_part, tap, *shallower_up]))
 
     whole, down_layers = layout.down_cut(branch)
@@ -240,7 +245,9 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
         down.append(layer_view(unet.down_blocks[whole], slice(0, down_layers), downsamplers=None))
         deeper_down[0] = layer_view(unet.down_blocks[whole], slice(down_layers, None))
     up = [tap.block, *shallower_up]
-    cached = shallow_view(unet, down_blocks=nn.ModuleList(down), mid_block=(replay := _Replay()), up_blocks=nn.ModuleList(up))
+    cached = shallow_view(
+        unet, down_blocks=nn.ModuleList(down), mid_block=(replay := _Replay()), up_blocks=nn.ModuleList(up)
+    )
     deep = shallow_view(
         unet,
         conv_in=(inject := _Inject()),
@@ -270,9 +277,12 @@ def _without_deep_residuals(kwargs: dict) -> dict:
     T2I-Adapter residuals are added inside the down blocks a cached step cuts, so they are refused.
     """
     if kwargs.get("down_intrablock_additional_residuals") is not None or (
-        kwargs.get("down_block_additional_residuals") is not None and kwargs.get("mid_block_additional_residual") is None
+        kwargs.get("down_block_additional_residuals") is not None
+        and kwargs.get("mid_block_additional_residual") is None
     ):
-        raise NotImplementedError("DeepCache's cached steps do not support T2I-Adapter residuals; run with caching off.")
+        raise NotImplementedError(
+            "DeepCache's cached steps do not support T2I-Adapter residuals; run with caching off."
+        )
     residual = kwargs.get("mid_block_additional_residual")
     if residual is None:
         return kwargs
@@ -350,8 +360,9 @@ class DeepCacheUNetMixin:
                 full step. Given, this is a cached step: only the shallow layers around the branch run.
             cache_branch_id (`int`, *optional*): branch in the plug-and-play helper's numbering (the skip
                 connection index, 0 = conv_in's output).
-            cache_layer_id, cache_block_id (`int`, *optional*): branch in the forked pipelines' numbering
-                (down block, layer inside it); ``(0, 0)`` is branch 1.
+            cache_layer_id (`int`, *optional*): branch in the forked pipelines' numbering, with
+                ``cache_block_id``: the down block; ``(0, 0)`` is branch 1.
+            cache_block_id (`int`, *optional*): the layer inside that down block.
             block_cache_units (`Sequence[str]`, *optional*): Block Caching units (see
                 :func:`deepcache.block_units`) whose residuals this step returns.
             block_cache_residuals (`Mapping[str, torch.Tensor]`, *optional*): units that do not run at this
@@ -366,12 +377,12 @@ class DeepCacheUNetMixin:
                 do not run at this step, each with the output to use instead.
 
         Returns:
-            Without a branch, units or gating: exactly the parent's output. Otherwise, with
-            ``return_dict=False``, ``(sample, extras)``: ``extras`` maps each extra output's name (see
-            :mod:`deepcache.models.outputs`) to its value: ``"features"`` with a branch,
-            ``"block_residuals"`` with units (those that ran or were reused: a cached step cuts the deep
-            ones), ``"cross_attention_outputs"`` with ``cross_attention_record``. With
-            ``return_dict=True``, the parent's output dataclass with those fields.
+            `tuple` or the output dataclass: without a branch, units or gating, exactly the parent's
+                output. Otherwise, with ``return_dict=False``, ``(sample, extras)``: ``extras`` maps each
+                extra output's name (see :mod:`deepcache.models.outputs`) to its value: ``"features"``
+                with a branch, ``"block_residuals"`` with units (those that ran or were reused: a cached
+                step cuts the deep ones), ``"cross_attention_outputs"`` with ``cross_attention_record``.
+                With ``return_dict=True``, the parent's output dataclass with those fields.
         """
         parent_forward = super().forward
         layout = BranchLayout.of(self)
@@ -396,11 +407,17 @@ class DeepCacheUNetMixin:
         extra = {}
         with contextlib.ExitStack() as scope:
             if gated:
-                gate_outputs = scope.enter_context(gates_set(stack.gates, cross_attention_record, cross_attention_replay or {}))
+                gate_outputs = scope.enter_context(
+                    gates_set(stack.gates, cross_attention_record, cross_attention_replay or {})
+                )
             if blocks:
-                unit_residuals = scope.enter_context(units_set(stack.units, block_cache_units or (), block_cache_residuals or {}))
+                unit_residuals = scope.enter_context(
+                    units_set(stack.units, block_cache_units or (), block_cache_residuals or {})
+                )
             if branch is not None:
-                sample, extra["features"] = self._branch_forward(stack.top, branch, replicate_prev_features, cache_refresh, args, kwargs)
+                sample, extra["features"] = self._branch_forward(
+                    stack.top, branch, replicate_prev_features, cache_refresh, args, kwargs
+                )
             else:
                 (sample,) = super(DeepCacheUNetMixin, stack.top).forward(*args, **kwargs)
             if blocks:

@@ -50,7 +50,9 @@ class _Zero(nn.Module):
 
 def down_layout(controlnet: nn.Module) -> BranchLayout:
     """The skips a ControlNet's down path produces, numbered as the U-Net's branches (no up path)."""
-    return BranchLayout(tuple(len(b.resnets) + (1 if getattr(b, "downsamplers", None) else 0) for b in controlnet.down_blocks), ())
+    return BranchLayout(
+        tuple(len(b.resnets) + (1 if getattr(b, "downsamplers", None) else 0) for b in controlnet.down_blocks), ()
+    )
 
 
 def _cut_view(controlnet: nn.Module, branch: int) -> nn.Module:
@@ -62,8 +64,13 @@ def _cut_view(controlnet: nn.Module, branch: int) -> nn.Module:
     deeper = layout.num_branches - 1 - branch
     down.append(_PassOn(deeper))
     zero_convs = [*controlnet.controlnet_down_blocks[: branch + 1], *(_Zero() for _ in range(deeper))]
-    return shallow_view(controlnet, down_blocks=nn.ModuleList(down), mid_block=_Skip(),
-                        controlnet_down_blocks=nn.ModuleList(zero_convs), controlnet_mid_block=_Zero())  # fmt: skip
+    return shallow_view(
+        controlnet,
+        down_blocks=nn.ModuleList(down),
+        mid_block=_Skip(),
+        controlnet_down_blocks=nn.ModuleList(zero_convs),
+        controlnet_mid_block=_Zero(),
+    )
 
 
 class DeepCacheControlNetMixin:
@@ -97,7 +104,11 @@ CACHE_AWARE_CONTROLNETS = (DeepCacheControlNetModel, DeepCacheControlNetUnionMod
 def cuttable_controlnets(controlnet: nn.Module | None, unet_layout: BranchLayout) -> list[nn.Module]:
     """The ControlNets in a pipeline's ``controlnet`` (one, or a multi-ControlNet's) whose down
     path is the U-Net's, so that a cached step's branch means the same layers in both."""
-    nets = list(controlnet.nets) if isinstance(controlnet, (MultiControlNetModel, MultiControlNetUnionModel)) else [controlnet]
+    nets = (
+        list(controlnet.nets)
+        if isinstance(controlnet, (MultiControlNetModel, MultiControlNetUnionModel))
+        else [controlnet]
+    )
     known = {t for cls in CACHE_AWARE_CONTROLNETS for t in (cls, cls._deepcache_parent)}
     return [net for net in nets if type(net) in known and down_layout(net).down_skips == unet_layout.down_skips]
 

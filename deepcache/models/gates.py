@@ -47,7 +47,9 @@ def build_gate_view(unet: nn.Module) -> tuple[nn.Module, dict[str, _GatedAttenti
     """A view of ``unet`` with every cross-attention layer wrapped, and the wrappers by name."""
     gates = {name: _GatedAttention(unet.get_submodule(name)) for name in cross_attention_names(unet)}
     if not gates:
-        raise ValueError(f"Cross-attention gating needs cross-attention layers, but this {type(unet).__name__} has none.")
+        raise ValueError(
+            f"Cross-attention gating needs cross-attention layers, but this {type(unet).__name__} has none."
+        )
     return replaced_view(unet, gates), gates
 
 
@@ -56,7 +58,9 @@ def gates_set(gates: Mapping[str, _GatedAttention], record: bool, replay: Mappin
     """Within the block the gates record (``record``) or replay ``replay``; yields a function for the records."""
     unknown = [name for name in replay if name not in gates]
     if unknown:
-        raise ValueError(f"`cross_attention_replay` names {unknown}, which are not cross-attention layers of this U-Net: {list(gates)}.")
+        raise ValueError(
+            f"`cross_attention_replay` names {unknown}, which are not cross-attention layers of this U-Net: {list(gates)}."
+        )
     try:
         for name, gate in gates.items():
             gate.record, gate.replay = record, replay.get(name)

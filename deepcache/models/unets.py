@@ -55,7 +55,9 @@ def cache_aware_class(unet: torch.nn.Module) -> type[DeepCacheUNetMixin]:
         if type(unet) in (cls, cls._deepcache_parent):
             return cls
     supported = ", ".join(cls._deepcache_parent.__name__ for cls in CACHE_AWARE_UNETS)
-    raise TypeError(f"DeepCache supports U-Nets of the classes {supported}, but this pipeline's `unet` is a {type(unet).__name__}.")
+    raise TypeError(
+        f"DeepCache supports U-Nets of the classes {supported}, but this pipeline's `unet` is a {type(unet).__name__}."
+    )
 
 
 @contextlib.contextmanager

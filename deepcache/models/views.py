@@ -32,8 +32,14 @@ def _fingerprint(unet: nn.Module) -> tuple:
     Ids suffice: a cached view's copies keep every old attribute value alive, so no replaced
     value's id can be reused while its view exists.
     """
-    blocks = [*unet.down_blocks, *([unet.mid_block] if unet.mid_block is not None else []), *getattr(unet, "up_blocks", ())]
-    layer_lists = [getattr(b, kind) for b in blocks for kind in ("resnets", "attentions") if getattr(b, kind, None) is not None]
+    blocks = [
+        *unet.down_blocks,
+        *([unet.mid_block] if unet.mid_block is not None else []),
+        *getattr(unet, "up_blocks", ()),
+    ]
+    layer_lists = [
+        getattr(b, kind) for b in blocks for kind in ("resnets", "attentions") if getattr(b, kind, None) is not None
+    ]
     sources = [unet, *blocks, *layer_lists]
     return tuple(id(v) for m in sources for d in (m.__dict__, m._modules) for v in d.values())
 

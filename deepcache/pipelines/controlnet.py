@@ -43,13 +43,17 @@ class DeepCacheStableDiffusionControlNetPipeline(DeepCachePipelineMixin, StableD
     deepcache_defaults = _SD
 
 
-class DeepCacheStableDiffusionControlNetImg2ImgPipeline(DeepCachePipelineMixin, StableDiffusionControlNetImg2ImgPipeline):
+class DeepCacheStableDiffusionControlNetImg2ImgPipeline(
+    DeepCachePipelineMixin, StableDiffusionControlNetImg2ImgPipeline
+):
     """``StableDiffusionControlNetImg2ImgPipeline`` with DeepCache's arguments; interval 3, branch 0."""
 
     deepcache_defaults = _SD
 
 
-class DeepCacheStableDiffusionControlNetInpaintPipeline(DeepCachePipelineMixin, StableDiffusionControlNetInpaintPipeline):
+class DeepCacheStableDiffusionControlNetInpaintPipeline(
+    DeepCachePipelineMixin, StableDiffusionControlNetInpaintPipeline
+):
     """``StableDiffusionControlNetInpaintPipeline`` with DeepCache's arguments; interval 3, branch 0."""
 
     deepcache_defaults = _SD
@@ -61,31 +65,41 @@ class DeepCacheStableDiffusionXLControlNetPipeline(DeepCachePipelineMixin, Stabl
     deepcache_defaults = _SDXL
 
 
-class DeepCacheStableDiffusionXLControlNetImg2ImgPipeline(DeepCachePipelineMixin, StableDiffusionXLControlNetImg2ImgPipeline):
+class DeepCacheStableDiffusionXLControlNetImg2ImgPipeline(
+    DeepCachePipelineMixin, StableDiffusionXLControlNetImg2ImgPipeline
+):
     """``StableDiffusionXLControlNetImg2ImgPipeline`` with DeepCache's arguments; interval 3, branch 1."""
 
     deepcache_defaults = _SDXL
 
 
-class DeepCacheStableDiffusionXLControlNetInpaintPipeline(DeepCachePipelineMixin, StableDiffusionXLControlNetInpaintPipeline):
+class DeepCacheStableDiffusionXLControlNetInpaintPipeline(
+    DeepCachePipelineMixin, StableDiffusionXLControlNetInpaintPipeline
+):
     """``StableDiffusionXLControlNetInpaintPipeline`` with DeepCache's arguments; interval 3, branch 1."""
 
     deepcache_defaults = _SDXL
 
 
-class DeepCacheStableDiffusionXLControlNetUnionPipeline(DeepCachePipelineMixin, StableDiffusionXLControlNetUnionPipeline):
+class DeepCacheStableDiffusionXLControlNetUnionPipeline(
+    DeepCachePipelineMixin, StableDiffusionXLControlNetUnionPipeline
+):
     """``StableDiffusionXLControlNetUnionPipeline`` with DeepCache's arguments; interval 3, branch 1."""
 
     deepcache_defaults = _SDXL
 
 
-class DeepCacheStableDiffusionXLControlNetUnionImg2ImgPipeline(DeepCachePipelineMixin, StableDiffusionXLControlNetUnionImg2ImgPipeline):
+class DeepCacheStableDiffusionXLControlNetUnionImg2ImgPipeline(
+    DeepCachePipelineMixin, StableDiffusionXLControlNetUnionImg2ImgPipeline
+):
     """``StableDiffusionXLControlNetUnionImg2ImgPipeline`` with DeepCache's arguments; interval 3, branch 1."""
 
     deepcache_defaults = _SDXL
 
 
-class DeepCacheStableDiffusionXLControlNetUnionInpaintPipeline(DeepCachePipelineMixin, StableDiffusionXLControlNetUnionInpaintPipeline):
+class DeepCacheStableDiffusionXLControlNetUnionInpaintPipeline(
+    DeepCachePipelineMixin, StableDiffusionXLControlNetUnionInpaintPipeline
+):
     """``StableDiffusionXLControlNetUnionInpaintPipeline`` with DeepCache's arguments; interval 3, branch 1."""
 
     deepcache_defaults = _SDXL

@@ -51,7 +51,9 @@ def helper_params(configs) -> dict:
     if params.pop("uniform", True) is False:
         params["skip_mode"] = "non-uniform"
     if "cache_layer_id" in params or "cache_block_id" in params:
-        raise ValueError("The helper takes `cache_branch_id`; this setting names its branch by (cache_layer_id, cache_block_id).")
+        raise ValueError(
+            "The helper takes `cache_branch_id`; this setting names its branch by (cache_layer_id, cache_block_id)."
+        )
     return params
 
 
@@ -79,7 +81,9 @@ def _set_params_doc() -> str:
         for block in _arg_blocks(config_args(technique.config))
         if block.split(" ", 1)[0] not in _NOT_HELPER
     ]
-    return "Sets how the pipeline caches; takes effect at its next call.\n\nArgs:\n" + textwrap.indent("\n".join([*original, *others]), "    ")
+    return "Sets how the pipeline caches; takes effect at its next call.\n\nArgs:\n" + textwrap.indent(
+        "\n".join([*original, *others]), "    "
+    )
 
 
 class DeepCacheSDHelper:
@@ -129,7 +133,9 @@ class DeepCacheSDHelper:
             branch_layout(self.pipe).resolve(settings["cache_branch_id"])  # a bad branch fails here, not mid-generation
         self.configs = configs
 
-    set_params.__signature__ = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *HELPER_PARAMETERS])
+    set_params.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *HELPER_PARAMETERS]
+    )
     set_params.__doc__ = _set_params_doc()
 
     @property
@@ -141,7 +147,9 @@ class DeepCacheSDHelper:
         self.disable()  # enabling twice is the same as once; enabling another pipeline releases the first
         self.pipe = pipe if pipe is not None else self.pipe
         if self.pipe is None:
-            raise ValueError("DeepCacheSDHelper has no pipeline: pass it as `DeepCacheSDHelper(pipe)` or `enable(pipe)`.")
+            raise ValueError(
+                "DeepCacheSDHelper has no pipeline: pass it as `DeepCacheSDHelper(pipe)` or `enable(pipe)`."
+            )
         if enabled_helper(self.pipe) is not None:
             raise ValueError("This pipeline already has another enabled DeepCacheSDHelper; call its `disable()` first.")
         pipe = self.pipe

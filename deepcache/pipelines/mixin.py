@@ -30,7 +30,10 @@ def technique_parameters(technique) -> list[inspect.Parameter]:
     """A technique's config fields as keyword-only parameters, with their defaults and types."""
     types = typing.get_type_hints(technique.config)
     kind = inspect.Parameter.KEYWORD_ONLY
-    return [inspect.Parameter(f.name, kind, default=f.default, annotation=types[f.name]) for f in dataclasses.fields(technique.config)]
+    return [
+        inspect.Parameter(f.name, kind, default=f.default, annotation=types[f.name])
+        for f in dataclasses.fields(technique.config)
+    ]
 
 
 def config_args(config: type) -> str:
@@ -44,7 +47,9 @@ CACHING_PARAMETERS = tuple(p for technique in TECHNIQUES for p in technique_para
 def _caching_doc() -> str:
     """Every technique config's ``Args:``, to append to the parent's docstring."""
     args = textwrap.indent("\n".join(config_args(technique.config) for technique in TECHNIQUES), " " * 4)
-    return textwrap.indent(f"DeepCache arguments (keyword-only; with none of them the call is the parent's exactly):\n{args}", " " * 8)
+    return textwrap.indent(
+        f"DeepCache arguments (keyword-only; with none of them the call is the parent's exactly):\n{args}", " " * 8
+    )
 
 
 def caching_signature(parent_call) -> inspect.Signature:
@@ -52,7 +57,9 @@ def caching_signature(parent_call) -> inspect.Signature:
     signature = inspect.signature(parent_call)
     clash = [p.name for p in CACHING_PARAMETERS if p.name in signature.parameters]
     if clash:
-        raise TypeError(f"The diffusers parent's `__call__` already has parameters named {clash}; DeepCache cannot add its own.")
+        raise TypeError(
+            f"The diffusers parent's `__call__` already has parameters named {clash}; DeepCache cannot add its own."
+        )
     parameters = list(signature.parameters.values())
     var_keyword = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
     others = [p for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD]

@@ -51,7 +51,12 @@ class AdaptiveDeepCacheRun(LoopRun):
             self.weight = 1.0 if self.weights is None or self.position is None else self.weights[1][self.position]
         features = self.features.pop(self.call, None)
         self.has_features = features is not None
-        return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features, "cache_refresh": self.refresh}
+        return args, {
+            **kwargs,
+            "cache_branch_id": self.branch,
+            "replicate_prev_features": features,
+            "cache_refresh": self.refresh,
+        }
 
     @torch.compiler.disable  # a decision between compiled pieces, not traced into them
     def refresh(self, branch_tensor: torch.Tensor) -> bool:
@@ -106,7 +111,10 @@ def schedule_weights(scheduler) -> tuple[list[float], list[float]] | None:
 
 def next_position(schedule: list[float], timestep: float, after: int) -> int | None:
     """The first position after ``after`` holding ``timestep`` (second-order schedulers repeat timesteps)."""
-    return next((q for q in range(after + 1, len(schedule)) if math.isclose(schedule[q], timestep, rel_tol=1e-6, abs_tol=1e-6)), None)
+    return next(
+        (q for q in range(after + 1, len(schedule)) if math.isclose(schedule[q], timestep, rel_tol=1e-6, abs_tol=1e-6)),
+        None,
+    )
 
 
 def step_weights(scheduler, timesteps: list[float]) -> list[float]:

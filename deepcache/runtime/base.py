@@ -153,7 +153,9 @@ def diffusers_class(pipeline_class: type) -> type:
     """The pipeline DeepCache extends: the first class in ``pipeline_class``'s MRO that is a diffusers
     pipeline without DeepCache's arguments (a diffusers class, or a plain one of our own such as
     ``LDMClassConditionalPipeline``)."""
-    return next(c for c in pipeline_class.__mro__ if issubclass(c, DiffusionPipeline) and not hasattr(c, "deepcache_defaults"))
+    return next(
+        c for c in pipeline_class.__mro__ if issubclass(c, DiffusionPipeline) and not hasattr(c, "deepcache_defaults")
+    )
 
 
 def unwrap(module):

@@ -78,20 +78,30 @@ class DeepCacheConfig:
             raise TypeError(f"`uniform` must be True or False, but got {self.uniform!r}.")
         if self.pow is not None:
             check_pow(self.pow)
-        if self.center is not None and (isinstance(self.center, bool) or not isinstance(self.center, int) or self.center < 0):
+        if self.center is not None and (
+            isinstance(self.center, bool) or not isinstance(self.center, int) or self.center < 0
+        ):
             raise ValueError(f"`center` must be a non-negative integer step index, but got {self.center!r}.")
         check_positive_int("cache_min_interval", self.cache_min_interval)
         if not isinstance(self.cut_controlnet, bool):
             raise TypeError(f"`cut_controlnet` must be True or False, but got {self.cut_controlnet!r}.")
         if self.cache_full_steps is not None:
             steps = self.cache_full_steps
-            if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__") or any(isinstance(i, bool) or not isinstance(i, int) for i in steps):
+            if (
+                isinstance(steps, (str, bytes))
+                or not hasattr(steps, "__iter__")
+                or any(isinstance(i, bool) or not isinstance(i, int) for i in steps)
+            ):
                 raise TypeError(f"`cache_full_steps` must be a sequence of iteration indices, but got {steps!r}.")
             steps = tuple(steps)
             if not steps or steps[0] != 0 or any(b <= a for a, b in zip(steps, steps[1:])):
-                raise ValueError(f"`cache_full_steps` must be increasing iteration indices starting at 0, but got {steps}.")
+                raise ValueError(
+                    f"`cache_full_steps` must be increasing iteration indices starting at 0, but got {steps}."
+                )
             if self.cache_threshold is not None or not self.uniform or self.pow is not None or self.center is not None:
-                raise ValueError("`cache_full_steps` is a whole schedule: leave `cache_threshold`, `uniform`, `pow` and `center` at their defaults.")
+                raise ValueError(
+                    "`cache_full_steps` is a whole schedule: leave `cache_threshold`, `uniform`, `pow` and `center` at their defaults."
+                )
             object.__setattr__(self, "cache_full_steps", steps)
         if self.cache_threshold is None:
             if self.cache_min_interval != 1:
@@ -102,11 +112,17 @@ class DeepCacheConfig:
             return
         threshold = self.cache_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-            raise TypeError(f"`cache_threshold` must be a non-negative number or None, but got {self.cache_threshold!r}.")
+            raise TypeError(
+                f"`cache_threshold` must be a non-negative number or None, but got {self.cache_threshold!r}."
+            )
         if self.cache_threshold < 0:
-            raise ValueError(f"`cache_threshold` must be a non-negative number or None, but got {self.cache_threshold}.")
+            raise ValueError(
+                f"`cache_threshold` must be a non-negative number or None, but got {self.cache_threshold}."
+            )
         if not self.uniform or self.pow is not None or self.center is not None:
-            raise ValueError("`cache_threshold` decides the full steps at run time: leave `uniform`, `pow` and `center` at their defaults.")
+            raise ValueError(
+                "`cache_threshold` decides the full steps at run time: leave `uniform`, `pow` and `center` at their defaults."
+            )
         if self.cache_min_interval > self.cache_interval:
             raise ValueError(
                 f"`cache_min_interval` must be at most `cache_interval` (the longest run between full steps), "
@@ -128,7 +144,9 @@ class DeepCacheConfig:
     def full_steps(self, num_steps: int) -> tuple[int, ...]:
         """The full loop iterations of a run of ``num_steps`` iterations (a fixed schedule only)."""
         if self.adaptive:
-            raise ValueError("An adaptive setting (`cache_threshold`) decides its full steps during the call; see `pipe.deepcache_record`.")
+            raise ValueError(
+                "An adaptive setting (`cache_threshold`) decides its full steps during the call; see `pipe.deepcache_record`."
+            )
         if self.cache_full_steps is not None:
             if self.cache_full_steps[-1] >= num_steps:
                 raise ValueError(
@@ -177,7 +195,10 @@ class DeepCacheRun(LoopRun):
 
     def before_controlnet(self, controlnet, args, kwargs):
         """On a cached step the ControlNet runs only the layers whose residuals the U-Net reads (unless told to run whole)."""
-        return args, {**kwargs, "cache_branch_id": self.branch} if self.config.cut_controlnet and self.replays() else kwargs
+        return args, {
+            **kwargs,
+            "cache_branch_id": self.branch,
+        } if self.config.cut_controlnet and self.replays() else kwargs
 
     def warn_if_few_steps(self) -> None:
         """Few-step models change their features a lot from one step to the next: say what caching will do.

@@ -60,7 +60,9 @@ class GateRun(LoopRun):
         super().__init__(pipeline)
         unet = unwrap(pipeline.unet)
         if not cross_attention_names(unet):
-            raise ValueError(f"`gate_step` gates cross-attention, but this pipeline's {type(unet).__name__} has no cross-attention layers.")
+            raise ValueError(
+                f"`gate_step` gates cross-attention, but this pipeline's {type(unet).__name__} has no cross-attention layers."
+            )
         self.gate_step = gate_step
         self.outputs: dict[int, dict[str, torch.Tensor]] = {}  # per U-Net call of the iteration
         self.halve = False

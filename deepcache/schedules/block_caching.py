@@ -72,7 +72,9 @@ class BlockCacheSchedule:
     def __post_init__(self):
         check_positive_int("num_steps", self.num_steps)
         if not isinstance(self.recompute, Mapping) or not self.recompute:
-            raise TypeError(f"`recompute` must be a non-empty mapping of unit name to iterations, but got {self.recompute!r}.")
+            raise TypeError(
+                f"`recompute` must be a non-empty mapping of unit name to iterations, but got {self.recompute!r}."
+            )
         recompute = {}
         for unit, steps in self.recompute.items():
             steps = tuple(steps)
@@ -106,7 +108,8 @@ class BlockCacheSchedule:
     def _recorded(self) -> tuple[tuple[str, ...], ...]:
         computed = self._computed  # the last step has no next one, so records nothing
         kept = (
-            tuple(u for u in self.units if step in computed[u] and step + 1 not in computed[u]) for step in range(self.num_steps - 1)
+            tuple(u for u in self.units if step in computed[u] and step + 1 not in computed[u])
+            for step in range(self.num_steps - 1)
         )
         return (*kept, ())
 
@@ -123,11 +126,17 @@ class BlockCacheSchedule:
             )
         unknown = [unit for unit in self.units if unit not in units]
         if unknown:
-            raise ValueError(f"`block_cache` names units {unknown} that this U-Net does not have; its units are {list(units)}.")
+            raise ValueError(
+                f"`block_cache` names units {unknown} that this U-Net does not have; its units are {list(units)}."
+            )
 
     def to_dict(self) -> dict:
-        return {"num_steps": self.num_steps, "delta": self.delta, "flop_fraction": self.flop_fraction,
-                "recompute": {unit: list(steps) for unit, steps in self.recompute.items()}}  # fmt: skip
+        return {
+            "num_steps": self.num_steps,
+            "delta": self.delta,
+            "flop_fraction": self.flop_fraction,
+            "recompute": {unit: list(steps) for unit, steps in self.recompute.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> BlockCacheSchedule:
@@ -159,7 +168,9 @@ def derive_schedule(changes: Mapping[str, Sequence[float]], delta: float) -> Blo
     lengths = {len(curve) for curve in changes.values()}
     if len(lengths) != 1:
         raise ValueError(f"Every unit's change curve must have the same length, but got lengths {sorted(lengths)}.")
-    return BlockCacheSchedule(lengths.pop(), {unit: recompute_steps(curve, delta) for unit, curve in changes.items()}, delta)
+    return BlockCacheSchedule(
+        lengths.pop(), {unit: recompute_steps(curve, delta) for unit, curve in changes.items()}, delta
+    )
 
 
 def flop_fraction(schedule: BlockCacheSchedule, unit_flops: Mapping[str, float], step_flops: float) -> float:

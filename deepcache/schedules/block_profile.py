@@ -94,8 +94,13 @@ class BlockCacheProfile:
         return self.schedule(self.delta_for_speedup(speedup))
 
     def to_dict(self) -> dict:
-        return {"runs": self.runs, "step_flops": self.step_flops, "meta": self.meta,
-                "unit_flops": dict(self.unit_flops), "changes": {u: list(c) for u, c in self.changes.items()}}  # fmt: skip
+        return {
+            "runs": self.runs,
+            "step_flops": self.step_flops,
+            "meta": self.meta,
+            "unit_flops": dict(self.unit_flops),
+            "changes": {u: list(c) for u, c in self.changes.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> BlockCacheProfile:

@@ -95,8 +95,13 @@ class ScheduleCalibration:
         return self.full_steps(math.ceil(self.num_steps / cache_interval))
 
     def to_dict(self) -> dict:
-        return {"num_steps": self.num_steps, "branch": self.branch, "weights": list(self.weights), "meta": dict(self.meta),
-                "costs": {str(i): {str(j): c for j, c in row.items()} for i, row in self.costs.items()}}  # fmt: skip
+        return {
+            "num_steps": self.num_steps,
+            "branch": self.branch,
+            "weights": list(self.weights),
+            "meta": dict(self.meta),
+            "costs": {str(i): {str(j): c for j, c in row.items()} for i, row in self.costs.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> ScheduleCalibration:

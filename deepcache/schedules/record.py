@@ -33,7 +33,9 @@ class CacheRecord:
         if any(not 0 <= step < self.num_iterations for step in self.full_steps):
             raise ValueError(f"`full_steps` must lie in [0, {self.num_iterations - 1}], but got {self.full_steps}.")
         if self.signals and len(self.signals) != self.num_iterations:
-            raise ValueError(f"`signals` must have one entry per iteration ({self.num_iterations}), but got {len(self.signals)}.")
+            raise ValueError(
+                f"`signals` must have one entry per iteration ({self.num_iterations}), but got {len(self.signals)}."
+            )
 
     @classmethod
     def concatenate(cls, records: Sequence[CacheRecord]) -> CacheRecord:
@@ -51,8 +53,12 @@ class CacheRecord:
         return 1 - len(self.full_steps) / self.num_iterations if self.num_iterations else 0.0
 
     def to_dict(self) -> dict:
-        return {"num_iterations": self.num_iterations, "full_steps": list(self.full_steps),
-                "signals": list(self.signals), "threshold": self.threshold}  # fmt: skip
+        return {
+            "num_iterations": self.num_iterations,
+            "full_steps": list(self.full_steps),
+            "signals": list(self.signals),
+            "threshold": self.threshold,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> CacheRecord:

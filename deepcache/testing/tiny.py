@@ -142,23 +142,38 @@ def tiny_unet_inputs(kind: str, batch: int = 2, seed: int = 1) -> tuple[tuple, d
         }
     if kind == "ddpm":
         return (torch.randn(batch, 3, size, size, generator=generator), torch.tensor(500)), {}
-    args = (torch.randn(batch, 4, size, size, generator=generator), torch.tensor(500), torch.randn(batch, 7, 16, generator=generator))
+    args = (
+        torch.randn(batch, 4, size, size, generator=generator),
+        torch.tensor(500),
+        torch.randn(batch, 7, 16, generator=generator),
+    )
     if kind == "sdxl":
-        return args, {"added_cond_kwargs": {"text_embeds": torch.randn(batch, 16, generator=generator), "time_ids": torch.randn(batch, 6, generator=generator)}}
+        return args, {
+            "added_cond_kwargs": {
+                "text_embeds": torch.randn(batch, 16, generator=generator),
+                "time_ids": torch.randn(batch, 6, generator=generator),
+            }
+        }
     return args, {}
 
 
 def tiny_clip_tokenizer(directory: str | None = None) -> CLIPTokenizer:
     """A byte-level CLIP tokenizer with no merges, written to ``directory`` (a temporary one by default)."""
     directory = directory or tempfile.mkdtemp(prefix="deepcache-tokenizer-")
-    characters = [chr(c) for c in range(ord("!"), ord("~") + 1)] + [chr(c) for c in range(161, 173)] + [chr(c) for c in range(174, 256)]
+    characters = (
+        [chr(c) for c in range(ord("!"), ord("~") + 1)]
+        + [chr(c) for c in range(161, 173)]
+        + [chr(c) for c in range(174, 256)]
+    )
     characters += [chr(256 + n) for n in range(256 - len(characters))]  # CLIP's bytes_to_unicode alphabet
     tokens = ["<|startoftext|>", "<|endoftext|>"] + characters + [c + "</w>" for c in characters]
     with open(os.path.join(directory, "vocab.json"), "w") as file:
         json.dump({token: index for index, token in enumerate(tokens)}, file)
     with open(os.path.join(directory, "merges.txt"), "w") as file:
         file.write("#version: 0.2\n")
-    return CLIPTokenizer(os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt"), model_max_length=77)
+    return CLIPTokenizer(
+        os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt"), model_max_length=77
+    )
 
 
 def _text_encoder(tokenizer: CLIPTokenizer, hidden_size: int, projection_dim: int | None = None) -> torch.nn.Module:
@@ -201,7 +216,14 @@ def tiny_stable_diffusion_components(seed: int = 0, unet_in_channels: int = 4) -
         "vae": _vae(),
         "text_encoder": text_encoder,
         "tokenizer": tokenizer,
-        "scheduler": DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+        "scheduler": DDIMScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        ),
         "safety_checker": None,
         "feature_extractor": None,
         "image_encoder": None,
@@ -233,7 +255,13 @@ def tiny_stable_diffusion_xl_components(seed: int = 0, refiner: bool = False, un
         "text_encoder_2": text_encoder_2,
         "tokenizer": None if refiner else tokenizer,
         "tokenizer_2": tokenizer,
-        "scheduler": EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, timestep_spacing="leading", steps_offset=1),
+        "scheduler": EulerDiscreteScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            timestep_spacing="leading",
+            steps_offset=1,
+        ),
         "image_encoder": None,
         "feature_extractor": None,
         "force_zeros_for_empty_prompt": True,
@@ -248,16 +276,31 @@ def tiny_stable_video_diffusion_components(seed: int = 0) -> dict:
     """Components of a Stable Video Diffusion-shaped pipeline (64 x 64 px frames) with random weights."""
     torch.manual_seed(seed)
     image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(hidden_size=16, intermediate_size=32, projection_dim=16, num_hidden_layers=2, num_attention_heads=2, image_size=224, patch_size=32)
+        CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            projection_dim=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=224,
+            patch_size=32,
+        )
     ).eval()
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4).eval()
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4
+    ).eval()
     return {
         "unet": tiny_unet("svd", seed),
         "vae": vae,
         "image_encoder": image_encoder,
         "feature_extractor": CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}),
         "scheduler": EulerDiscreteScheduler(
-            prediction_type="v_prediction", use_karras_sigmas=True, sigma_min=0.002, sigma_max=700.0, timestep_type="continuous", interpolation_type="linear"
+            prediction_type="v_prediction",
+            use_karras_sigmas=True,
+            sigma_min=0.002,
+            sigma_max=700.0,
+            timestep_type="continuous",
+            interpolation_type="linear",
         ),
     }
 
@@ -278,15 +321,31 @@ def tiny_ldm_components(seed: int = 0) -> dict:
         norm_num_groups=4,
         num_vq_embeddings=32,
     ).eval()
-    return {"vqvae": vqvae, "unet": tiny_unet("ddpm", seed, sample_size=8), "scheduler": DDIMScheduler(num_train_timesteps=1000)}
+    return {
+        "vqvae": vqvae,
+        "unet": tiny_unet("ddpm", seed, sample_size=8),
+        "scheduler": DDIMScheduler(num_train_timesteps=1000),
+    }
 
 
 def tiny_ldm_class_conditional_components(seed: int = 0) -> dict:
     """Components of a class-conditional LDM-4-G-shaped pipeline (11 classes, the last the null class; 16 x 16 px)."""
     torch.manual_seed(seed)
     class_embedder = ClassEmbedder(num_classes=11, embedding_dim=16, null_class=10).eval()
-    scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    return {**tiny_ldm_components(seed), "unet": tiny_unet("ldm4", seed), "class_embedder": class_embedder, "scheduler": scheduler}
+    scheduler = DDIMScheduler(
+        beta_start=0.0015,
+        beta_end=0.0195,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return {
+        **tiny_ldm_components(seed),
+        "unet": tiny_unet("ldm4", seed),
+        "class_embedder": class_embedder,
+        "scheduler": scheduler,
+    }
 
 
 TINY_PIPELINES = {

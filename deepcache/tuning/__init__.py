@@ -7,16 +7,20 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _EXPORTS = {
+    ".families": ("FAMILIES",),
     ".fidelity": ("psnr", "ssim"),
+    ".request": ("TuningRequest",),
     ".result": ("TunedPoint", "TuningResult"),
     ".search": ("tune",),
-    ".setting": ("TunedSetting",),
+    ".setting": ("TunedSetting", "TunedSettingWarning"),
 }
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
+    from .families import FAMILIES
     from .fidelity import psnr, ssim
+    from .request import TuningRequest
     from .result import TunedPoint, TuningResult
     from .search import tune
-    from .setting import TunedSetting
+    from .setting import TunedSetting, TunedSettingWarning
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

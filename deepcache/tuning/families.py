@@ -49,7 +49,9 @@ class FewerSteps(Family):
         """The most steps that reach ``level``: ``T / level``, one fewer while the counted FLOPs fall short
         (a sampler such as PLMS runs one U-Net call more than its steps)."""
         steps = math.floor(search.num_steps / level + 1e-9)
-        while 1 <= steps < search.num_steps and search.measure(self.name, TunedSetting(steps)).speedup < level * (1 - 1e-9):
+        while 1 <= steps < search.num_steps and search.measure(self.name, TunedSetting(steps)).speedup < level * (
+            1 - 1e-9
+        ):
             steps -= 1
 
     def reach(self, search):
@@ -134,9 +136,13 @@ class Calibrated(Family):
             fewest = search.full_budget(branch, search.max_level) or 1
             longest = 2 * math.ceil(search.iterations / fewest)
             self.calibration = calibrate_schedule(
-                search.pipe, calls=search.fresh_calls(), branch=branch, max_interval=max(2, min(search.iterations, longest)),
-                num_inference_steps=search.num_steps, progress=False,
-            )  # fmt: skip
+                search.pipe,
+                calls=search.fresh_calls(),
+                branch=branch,
+                max_interval=max(2, min(search.iterations, longest)),
+                num_inference_steps=search.num_steps,
+                progress=False,
+            )
         try:
             schedule = self.calibration.full_steps(full)
         except ValueError:  # runs longer than calibrated: this level is out of its reach
@@ -163,13 +169,19 @@ class BlockCaching(Family):
                 search.status(f"Block Caching profile ({kind})")
                 try:
                     self.profiles[kind] = profile_blocks(
-                        search.pipe, units=kind, calls=search.fresh_calls(), num_inference_steps=search.num_steps, progress=False
+                        search.pipe,
+                        units=kind,
+                        calls=search.fresh_calls(),
+                        num_inference_steps=search.num_steps,
+                        progress=False,
                     )
                 except ValueError:  # this U-Net has no units of that kind
                     self.profiles[kind] = None
             profile = self.profiles[kind]
             if profile is not None and profile.max_speedup() >= level:
-                search.measure(self.name, TunedSetting(search.num_steps, block_cache=profile.schedule_for_speedup(level)))
+                search.measure(
+                    self.name, TunedSetting(search.num_steps, block_cache=profile.schedule_for_speedup(level))
+                )
 
 
 class Gating(Family):
@@ -197,7 +209,9 @@ class Combinations(Family):
 
     def reach(self, search):
         """DeepCache over its fewest steps: one full step at the cheapest branch."""
-        return search.speedup(search.cheapest_branch(), 1, search.iterations_of(min(COMBINED_STEP_SHARES) * search.num_steps))
+        return search.speedup(
+            search.cheapest_branch(), 1, search.iterations_of(min(COMBINED_STEP_SHARES) * search.num_steps)
+        )
 
 
 class Adaptive(Family):
@@ -237,6 +251,15 @@ STRATEGIES: tuple[type[Family], ...] = (
 # The families' names as results and ``families=`` use them (the order they are listed to users in).
 FAMILIES = tuple(
     strategy.name
-    for strategy in (FewerSteps, DeepCacheUniform, DeepCacheNonUniform, Calibrated, Adaptive, BlockCaching, Gating,
-                     Combinations, PipelineDefault)
-)  # fmt: skip
+    for strategy in (
+        FewerSteps,
+        DeepCacheUniform,
+        DeepCacheNonUniform,
+        Calibrated,
+        Adaptive,
+        BlockCaching,
+        Gating,
+        Combinations,
+        PipelineDefault,
+    )
+)

@@ -31,7 +31,9 @@ class TuningRequest:
         calls (`list[dict]`): the calibration inputs, one dict of call arguments each.
         held_out_calls (`list[dict]`, *optional*): the held-out inputs, scored only for the pick.
         num_steps (`int`): the reference's ``num_inference_steps``.
-        target_speedup, max_flops, min_fidelity (`float`, *optional*): the target; exactly one is given.
+        target_speedup (`float`, *optional*): the least FLOP speedup (one of the three targets).
+        max_flops (`float`, *optional*): the most U-Net FLOPs per call.
+        min_fidelity (`float`, *optional*): the least fidelity score.
         metric (`str` or callable): ``"psnr"``, ``"ssim"`` or ``metric(reference, candidate) -> float``.
         families (`tuple[str, ...]`): the families to try, in the order given.
         max_evaluations (`int`): most settings measured on the calibration inputs.
@@ -93,9 +95,13 @@ class TuningRequest:
         targets = {"target_speedup": target_speedup, "max_flops": max_flops, "min_fidelity": min_fidelity}
         given = [name for name, value in targets.items() if value is not None]
         if len(given) != 1:
-            raise ValueError(f"Give exactly one of `target_speedup`, `max_flops` and `min_fidelity`, but got {given or 'none'}.")
+            raise ValueError(
+                f"Give exactly one of `target_speedup`, `max_flops` and `min_fidelity`, but got {given or 'none'}."
+            )
         if not (metric in ("psnr", "ssim") or callable(metric)):
-            raise ValueError(f"`metric` must be 'psnr', 'ssim' or a callable (reference, candidate) -> float, but got {metric!r}.")
+            raise ValueError(
+                f"`metric` must be 'psnr', 'ssim' or a callable (reference, candidate) -> float, but got {metric!r}."
+            )
         families = tuple(FAMILIES) if families is None else tuple(families)
         unknown = [f for f in families if f not in FAMILIES]
         if unknown or not families:
@@ -129,8 +135,20 @@ class TuningRequest:
         if held_out_prompts is not None or held_out_calls is not None or held_out_seeds is not None:
             held_seeds = seeds if held_out_seeds is None else held_out_seeds
             held_out = input_calls(held_out_prompts, held_seeds, held_out_calls, call_kwargs)
-        return cls(tuned_calls, held_out, num_steps, target_speedup, max_flops, min_fidelity, metric, families,
-                   max_evaluations, time_budget, progress, call_kwargs)  # fmt: skip
+        return cls(
+            tuned_calls,
+            held_out,
+            num_steps,
+            target_speedup,
+            max_flops,
+            min_fidelity,
+            metric,
+            families,
+            max_evaluations,
+            time_budget,
+            progress,
+            call_kwargs,
+        )
 
     def tuned_under(self) -> dict:
         """The call arguments shared by every calibration input besides generators and inputs: what the pick

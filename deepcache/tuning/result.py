@@ -41,14 +41,29 @@ class TunedPoint:
     measured_speedup: float | None = None
 
     def to_dict(self) -> dict:
-        return {"family": self.family, "setting": self.setting.to_dict(), "speedup": self.speedup, "flops": self.flops,
-                "scores": dict(self.scores), "full_steps": self.full_steps,
-                "held_out": None if self.held_out is None else dict(self.held_out), "measured_speedup": self.measured_speedup}  # fmt: skip
+        return {
+            "family": self.family,
+            "setting": self.setting.to_dict(),
+            "speedup": self.speedup,
+            "flops": self.flops,
+            "scores": dict(self.scores),
+            "full_steps": self.full_steps,
+            "held_out": None if self.held_out is None else dict(self.held_out),
+            "measured_speedup": self.measured_speedup,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> TunedPoint:
-        return cls(data["family"], TunedSetting.from_dict(data["setting"]), data["speedup"], data["flops"], data["scores"],
-                   data.get("full_steps"), data.get("held_out"), data.get("measured_speedup"))  # fmt: skip
+        return cls(
+            data["family"],
+            TunedSetting.from_dict(data["setting"]),
+            data["speedup"],
+            data["flops"],
+            data["scores"],
+            data.get("full_steps"),
+            data.get("held_out"),
+            data.get("measured_speedup"),
+        )
 
 
 def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -124,58 +139,94 @@ class TuningResult:
         usual_drop = statistics.median(self.score(p) - self.score(p, held_out=True) for p in others) if others else 0.0
         drop, reasons = calibration - held_out, []
         if drop > usual_drop + self.tolerance(calibration):
-            reasons.append(f"its score falls {drop:.3g} on held-out inputs (calibration {calibration:.4g}, held-out {held_out:.4g}), "
-                           f"the other settings' {usual_drop:.3g}")  # fmt: skip
+            reasons.append(
+                f"its score falls {drop:.3g} on held-out inputs (calibration {calibration:.4g}, held-out {held_out:.4g}), "
+                f"the other settings' {usual_drop:.3g}"
+            )
         rivals = [p for p in others if meets(p, self.target, self.metric)]
         if "min_fidelity" in self.target:  # there the pick is the fastest: a rival must be faster and keep the fidelity
-            reasons += [f"on held-out inputs {p.family} ({p.setting.describe()}) keeps the fidelity at {p.speedup:.2f}x"
-                        for p in rivals if p.speedup > best.speedup and meets(p, self.target, self.metric, held_out=True)]  # fmt: skip
+            reasons += [
+                f"on held-out inputs {p.family} ({p.setting.describe()}) keeps the fidelity at {p.speedup:.2f}x"
+                for p in rivals
+                if p.speedup > best.speedup and meets(p, self.target, self.metric, held_out=True)
+            ]
         else:
-            reasons += [f"on held-out inputs {p.family} ({p.setting.describe()}) scores {self.score(p, held_out=True):.4g} at {p.speedup:.2f}x"
-                        for p in rivals if self.score(p, held_out=True) > held_out + self.tolerance(held_out)]  # fmt: skip
-        return {"calibration": calibration, "held_out": held_out, "usual_drop": usual_drop, "flagged": bool(reasons), "reasons": reasons}
+            reasons += [
+                f"on held-out inputs {p.family} ({p.setting.describe()}) scores {self.score(p, held_out=True):.4g} at {p.speedup:.2f}x"
+                for p in rivals
+                if self.score(p, held_out=True) > held_out + self.tolerance(held_out)
+            ]
+        return {
+            "calibration": calibration,
+            "held_out": held_out,
+            "usual_drop": usual_drop,
+            "flagged": bool(reasons),
+            "reasons": reasons,
+        }
 
     def table(self) -> str:
         """Markdown: every measured setting, front and pick marked, held-out scores where measured."""
         extra = "metric | " if any("metric" in p.scores for p in self.points) else ""
-        lines = [f"| | family | setting | FLOP speedup | measured speedup | PSNR (dB) | SSIM | {extra}held-out {self.metric} |",
-                 "|---|---|---|---|---|---|---|" + ("---|" if extra else "") + "---|"]  # fmt: skip
+        lines = [
+            f"| | family | setting | FLOP speedup | measured speedup | PSNR (dB) | SSIM | {extra}held-out {self.metric} |",
+            "|---|---|---|---|---|---|---|" + ("---|" if extra else "") + "---|",
+        ]
         front = {id(p) for p in self.front}
         for index, p in sorted(enumerate(self.points), key=lambda item: (item[1].speedup, item[0])):
             mark = "**pick**" if index == self.best else ("front" if id(p) in front else "")
             measured = "-" if p.measured_speedup is None else f"{p.measured_speedup:.2f}x"
             user = f"{p.scores['metric']:.4g} | " if extra else ""
             held = "-" if p.held_out is None else f"{self.score(p, held_out=True):.4g}"
-            lines.append(f"| {mark} | {p.family} | {p.setting.describe()} | {p.speedup:.2f}x | {measured} | "
-                         f"{p.scores['psnr']:.2f} | {p.scores['ssim']:.4f} | {user}{held} |")  # fmt: skip
+            lines.append(
+                f"| {mark} | {p.family} | {p.setting.describe()} | {p.speedup:.2f}x | {measured} | "
+                f"{p.scores['psnr']:.2f} | {p.scores['ssim']:.4f} | {user}{held} |"
+            )
         return "\n".join(lines) + "\n"
 
     def __str__(self) -> str:
         target = ", ".join(f"{k} {v:g}" for k, v in self.target.items())
         best = self.chosen
-        lines = [f"Tuned for {target} ({self.metric}), {len(self.points)} settings measured, "
-                 f"{len(self.front)} on the front, {self.meta.get('seconds', 0):.0f} s."]  # fmt: skip
+        lines = [
+            f"Tuned for {target} ({self.metric}), {len(self.points)} settings measured, "
+            f"{len(self.front)} on the front, {self.meta.get('seconds', 0):.0f} s."
+        ]
         if best is not None:
-            lines.append(f"Pick: {best.family}: {best.setting.describe()}: {best.speedup:.2f}x FLOPs, "
-                         f"PSNR {best.scores['psnr']:.2f} dB, SSIM {best.scores['ssim']:.4f}")  # fmt: skip
+            lines.append(
+                f"Pick: {best.family}: {best.setting.describe()}: {best.speedup:.2f}x FLOPs, "
+                f"PSNR {best.scores['psnr']:.2f} dB, SSIM {best.scores['ssim']:.4f}"
+            )
             lines.append(f"  pipe(..., **{_short(best.setting.kwargs)})")
         check = self.generalisation
         if check is not None:
             verdict = "FLAGGED: " + "; ".join(check["reasons"]) if check["flagged"] else "holds"
-            lines.append(f"Held-out check: {self.metric} {check['held_out']:.4g} (calibration {check['calibration']:.4g}; "
-                         f"the other re-scored settings fall {check['usual_drop']:.3g}): {verdict}")  # fmt: skip
+            lines.append(
+                f"Held-out check: {self.metric} {check['held_out']:.4g} (calibration {check['calibration']:.4g}; "
+                f"the other re-scored settings fall {check['usual_drop']:.3g}): {verdict}"
+            )
         if self.meta.get("stopped"):
             lines.append(f"Stopped early: {self.meta['stopped']}.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"points": [p.to_dict() for p in self.points], "best": self.best, "target": dict(self.target),
-                "metric": self.metric, "reference": dict(self.reference), "meta": dict(self.meta)}  # fmt: skip
+        return {
+            "points": [p.to_dict() for p in self.points],
+            "best": self.best,
+            "target": dict(self.target),
+            "metric": self.metric,
+            "reference": dict(self.reference),
+            "meta": dict(self.meta),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> TuningResult:
-        return cls([TunedPoint.from_dict(p) for p in data["points"]], data.get("best"), data["target"], data["metric"],
-                   data["reference"], data.get("meta", {}))  # fmt: skip
+        return cls(
+            [TunedPoint.from_dict(p) for p in data["points"]],
+            data.get("best"),
+            data["target"],
+            data["metric"],
+            data["reference"],
+            data.get("meta", {}),
+        )
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
@@ -198,23 +249,56 @@ class TuningResult:
         for index, family in enumerate(families):
             rows = [p for p in self.points if p.family == family]
             marker = "D" if family == "pipeline default" else "o"  # often on top of another family's point
-            axis.plot([p.speedup for p in rows], [self.score(p) for p in rows], marker, color=plt.cm.tab10(index % 10),
-                      label=family, alpha=0.85, markersize=9 if marker == "D" else 6, fillstyle="none" if marker == "D" else "full")
+            axis.plot(
+                [p.speedup for p in rows],
+                [self.score(p) for p in rows],
+                marker,
+                color=plt.cm.tab10(index % 10),
+                label=family,
+                alpha=0.85,
+                markersize=9 if marker == "D" else 6,
+                fillstyle="none" if marker == "D" else "full",
+            )
         front = self.front
-        axis.plot([p.speedup for p in front], [self.score(p) for p in front], "-", color="black", linewidth=1, label="Pareto front")
+        axis.plot(
+            [p.speedup for p in front],
+            [self.score(p) for p in front],
+            "-",
+            color="black",
+            linewidth=1,
+            label="Pareto front",
+        )
         best = self.chosen
         if best is not None:
-            axis.plot(best.speedup, self.score(best), "*", color="gold", markeredgecolor="black", markersize=16, label="pick")
+            axis.plot(
+                best.speedup, self.score(best), "*", color="gold", markeredgecolor="black", markersize=16, label="pick"
+            )
             if best.held_out is not None:
-                axis.plot(best.speedup, self.score(best, held_out=True), "*", color="none", markeredgecolor="black",
-                          markersize=16, label="pick, held-out inputs")  # fmt: skip
+                axis.plot(
+                    best.speedup,
+                    self.score(best, held_out=True),
+                    "*",
+                    color="none",
+                    markeredgecolor="black",
+                    markersize=16,
+                    label="pick, held-out inputs",
+                )
         if "speedup" in self.target:
-            axis.axvline(self.target["speedup"], color="grey", linestyle="--", label=f"target {self.target['speedup']:g}x")
+            axis.axvline(
+                self.target["speedup"], color="grey", linestyle="--", label=f"target {self.target['speedup']:g}x"
+            )
         if "min_fidelity" in self.target:
-            axis.axhline(self.target["min_fidelity"], color="grey", linestyle="--", label=f"target {self.target['min_fidelity']:g}")
+            axis.axhline(
+                self.target["min_fidelity"],
+                color="grey",
+                linestyle="--",
+                label=f"target {self.target['min_fidelity']:g}",
+            )
         names = {"psnr": "PSNR vs reference (dB)", "ssim": "SSIM vs reference", "metric": "user metric vs reference"}
         title = f"{self.meta.get('pipeline', 'pipeline')}, {self.reference.get('num_inference_steps')} steps"
-        axis.set(xlabel="FLOP speedup over the reference (U-Net)", ylabel=names.get(self.metric, self.metric), title=title)
+        axis.set(
+            xlabel="FLOP speedup over the reference (U-Net)", ylabel=names.get(self.metric, self.metric), title=title
+        )
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
         figure.tight_layout()

@@ -40,7 +40,7 @@ from ..measurement import branch_step_flops, ideal_speedup, module_flops
 from ..models import cross_attention_names
 from ..runtime import DeepCacheConfig, FewStepsWarning, GateStepWarning, branch_layout, diffusers_class, unwrap
 from ..schedules import nonuniform_full_steps, uniform_full_steps
-from .families import FAMILIES, STRATEGIES, Family
+from .families import STRATEGIES, Family
 from .fidelity import mean_psnr, mean_ssim
 from .request import TuningRequest
 from .result import TunedPoint, TuningResult, pareto_front, pick
@@ -85,7 +85,9 @@ def tune(
         prompts (`str` or `Sequence[str]`, *optional*): calibration prompts; leave out for unconditional pipelines.
         seeds (`Iterable[int]`, defaults to `(0,)`): seeds, each run with every prompt.
         calls (`Sequence[dict]`, *optional*): explicit call arguments per input, instead of prompts x seeds.
-        held_out_prompts, held_out_seeds, held_out_calls: the held-out inputs, as above (seeds default to ``seeds``).
+        held_out_prompts (`str` or `Sequence[str]`, *optional*): held-out prompts, scored only for the pick.
+        held_out_seeds (`Iterable[int]`, *optional*): their seeds (default ``seeds``).
+        held_out_calls (`Sequence[dict]`, *optional*): explicit held-out call arguments, instead.
         target_speedup (`float`, *optional*): the pick is the most faithful setting with at least this FLOP speedup.
         max_flops (`float`, *optional*): the same for a budget of U-Net FLOPs per call.
         min_fidelity (`float`, *optional*): the pick is the fastest setting scoring at least this.
@@ -101,9 +103,21 @@ def tune(
         progress (`bool`, defaults to `True`): a progress bar over the measurements.
     """
     request = TuningRequest.of(
-        pipe, prompts, seeds, calls=calls, held_out_prompts=held_out_prompts, held_out_seeds=held_out_seeds,
-        held_out_calls=held_out_calls, target_speedup=target_speedup, max_flops=max_flops, min_fidelity=min_fidelity,
-        metric=metric, families=families, max_evaluations=max_evaluations, time_budget=time_budget, progress=progress,
+        pipe,
+        prompts,
+        seeds,
+        calls=calls,
+        held_out_prompts=held_out_prompts,
+        held_out_seeds=held_out_seeds,
+        held_out_calls=held_out_calls,
+        target_speedup=target_speedup,
+        max_flops=max_flops,
+        min_fidelity=min_fidelity,
+        metric=metric,
+        families=families,
+        max_evaluations=max_evaluations,
+        time_budget=time_budget,
+        progress=progress,
         call_kwargs=call_kwargs,
     )
     return Search(pipe, request).run(measure_time)
@@ -197,7 +211,9 @@ class Search:
             key = repr(setting.to_dict())
             if key not in self.counted_flops:
                 call = self.fresh(self.request.calls[0])
-                self.counted_flops[key] = module_flops(self.pipe.unet, self.pipe, **call, **setting.step_kwargs, output_type="np")
+                self.counted_flops[key] = module_flops(
+                    self.pipe.unet, self.pipe, **call, **setting.step_kwargs, output_type="np"
+                )
             return self.counted_flops[key] * unet_calls / first_calls
         if setting.block_cache is not None:
             return unet_calls * self.full_flops * setting.block_cache.flop_fraction
@@ -205,10 +221,14 @@ class Search:
             return unet_calls * self.full_flops
         full, iterations = len(record.full_steps), record.num_iterations
         cached = self.branch_flops[self._branch(caching)][1]
-        return unet_calls * (full * self.full_flops + (iterations - full) * cached) / iterations  # exact in integers first
+        return (
+            unet_calls * (full * self.full_flops + (iterations - full) * cached) / iterations
+        )  # exact in integers first
 
     def _branch(self, caching: DeepCacheConfig) -> int:
-        branch = branch_layout(self.pipe).resolve(caching.cache_branch_id, caching.cache_layer_id, caching.cache_block_id)
+        branch = branch_layout(self.pipe).resolve(
+            caching.cache_branch_id, caching.cache_layer_id, caching.cache_block_id
+        )
         return self.default_branch() if branch is None else branch
 
     def default_branch(self) -> int:
@@ -245,8 +265,14 @@ class Search:
                 full_steps.append(len(record.full_steps))
         mean_flops = statistics.mean(flops)
         scores = self._scores(self.references, images)
-        point = TunedPoint(family, setting, self.reference_flops / mean_flops, mean_flops, scores,
-                           statistics.mean(full_steps) if full_steps else None)  # fmt: skip
+        point = TunedPoint(
+            family,
+            setting,
+            self.reference_flops / mean_flops,
+            mean_flops,
+            scores,
+            statistics.mean(full_steps) if full_steps else None,
+        )
         self.points.append(point)
         self.measured[key] = point
         self.evaluations += 1
@@ -263,7 +289,9 @@ class Search:
         saved_bar = getattr(pipe, "_progress_bar_config", None)
         pipe.set_progress_bar_config(disable=True)
         self.start = time.perf_counter()
-        self.bar = tqdm(total=request.max_evaluations, desc="DeepCache tuning", disable=not request.progress)
+        # No total: the search ends when its ladder is measured, usually well before `max_evaluations`, so a bar
+        # counting to that cap would promise a wrong end; it counts settings and says what it is doing instead.
+        self.bar = tqdm(desc="DeepCache tuning", unit="setting", disable=not request.progress)
         try:
             self._references()
             self._check_target()
@@ -286,12 +314,24 @@ class Search:
             else:
                 pipe._progress_bar_config = saved_bar
         if best is not None:  # the pick carries the conditions it was measured under
-            self.points[best] = dataclasses.replace(self.points[best], setting=self._under_request(self.points[best].setting))
-        meta = {"pipeline": diffusers_class(type(pipe)).__name__, "scheduler": type(pipe.scheduler).__name__,
-                "calibration_inputs": len(request.calls), "held_out_inputs": len(request.held_out_calls or []),
-                "evaluations": self.evaluations, "seconds": time.perf_counter() - self.start, "stopped": self.stopped,
-                "branch_flops": {str(b): list(f) for b, f in self.branch_flops.items()}}  # fmt: skip
-        reference = {"num_inference_steps": self.num_steps, "flops": self.reference_flops, "iterations": self.iterations}
+            self.points[best] = dataclasses.replace(
+                self.points[best], setting=self._under_request(self.points[best].setting)
+            )
+        meta = {
+            "pipeline": diffusers_class(type(pipe)).__name__,
+            "scheduler": type(pipe.scheduler).__name__,
+            "calibration_inputs": len(request.calls),
+            "held_out_inputs": len(request.held_out_calls or []),
+            "evaluations": self.evaluations,
+            "seconds": time.perf_counter() - self.start,
+            "stopped": self.stopped,
+            "branch_flops": {str(b): list(f) for b, f in self.branch_flops.items()},
+        }
+        reference = {
+            "num_inference_steps": self.num_steps,
+            "flops": self.reference_flops,
+            "iterations": self.iterations,
+        }
         return TuningResult(self.points, best, self._target(), request.metric_name, reference, meta)
 
     def _reference(self) -> TunedSetting:
@@ -352,7 +392,9 @@ class Search:
         if request.user_metric is not None and request.min_fidelity is not None:
             ceiling = self._scores(self.references, self.references)["metric"]
             if request.min_fidelity > ceiling:
-                raise ValueError(f"`min_fidelity` {request.min_fidelity:g} is above what the reference itself scores ({ceiling:.4g}).")
+                raise ValueError(
+                    f"`min_fidelity` {request.min_fidelity:g} is above what the reference itself scores ({ceiling:.4g})."
+                )
 
     def _fastest(self) -> float:
         """The largest FLOP speedup the chosen families can give."""
@@ -369,7 +411,9 @@ class Search:
         """The smallest interval at ``branch`` whose schedule reaches ``level`` (with ``steps`` steps), if any."""
         iterations = self.iterations if steps is None else self.iterations_of(steps)
         for interval in range(2, iterations + 1):
-            full = len(uniform_full_steps(iterations, interval) if uniform else nonuniform_full_steps(iterations, interval))
+            full = len(
+                uniform_full_steps(iterations, interval) if uniform else nonuniform_full_steps(iterations, interval)
+            )
             if self.speedup(branch, full, iterations) >= level:
                 return interval
         return None
@@ -387,7 +431,9 @@ class Search:
         """Branches worth trying: a cached call saves at least a tenth; of near-equal costs the shallowest."""
         kept = []
         for branch, (full, cached) in sorted(self.branch_flops.items()):
-            if cached <= FLOP_PRUNE * full and not any(abs(self.branch_flops[k][1] - cached) <= 0.01 * full for k in kept):
+            if cached <= FLOP_PRUNE * full and not any(
+                abs(self.branch_flops[k][1] - cached) <= 0.01 * full for k in kept
+            ):
                 kept.append(branch)
         return kept
 
@@ -447,7 +493,9 @@ class Search:
                 times[index].append(time.perf_counter() - start)
         reference = statistics.median(times[-1])
         for index in indices:
-            self.points[index] = dataclasses.replace(self.points[index], measured_speedup=reference / statistics.median(times[index]))
+            self.points[index] = dataclasses.replace(
+                self.points[index], measured_speedup=reference / statistics.median(times[index])
+            )
 
 
 def _generators(call: dict) -> list[torch.Generator]:

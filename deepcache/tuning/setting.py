@@ -54,7 +54,9 @@ class TunedSetting:
             raise TypeError(f"`gating` must be a GatingConfig, but got {type(self.gating).__name__}.")
         BlockCacheConfig(self.block_cache)  # refuses what is not a schedule
         if not isinstance(self.call, Mapping) or "num_inference_steps" in self.call:
-            raise TypeError(f"`call` must be a dict of call arguments other than `num_inference_steps`, but got {self.call!r}.")
+            raise TypeError(
+                f"`call` must be a dict of call arguments other than `num_inference_steps`, but got {self.call!r}."
+            )
         object.__setattr__(self, "call", dict(self.call))
 
     @property
@@ -112,11 +114,17 @@ class TunedSetting:
         """A short human description, e.g. ``DeepCache N=3 b1, 50 steps``."""
         c, parts = self.caching, []
         if c.adaptive:
-            parts.append(f"adaptive threshold {c.cache_threshold:.3g} (runs <= {c.cache_interval}) b{c.cache_branch_id}")
+            parts.append(
+                f"adaptive threshold {c.cache_threshold:.3g} (runs <= {c.cache_interval}) b{c.cache_branch_id}"
+            )
         elif c.cache_full_steps is not None:
             parts.append(f"calibrated {len(c.cache_full_steps)} full steps b{c.cache_branch_id}")
         elif c.enabled:
-            shape = "uniform" if c.uniform else f"non-uniform pow {c.pow or 1.4:g}" + (f" center {c.center}" if c.center is not None else "")
+            shape = (
+                "uniform"
+                if c.uniform
+                else f"non-uniform pow {c.pow or 1.4:g}" + (f" center {c.center}" if c.center is not None else "")
+            )
             parts.append(f"DeepCache N={c.cache_interval} b{c.cache_branch_id} {shape}")
         if self.block_cache is not None:
             delta = "" if self.block_cache.delta is None else f" delta {self.block_cache.delta:.3g}"
@@ -126,7 +134,9 @@ class TunedSetting:
         return " + ".join(parts or ["no caching"]) + f", {self.num_inference_steps} steps"
 
     def to_dict(self) -> dict:
-        caching = {k: list(v) if isinstance(v, tuple) else v for k, v in self.caching_kwargs.items() if k != "block_cache"}
+        caching = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in self.caching_kwargs.items() if k != "block_cache"
+        }
         block_cache = None if self.block_cache is None else self.block_cache.to_dict()
         data = {"num_inference_steps": self.num_inference_steps, "caching": caching, "block_cache": block_cache}
         return {**data, "call": dict(self.call), "scheduler": self.scheduler} if self.call or self.scheduler else data
