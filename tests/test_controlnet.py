@@ -201,9 +201,9 @@ def test_the_controlnet_benchmark_counts_what_a_cached_step_runs(capsys):
     from helpers import script
 
     from deepcache.evaluation.benchmark import (
-        _controlnet_for,
         build_unet,
         controlnet_flops,
+        controlnet_for,
         loop_inputs,
     )
     from deepcache.measurement import count_flops
@@ -211,7 +211,7 @@ def test_the_controlnet_benchmark_counts_what_a_cached_step_runs(capsys):
     rows = controlnet_flops("tiny-sd", [0, 2])
     unet = build_unet("tiny-sd", "meta")
     with torch.device("meta"):
-        net = _controlnet_for(unet, 8, load_weights_from_unet=False)
+        net = controlnet_for(unet, 8, load_weights_from_unet=False)
     inputs = loop_inputs("tiny-sd", unet, 1)
     condition = torch.zeros(2, 3, 128, 128, device="meta")
     with torch.no_grad():

@@ -506,7 +506,7 @@ class ControlNetStepFlops:
         return (self.unet_cached + self.controlnet_cut) / self.full
 
 
-def _controlnet_for(unet, vae_scale: int, **kwargs):
+def controlnet_for(unet, vae_scale: int, **kwargs):
     """A ControlNet with ``unet``'s down path whose conditioning embedding matches the VAE's downscaling."""
     levels = 1 + max(vae_scale.bit_length() - 1, 0)  # one stride-2 convolution per halving
     return DeepCacheControlNetModel.from_unet(
@@ -526,7 +526,7 @@ def controlnet_flops(
         )
     unet = build_unet(name, "meta")
     with torch.device("meta"):
-        controlnet = _controlnet_for(unet, spec.vae_scale, load_weights_from_unet=False)
+        controlnet = controlnet_for(unet, spec.vae_scale, load_weights_from_unet=False)
     inputs = loop_inputs(name, unet, batch, size)
     sample, timestep, text = inputs.noise, torch.tensor(500), inputs.kwargs["encoder_hidden_states"]
     height, width = sample.shape[-2:]
@@ -556,7 +556,7 @@ def controlnet_pipeline_seconds(
     Also checks that whole and cut give the same images (``"identical"``: 1.0 or 0.0)."""
     base = DeepCacheStableDiffusionPipeline.from_pretrained(embedded_text_to_image_path())
     torch.manual_seed(seed)
-    controlnet = _controlnet_for(base.unet, MODELS["emoji"].vae_scale)
+    controlnet = controlnet_for(base.unet, MODELS["emoji"].vae_scale)
     pipe = DeepCacheStableDiffusionControlNetPipeline(
         **{k: v for k, v in base.components.items() if k != "image_encoder"}, controlnet=controlnet
     )

@@ -7,8 +7,6 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-import torch
-
 from ..measurement import input_calls
 from ..pipelines import DeepCachePipelineMixin
 from ..runtime import diffusers_class, refuse_helper
@@ -151,13 +149,15 @@ class TuningRequest:
         )
 
     def tuned_under(self) -> dict:
-        """The call arguments shared by every calibration input besides generators and inputs: what the pick
-        was measured under (guidance, sizes, ...), for :class:`TunedSetting` to reproduce."""
-        shared = {}
-        for key, value in self.call_kwargs.items():
-            if isinstance(value, (bool, int, float, str)) and not isinstance(value, torch.Generator):
-                shared[key] = value
-        return shared
+        """The numeric call arguments every calibration input shares (guidance, sizes, strength, ...): what the
+        pick was measured under, for :class:`TunedSetting` to pass again. Prompts, images and generators are
+        the inputs, not conditions, and are left out."""
+        first, *others = self.calls
+        return {
+            key: value
+            for key, value in first.items()
+            if isinstance(value, (bool, int, float)) and all(key in call and call[key] == value for call in others)
+        }
 
 
 def _default_steps(pipe) -> int:
