@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     fidelity_psnr, fidelity_ssim = psnr(reference, candidate).mean().item(), ssim(reference, candidate).mean().item()
 
     print(
-        f"{len(prompts)} prompts, {args.steps} PNDM steps, guidance {args.guidance_scale:g}, DeepCache {describe(caching)}, 1 thread"
+        f"{len(prompts)} prompts, {args.steps} PNDM steps, guidance {args.guidance_scale:g}, DeepCache "
+        f"{describe(caching)}, 1 thread"
     )
     print(f"baseline  median {base:.2f} s over {args.repeats} runs")
     print(f"deepcache median {fast:.2f} s  ->  speedup {base / fast:.2f}x")

@@ -5,10 +5,13 @@
     python scripts/benchmark.py --model sd1.5 --device cuda --dtype fp16 --intervals 3 5 --branches 0 1 \
         --schedules uniform non-uniform --json sd15.json --markdown sd15.md
     python scripts/benchmark.py --defaults-table     # FLOP-ideal speedup of each pipeline's defaults
-    python scripts/benchmark.py --controlnet --model sd1.5 --branches 0 1 2 3 5   # a cached step with the ControlNet cut
+    python scripts/benchmark.py --controlnet --model sd1.5 --branches 0 1 2 3 5   # a cached step with the ControlNet
+    cut
     python scripts/benchmark.py --controlnet --model emoji --branches 0 1          # ... and timed on the emoji pipeline
-    python scripts/benchmark.py --compile default --model emoji --intervals 3 --branches 0   # does caching stack with torch.compile?
-    python scripts/benchmark.py --pipeline --model emoji --intervals 3 5 --branches 0 1     # the whole pipeline beside the U-Net loop
+    python scripts/benchmark.py --compile default --model emoji --intervals 3 --branches 0   # does caching stack with
+    torch.compile?
+    python scripts/benchmark.py --pipeline --model emoji --intervals 3 5 --branches 0 1     # the whole pipeline beside
+    the U-Net loop
 
 Models: the embedded digits DDPM (trained weights) and the real SD 1.5, SDXL, SVD-XT and LDM-4-G U-Net
 architectures (random weights: speed does not depend on them). Only the U-Net denoising loop is
@@ -96,7 +99,8 @@ def compile_report(args: argparse.Namespace) -> str:
     )
     spec = MODELS[args.model]
     lines = [
-        f"### torch.compile (inductor, mode {args.compile}, dynamic=False) and caching: {spec.description}, {args.steps} DDIM steps, "
+        f"### torch.compile (inductor, mode {args.compile}, dynamic=False) and caching: {spec.description}, "
+        f"{args.steps} DDIM steps, "
         f"{describe(setting.as_kwargs())}",
         "",
         f"{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs; "
@@ -123,11 +127,14 @@ def controlnet_report(args: argparse.Namespace) -> str:
     rows = controlnet_flops(args.model, args.branches, batch=args.batch)
     interval = args.intervals[0]
     lines = [
-        f"### ControlNet on cached steps: {spec.description}, {spec.pixels(spec.size)}, guided batch of {2 * args.batch}",
+        f"### ControlNet on cached steps: {spec.description}, {spec.pixels(spec.size)}, guided batch of "
+        f"{2 * args.batch}",
         "",
-        f"Full step: {rows[0].full / 1e9:.1f} GFLOPs (U-Net and ControlNet). Ideal speedups: interval {interval}, uniform, {args.steps} steps.",
+        f"Full step: {rows[0].full / 1e9:.1f} GFLOPs (U-Net and ControlNet). Ideal speedups: interval {interval}, "
+        f"uniform, {args.steps} steps.",
         "",
-        "| branch | cached step / full, ControlNet whole | cached step / full, ControlNet cut | ideal speedup, whole | ideal speedup, cut |",
+        "| branch | cached step / full, ControlNet whole | cached step / full, ControlNet cut | ideal speedup, whole | "
+        "ideal speedup, cut |",
         "|---|---|---|---|---|",
     ]
     full_steps = len(DeepCacheConfig(cache_interval=interval).full_steps(args.steps))
@@ -137,7 +144,8 @@ def controlnet_report(args: argparse.Namespace) -> str:
     if args.model == "emoji":
         lines += [
             "",
-            f"Whole pipeline, ControlNet from the U-Net, 4 prompts, {args.steps} PNDM steps, guidance 5, interval {interval}, "
+            f"Whole pipeline, ControlNet from the U-Net, 4 prompts, {args.steps} PNDM steps, guidance 5, interval "
+            f"{interval}, "
             f"{machine(args.device, args.threads)}, median of {args.repeats} interleaved runs:",
             "",
             "| branch | uncached | ControlNet whole | ControlNet cut | speedup whole / cut | same images |",
@@ -161,7 +169,8 @@ def pipeline_report(args: argparse.Namespace) -> str:
     lines = [
         f"### Whole pipeline and U-Net loop: {spec.description}, {args.steps} DDIM steps, batch {args.batch}",
         "",
-        f'{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs; pipeline: `output_type="latent"`'
+        f"{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs; "
+        'pipeline: `output_type="latent"`'
         + (", prompt embeddings computed beforehand (text encoder excluded)" if args.model == "emoji" else "")
         + ".",
         "",
@@ -277,7 +286,8 @@ def main(argv: list[str] | None = None) -> None:
 
     title = (
         f"### {spec.description}: {args.steps} DDIM steps, {args.dtype}, median of {args.repeats} interleaved runs\n\n"
-        f"Machine: {machine(args.device, args.threads)}. Command: `python scripts/benchmark.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n"
+        f"Machine: {machine(args.device, args.threads)}. Command: `python scripts/benchmark.py "
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n"
     )
     table = markdown_table(rows)
     print(f"\n{title}\n{table}")

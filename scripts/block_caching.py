@@ -2,7 +2,8 @@
 
     python scripts/block_caching.py                       # the embedded digits DDPM, offline
     python scripts/block_caching.py --units attentions --deltas 0.2 0.5 1
-    python scripts/block_caching.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 --prompts "a cat" "a city" --steps 50
+    python scripts/block_caching.py --model stable-diffusion-v1-5/stable-diffusion-v1-5 --prompts "a cat" "a city"
+    --steps 50
 
 The pipeline runs uncached over the profiling seeds (and prompts) to measure each unit's change
 curve; each ``--deltas`` (or ``--speedups``) threshold gives a schedule, applied through

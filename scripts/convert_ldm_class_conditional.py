@@ -49,8 +49,10 @@ def main(argv=None):
     pipe.save_pretrained(args.output)
     unet, classes = pipe.unet.config, pipe.class_embedder.config
     print(
-        f"U-Net {sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.1f} M parameters, {len(unet.block_out_channels)} levels {tuple(unet.block_out_channels)}, "
-        f"latents {unet.in_channels}x{unet.sample_size}x{unet.sample_size}; {classes.num_classes} classes (null class {classes.null_class})"
+        f"U-Net {sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.1f} M parameters, "
+        f"{len(unet.block_out_channels)} levels {tuple(unet.block_out_channels)}, "
+        f"latents {unet.in_channels}x{unet.sample_size}x{unet.sample_size}; {classes.num_classes} classes (null class "
+        f"{classes.null_class})"
     )
     print(f"saved {args.output}")
 

@@ -10,7 +10,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from deepcache import DeepCacheDDPMPipeline
 from deepcache.evaluation.examples import (
     caching_setting,
-    compare,
+    compare_with_setting,
     describe,
     load,
     script_arguments,
@@ -34,14 +34,7 @@ def main(argv=None):
         generator = torch.Generator(args.device).manual_seed(args.seed)
         return pipe(batch_size=args.batch_size, num_inference_steps=steps, generator=generator, **caching).images
 
-    compare(
-        generate,
-        lambda steps: generate(steps, **setting),
-        args.steps,
-        args.warmup_steps,
-        args.output,
-        repeats=args.repeats,
-    )
+    compare_with_setting(generate, setting, args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Class-conditional LDM-4-G (ImageNet 256, CompVis cin256-v2): baseline, then DeepCache (the paper's 4.1x row: interval 5, branch 0, uniform, 250 DDIM steps).
+"""Class-conditional LDM-4-G (ImageNet 256, CompVis cin256-v2): baseline, then DeepCache (the paper's 4.1x row:
+interval 5, branch 0, uniform, 250 DDIM steps).
 
     python scripts/convert_ldm_class_conditional.py --checkpoint cin256-v2/model.ckpt --output ldm-cin256-v2
-    python scripts/ldm_class_conditional.py --model ldm-cin256-v2                                 # 250 DDIM steps, guidance 1.5
-    python scripts/ldm_class_conditional.py --model ldm-cin256-v2 --cache-interval 10 --nonuniform   # the paper's (center, pow) for N = 10
+    python scripts/ldm_class_conditional.py --model ldm-cin256-v2                                 # 250 DDIM steps,
+    guidance 1.5
+    python scripts/ldm_class_conditional.py --model ldm-cin256-v2 --cache-interval 10 --nonuniform   # the paper's
+    (center, pow) for N = 10
 
 --model is the folder the converter wrote (diffusers has no hub checkpoint of this model).
 """
@@ -49,14 +52,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not Path(args.model).expanduser().is_dir():
         parser.error(
-            f"--model {args.model!r} is not a folder; diffusers has no hub checkpoint of LDM-4-G: convert CompVis' first with "
+            f"--model {args.model!r} is not a folder; diffusers has no hub checkpoint of LDM-4-G: convert CompVis' "
+            "first with "
             "python scripts/convert_ldm_class_conditional.py --checkpoint model.ckpt --output ldm-cin256-v2"
         )
 
     setting = caching_setting(DeepCacheLDMClassConditionalPipeline.deepcache_defaults, args)
     if args.nonuniform and setting["cache_interval"] not in LDM4G_NONUNIFORM:
         parser.error(
-            f"--nonuniform: the paper gives (center, pow) for intervals {sorted(LDM4G_NONUNIFORM)}, not {setting['cache_interval']}"
+            f"--nonuniform: the paper gives (center, pow) for intervals {sorted(LDM4G_NONUNIFORM)}, not "
+            f"{setting['cache_interval']}"
         )
 
     def cached_setting(steps: int) -> dict:

@@ -593,10 +593,12 @@ def tables(payload: dict) -> str:
     solver_names = {key: SOLVERS[key][0] for key in args["solvers"]}
     main_name = solver_names[args["solvers"][0]]
     lines = [
-        f"{payload['samples_per_setting']} samples per setting ({args['groups']} seed groups of {args['samples']}; ± is the "
-        f"standard deviation across groups), {args['steps']} steps for the baselines, {payload['processes']} process(es)"
-        + (f", guidance scale {args['guidance_scale']:g}." if judged else "."),
-        f"Real-vs-real floor (held-out real images, same group size): FD {_pm(floor['fd'])}, KID x1000 {_pm(floor['kid'], 1000, 1)}."
+        f"{payload['samples_per_setting']} samples per setting ({args['groups']} seed groups of {args['samples']}; ± "
+        "is the "
+        f"standard deviation across groups), {args['steps']} steps for the baselines, {payload['processes']} "
+        "process(es)" + (f", guidance scale {args['guidance_scale']:g}." if judged else "."),
+        f"Real-vs-real floor (held-out real images, same group size): FD {_pm(floor['fd'])}, KID x1000 "
+        f"{_pm(floor['kid'], 1000, 1)}."
         + (
             f" Real images with their own captions: text score {payload['real_judged']['text_score']:.1f}, "
             f"group accuracy {payload['real_judged']['group_accuracy']:.1%}."
@@ -626,8 +628,8 @@ def tables(payload: dict) -> str:
     ]
     extra_head = " text score | group accuracy |" if judged else ""
     head = (
-        "| setting | steps | FLOP-ideal speedup | measured speedup | PSNR vs baseline (dB) | SSIM vs baseline | FD | KID x1000 |"
-        + extra_head
+        "| setting | steps | FLOP-ideal speedup | measured speedup | PSNR vs baseline (dB) | SSIM vs baseline | FD | "
+        "KID x1000 |" + extra_head
     )
     for selector, title in groups:
         rows = family(payload, *selector)

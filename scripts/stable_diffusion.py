@@ -9,7 +9,7 @@ import torch
 from deepcache import DeepCacheStableDiffusionPipeline
 from deepcache.evaluation.examples import (
     caching_setting,
-    compare,
+    compare_with_setting,
     describe,
     load,
     script_arguments,
@@ -31,14 +31,7 @@ def main(argv=None):
         generator = torch.Generator(args.device).manual_seed(args.seed)
         return pipe(args.prompt, num_inference_steps=steps, generator=generator, **caching).images
 
-    compare(
-        generate,
-        lambda steps: generate(steps, **setting),
-        args.steps,
-        args.warmup_steps,
-        args.output,
-        repeats=args.repeats,
-    )
+    compare_with_setting(generate, setting, args)
 
 
 if __name__ == "__main__":

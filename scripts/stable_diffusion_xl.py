@@ -15,7 +15,7 @@ from deepcache import (
 from deepcache.evaluation.examples import (
     MODEL_HELP,
     caching_setting,
-    compare,
+    compare_with_setting,
     describe,
     load,
     script_arguments,
@@ -81,14 +81,7 @@ def main(argv=None):
             **caching,
         ).images
 
-    compare(
-        generate,
-        lambda steps: generate(steps, **setting),
-        args.steps,
-        args.warmup_steps,
-        args.output,
-        repeats=args.repeats,
-    )
+    compare_with_setting(generate, setting, args)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from PIL import Image
 from deepcache import DeepCacheStableVideoDiffusionPipeline
 from deepcache.evaluation.examples import (
     caching_setting,
-    compare,
+    compare_with_setting,
     demo_image,
     describe,
     load,
@@ -56,15 +56,7 @@ def main(argv=None):
             **caching,
         ).frames
 
-    compare(
-        generate,
-        lambda steps: generate(steps, **setting),
-        args.steps,
-        args.warmup_steps,
-        args.output,
-        repeats=args.repeats,
-        video=True,
-    )
+    compare_with_setting(generate, setting, args, video=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Text2Video-Zero (SD 1.5 / 2.1): baseline, then DeepCache (interval 3, branch 1, uniform), each of its three loops cached on its own.
+"""Text2Video-Zero (SD 1.5 / 2.1): baseline, then DeepCache (interval 3, branch 1, uniform), each of its three loops
+cached on its own.
 
-    python scripts/text_to_video_zero.py --prompt "a panda is playing guitar on times square"   # a GIF: baseline above, DeepCache below
+    python scripts/text_to_video_zero.py --prompt "a panda is playing guitar on times square"   # a GIF: baseline
+    above, DeepCache below
 
 t0 and t1 (where the first frame's latents are copied to the others and warped) sit at 88 % and 94 %
 of the steps, as the pipeline's 44 and 47 of 50.
@@ -13,7 +15,7 @@ from PIL import Image
 from deepcache import DeepCacheTextToVideoZeroPipeline
 from deepcache.evaluation.examples import (
     caching_setting,
-    compare,
+    compare_with_setting,
     describe,
     load,
     model_size,
@@ -36,7 +38,8 @@ def main(argv=None):
     parser.add_argument(
         "--no-safety-checker",
         action="store_true",
-        help="load without the safety checker (Text2Video-Zero requires one, or this, for checkpoints saved without it)",
+        help="load without the safety checker (Text2Video-Zero requires one, or this, for checkpoints saved "
+        "without it)",
     )
     args = parser.parse_args(argv)
     if args.steps < 2:
@@ -68,15 +71,7 @@ def main(argv=None):
         ).images
         return [[Image.fromarray((np.asarray(frame) * 255).round().astype(np.uint8)) for frame in frames]]
 
-    compare(
-        generate,
-        lambda steps: generate(steps, **setting),
-        args.steps,
-        args.warmup_steps,
-        args.output,
-        repeats=args.repeats,
-        video=True,
-    )
+    compare_with_setting(generate, setting, args, video=True)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,8 @@ def load_pipeline(args):
 
 
 def prompts_for(args, count: int, offset: int) -> list[str]:
-    """``count`` prompts from --prompt, else the embedded model's training captions (seeded order), else generic ones."""
+    """``count`` prompts from --prompt, else the embedded model's training captions (seeded order), else generic
+    ones."""
     if args.prompt:
         pool = args.prompt
     elif args.model is None and args.embedded == "emoji":

@@ -106,7 +106,8 @@ class TwoPassPipeline(DiffusionPipeline):
 
 
 def compile_counting_graphs(module, **options):
-    """``torch.compile(module, **options)`` with a backend that runs each graph eagerly; returns it and the list of graphs."""
+    """``torch.compile(module, **options)`` with a backend that runs each graph eagerly; returns it and the list of
+    graphs."""
     graphs = []
 
     def counting_backend(graph_module, example_inputs):

@@ -136,7 +136,8 @@ def units_replaced_by_hand(model, given):
 
 
 def skip_path_by_hand(module, x, shape):
-    """The input, or for a 2D resnet its 1x1 shortcut of the input over its output scale; 0 if the output is cached whole."""
+    """The input, or for a 2D resnet its 1x1 shortcut of the input over its output scale; 0 if the output is cached
+    whole."""
     if isinstance(module, ResnetBlock2D):
         return (x if module.conv_shortcut is None else module.conv_shortcut(x)) / module.output_scale_factor
     return x if x.shape == shape else 0  # e.g. SVD's spatio-temporal resnets that change channels

@@ -148,7 +148,8 @@ def test_on_cached_steps_no_controlnet_layer_deeper_than_the_branch_runs():
 
 
 def test_a_cached_controlnet_step_equals_a_hand_computation():
-    """The cut ControlNet's residuals 0..b equal the whole ControlNet's; the deeper ones are zeros of one value per sample."""
+    """The cut ControlNet's residuals 0..b equal the whole ControlNet's; the deeper ones are zeros of one value per
+    sample."""
     pipe = _pipe(deepcache.DeepCacheStableDiffusionControlNetPipeline, StableDiffusionControlNetPipeline)
     net = DeepCacheControlNetModel.from_config(pipe.controlnet.config)
     net.load_state_dict(pipe.controlnet.state_dict())
@@ -197,7 +198,8 @@ def test_adaptive_caching_runs_the_controlnet_whole():
 
 
 def test_the_controlnet_benchmark_counts_what_a_cached_step_runs(capsys):
-    """FLOP shares from `scripts/benchmark.py --controlnet` equal direct counts; the pipeline timing gives the same images cut and whole."""
+    """FLOP shares from `scripts/benchmark.py --controlnet` equal direct counts; the pipeline timing gives the same
+    images cut and whole."""
     from helpers import script
 
     from deepcache.evaluation.benchmark import (

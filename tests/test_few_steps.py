@@ -1,4 +1,5 @@
-"""Few-step models and samplers (LCM, Turbo, Lightning): a fixed schedule over so few iterations warns, and still computes what it says."""
+"""Few-step models and samplers (LCM, Turbo, Lightning): a fixed schedule over so few iterations warns, and still
+computes what it says."""
 
 import warnings
 

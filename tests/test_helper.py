@@ -238,7 +238,8 @@ def test_missing_pipeline_and_unsupported_unet_raise_clear_errors():
 
     with pytest.raises(
         TypeError,
-        match="DeepCache supports U-Nets of the classes UNet2DConditionModel, .* but this pipeline's `unet` is a Linear",
+        match="DeepCache supports U-Nets of the classes UNet2DConditionModel, .* "
+        "but this pipeline's `unet` is a Linear",
     ):
         DeepCacheSDHelper(VideoPipeline(torch.nn.Linear(1, 1))).enable()
 

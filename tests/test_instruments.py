@@ -276,7 +276,8 @@ def test_training_script_writes_loadable_models_and_their_records(tmp_path):
 
 
 def test_benchmark_compile_mode_times_eager_and_compiled_loops_uncached_and_cached(capsys):
-    """``--compile``: four interleaved loops; here compiled with the eager backend (inductor takes minutes on this CPU)."""
+    """``--compile``: four interleaved loops; here compiled with the eager backend (inductor takes minutes on this
+    CPU)."""
     import functools
 
     from deepcache.evaluation.benchmark import compile_seconds

@@ -92,7 +92,8 @@ def test_import_is_light_and_silent():
     pipeline brings no transformers warnings either."""
     code = (
         "import sys, deepcache; assert 'diffusers' not in sys.modules and 'transformers' not in sys.modules;"
-        "from deepcache import DeepCacheDDPMPipeline, DeepCacheConfig; assert 'transformers.models.clip' not in sys.modules"
+        "from deepcache import DeepCacheDDPMPipeline, DeepCacheConfig; assert 'transformers.models.clip' not in "
+        "sys.modules"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

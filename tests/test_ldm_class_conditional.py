@@ -23,7 +23,8 @@ from deepcache import (
 from deepcache.evaluation.benchmark import LDM4G_CONFIG
 from deepcache.testing import tiny_pipeline
 
-# cin256-v2's structure, shrunk: 3 levels, attention below the first, one head, 2 res blocks; a VQ first stage of 2 levels.
+# cin256-v2's structure, shrunk: 3 levels, attention below the first, one head, 2 res blocks;
+# a VQ first stage of 2 levels.
 TINY_CONFIG = copy.deepcopy(CIN256_V2)
 _PARAMS = TINY_CONFIG["model"]["params"]
 _PARAMS["unet_config"]["params"].update(
@@ -35,7 +36,8 @@ _PARAMS["cond_stage_config"]["params"].update(embed_dim=16, n_classes=11)
 
 
 def _compvis_unet_shapes(p: dict) -> dict:
-    """Every parameter of CompVis' ``UNetModel`` (spatial transformers, one head) and its shape, named as ``openaimodel.py`` names them."""
+    """Every parameter of CompVis' ``UNetModel`` (spatial transformers, one head) and its shape, named as
+    ``openaimodel.py`` names them."""
     mc, ctx, shapes = p["model_channels"], p["context_dim"], {}
     temb = 4 * mc
 
@@ -264,7 +266,9 @@ def test_converted_unet_equals_a_hand_computed_forward_of_its_first_layers(conve
     h0 = F.conv2d(x, w["input_blocks.0.0.weight"], w["input_blocks.0.0.bias"], padding=1)
     torch.testing.assert_close(unet.conv_in(x), h0)
 
-    r = "input_blocks.1.0"  # ResBlock: in_layers (norm, SiLU, conv), + emb_layers (SiLU, linear), out_layers (norm, SiLU, dropout, conv), + skip
+    # ResBlock: in_layers (norm, SiLU, conv), + emb_layers (SiLU, linear),
+    # out_layers (norm, SiLU, dropout, conv), + skip
+    r = "input_blocks.1.0"
     h = F.conv2d(
         F.silu(_group_norm(h0, w[f"{r}.in_layers.0.weight"], w[f"{r}.in_layers.0.bias"], 1e-5)),
         w[f"{r}.in_layers.2.weight"],
@@ -351,7 +355,8 @@ def test_conversion_refuses_what_it_cannot_convert():
         )
     with pytest.raises(
         ValueError,
-        match="does not match the configured U-Net: time_embedding.linear_1.weight is \\(128, 32\\), not \\(768, 192\\).*Is `original_config` the checkpoint's",
+        match="does not match the configured U-Net: time_embedding.linear_1.weight is \\(128, 32\\), "
+        "not \\(768, 192\\).*Is `original_config` the checkpoint's",
     ):
         convert_ldm_class_conditional(checkpoint)  # cin256-v2's full-size config for the tiny weights
     with pytest.raises(FileNotFoundError, match="`checkpoint`: no file"):
@@ -471,7 +476,8 @@ def test_step_end_callbacks_see_and_replace_the_latents():
 
 
 def test_gating_runs_the_conditional_half_after_the_gate_step():
-    """T-GATE reads ``do_classifier_free_guidance`` as on diffusers' pipelines: after the gate one U-Net row per image."""
+    """T-GATE reads ``do_classifier_free_guidance`` as on diffusers' pipelines: after the gate one U-Net row per
+    image."""
     pipe = tiny_pipeline("ldm-cin", DeepCacheLDMClassConditionalPipeline)
     rows = []
     pipe.unet.conv_in.register_forward_pre_hook(
@@ -528,7 +534,8 @@ def test_bad_arguments_fail_before_denoising_and_name_themselves():
 
 
 def test_convert_script_then_example_script(tmp_path, capsys):
-    """The command lines: a Lightning checkpoint and a YAML config in, a folder out that the example script samples from."""
+    """The command lines: a Lightning checkpoint and a YAML config in, a folder out that the example script samples
+    from."""
     checkpoint = compvis_checkpoint()
     torch.save({"state_dict": checkpoint, "global_step": 7}, tmp_path / "model.ckpt")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))

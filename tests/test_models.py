@@ -291,7 +291,8 @@ def _controlnet_residuals(unet, args):
 
 
 def test_controlnet_residuals_full_and_cached_steps_on_every_branch():
-    """The stored feature already holds the full step's ControlNet residuals; a cached step adds only the shallow ones."""
+    """The stored feature already holds the full step's ControlNet residuals; a cached step adds only the shallow
+    ones."""
     plain, cached = tiny_unet("sd1.5"), tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
     args, _ = tiny_unet_inputs("sd1.5")
     residuals = _controlnet_residuals(plain, args)
@@ -404,7 +405,8 @@ def test_module_flops_counts_attention_on_real_tensors():
 
 
 def test_every_output_class_carries_the_extra_outputs_by_name():
-    """One list of extra outputs for every U-Net class; a tuple output gives them as a dict, taken by name in any order."""
+    """One list of extra outputs for every U-Net class; a tuple output gives them as a dict, taken by name in any
+    order."""
     from deepcache.models import EXTRA_OUTPUTS, take_extra
     from deepcache.models.unets import CACHE_AWARE_UNETS
 

@@ -182,7 +182,8 @@ def test_compiled_unet_keeps_one_graph_per_step_kind_across_calls():
 
 @pytest.mark.parametrize(("dynamic", "expected"), [(False, [2, 4, 4, 4, 6]), (None, [2, 4, 4, 4, 4])])
 def test_a_compiled_unet_serves_calls_and_batch_sizes_without_compiling_per_step(dynamic, expected):
-    """``dynamic=False``: a full and a cached graph per batch size; the default turns dynamic at the second size and serves the rest."""
+    """``dynamic=False``: a full and a cached graph per batch size; the default turns dynamic at the second size and
+    serves the rest."""
     _, ours = pipelines()
     ours.unet, graphs = compile_counting_graphs(ours.unet, dynamic=dynamic)
     counts = []

@@ -1,4 +1,5 @@
-"""Text2Video-Zero: three denoising loops per call (the first frame to t1, on to t0, every frame from t1), each cached on its own."""
+"""Text2Video-Zero: three denoising loops per call (the first frame to t1, on to t0, every frame from t1), each cached
+on its own."""
 
 import inspect
 

@@ -76,7 +76,8 @@ def embedded_text_to_image_path() -> str:
     """Folder of the shipped emoji text-to-image model, for ``(DeepCache)StableDiffusionPipeline.from_pretrained``."""
     if not (MODEL_DIR / "model_index.json").is_file():
         raise FileNotFoundError(
-            f"The embedded text-to-image model is missing from {MODEL_DIR}; run scripts/train_embedded.py text-to-image."
+            f"The embedded text-to-image model is missing from {MODEL_DIR}; run scripts/train_embedded.py "
+            "text-to-image."
         )
     return str(MODEL_DIR)
 

@@ -2,7 +2,8 @@
 
 The U-Net loop is timed (DDIM updates included, text encoders and VAE not), since that is all
 caching changes; :func:`pipeline_and_loop_seconds` also times the whole pipeline call beside it, so
-that what the pipeline, the hooks and the runs add is visible. Speed does not depend on weight values, so the SD, SDXL, SVD and LDM-4-G architectures run
+that what the pipeline, the hooks and the runs add is visible. Speed does not depend on weight values, so the SD, SDXL,
+SVD and LDM-4-G architectures run
 with random weights; the embedded digits and emoji models run with their trained weights. On CPU the runs use
 the threads they are given and are interleaved (baseline, then every setting, repeated) so that
 drifts in machine speed hit all alike; on CUDA they are timed with CUDA events.
@@ -142,7 +143,8 @@ MODELS = {
 
 
 def build_unet(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
-    """The cache-aware U-Net of ``MODELS[name]``: trained weights for the embedded ones (except on meta), random otherwise."""
+    """The cache-aware U-Net of ``MODELS[name]``: trained weights for the embedded ones (except on meta), random
+    otherwise."""
     spec = _model(name)
     trained = {"embedded": embedded_model_path, "emoji": embedded_text_to_image_path}
     if name in trained and str(device) != "meta":
@@ -489,7 +491,8 @@ def markdown_table(rows: list[Row]) -> str:
 
 @dataclass(frozen=True)
 class ControlNetStepFlops:
-    """FLOPs of one guided step with a ControlNet: cached at ``branch`` with the ControlNet whole or cut, as shares of a full step."""
+    """FLOPs of one guided step with a ControlNet: cached at ``branch`` with the ControlNet whole or cut, as shares of
+    a full step."""
 
     branch: int
     unet_cached: int
@@ -522,7 +525,8 @@ def controlnet_flops(
     spec = _model(name)
     if spec.family != "sd":
         raise ValueError(
-            f"The ControlNet benchmark takes an SD-shaped model ({sorted(n for n, m in MODELS.items() if m.family == 'sd')}), not {name!r}."
+            "The ControlNet benchmark takes an SD-shaped model "
+            f"({sorted(n for n, m in MODELS.items() if m.family == 'sd')}), not {name!r}."
         )
     unet = build_unet(name, "meta")
     with torch.device("meta"):
@@ -650,7 +654,8 @@ def compile_seconds(
     backend: str = "inductor",
 ) -> dict[str, float]:
     """Does caching stack with ``torch.compile``? Median seconds of ``MODELS[name]``'s U-Net loop, eager and compiled
-    (``dynamic=False``), uncached and cached with ``setting``, interleaved after one warm-up of each (which compiles)."""
+    (``dynamic=False``), uncached and cached with ``setting``, interleaved after one warm-up of each
+    (which compiles)."""
     unet = build_unet(name)
     inputs = loop_inputs(name, unet, batch)
     compiled = torch.compile(unet, backend=backend, dynamic=False, **({"mode": mode} if backend == "inductor" else {}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import re
 import statistics
@@ -104,7 +105,8 @@ def load(pipeline_class, model: str, device: str, **kwargs):
     path = Path(model).expanduser()
     if not path.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
         raise SystemExit(
-            f"error: --model {model!r} is not a directory; pass a folder written by save_pretrained, or a hub id such as 'org/name'."
+            f"error: --model {model!r} is not a directory; pass a folder written by save_pretrained, or a hub id such "
+            "as 'org/name'."
         )
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
@@ -120,7 +122,10 @@ def load_failure(error: Exception) -> str:
     reason = re.sub(r"\s*Please check out the root cause in the stacktrace above\.?", "", reason).rstrip(
         "."
     )  # none is shown
-    return f"{reason}. Pass a hub id you can download (network, and `hf auth login` for gated models) or a local save_pretrained folder."
+    return (
+        f"{reason}. Pass a hub id you can download (network, and `hf auth login` for gated models) "
+        "or a local save_pretrained folder."
+    )
 
 
 def model_size(pipe, video: bool = False, height: int | None = None, width: int | None = None) -> tuple[int, int]:
@@ -152,6 +157,15 @@ def step_progress(pipe, total: int, description: str):
             yield bar
         finally:
             handle.remove()
+
+
+def compare_with_setting(
+    generate: Callable[..., list], setting: dict, args: argparse.Namespace, video: bool = False
+) -> float:
+    """:func:`compare` of ``generate(steps)`` against ``generate(steps, **setting)`` with the script's ``--steps``,
+    ``--warmup-steps``, ``--output`` and ``--repeats``."""
+    deepcache = functools.partial(generate, **setting)
+    return compare(generate, deepcache, args.steps, args.warmup_steps, args.output, video=video, repeats=args.repeats)
 
 
 def compare(
@@ -229,7 +243,8 @@ def psnr(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def side_by_side(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str], longest: int = 128) -> Image.Image:
-    """One labelled row of images per entry of ``rows``, small images scaled up (to about ``longest`` pixels) to be seen."""
+    """One labelled row of images per entry of ``rows``, small images scaled up (to about ``longest`` pixels) to be
+    seen."""
     width, height = rows[0][0].size
     scale = max(1, longest // max(width, height))
     width, height, label_height = width * scale, height * scale, 14

@@ -79,7 +79,8 @@ _UNET_PREFIX, _FIRST_STAGE_PREFIX, _CLASS_TABLE = (
 
 
 def load_compvis_checkpoint(path: str | os.PathLike, weights_only: bool = True) -> dict[str, torch.Tensor]:
-    """The state dict in a ``.ckpt``/``.pt``/``.pth`` (a Lightning checkpoint or a bare state dict) or ``.safetensors`` file.
+    """The state dict in a ``.ckpt``/``.pt``/``.pth`` (a Lightning checkpoint or a bare state dict) or ``.safetensors``
+    file.
 
     Pickled files load with ``weights_only=True`` (tensors and plain containers, no code runs);
     ``weights_only=False`` unpickles anything, running what the file says: only for files you trust.
@@ -95,7 +96,8 @@ def load_compvis_checkpoint(path: str | os.PathLike, weights_only: bool = True) 
         loaded = torch.load(path, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as error:
         raise ValueError(
-            f"`checkpoint` {path!r} holds more than tensors, so it does not load with weights_only=True ({str(error).splitlines()[0]}). "
+            f"`checkpoint` {path!r} holds more than tensors, so it does not load with weights_only=True "
+            f"({str(error).splitlines()[0]}). "
             "If you trust the file, pass weights_only=False (the script's --unsafe-pickle)."
         ) from None
     state_dict = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
@@ -159,27 +161,33 @@ def _check_config(params: dict, checkpoint: dict) -> None:
     """What this conversion supports, said before any weight moves."""
     if params.get("cond_stage_key") != "class_label" or params.get("conditioning_key") != "crossattn":
         raise ValueError(
-            "`original_config` must describe a class-conditional LDM (cond_stage_key: class_label, conditioning_key: crossattn), "
-            f"but it has cond_stage_key={params.get('cond_stage_key')!r}, conditioning_key={params.get('conditioning_key')!r}."
+            "`original_config` must describe a class-conditional LDM (cond_stage_key: class_label, conditioning_key: "
+            "crossattn), "
+            f"but it has cond_stage_key={params.get('cond_stage_key')!r}, "
+            f"conditioning_key={params.get('conditioning_key')!r}."
         )
     if params.get("beta_schedule", "linear") != "linear":
         raise ValueError(
-            f"`original_config`: only CompVis' 'linear' beta_schedule converts to DDIM's 'scaled_linear', not {params['beta_schedule']!r}."
+            "`original_config`: only CompVis' 'linear' beta_schedule converts to DDIM's 'scaled_linear', not "
+            f"{params['beta_schedule']!r}."
         )
     if params.get("first_stage_config", {}).get("params", {}).get("ddconfig", {}).get("attn_resolutions"):
         raise ValueError(
-            "`original_config`: a first stage with attention inside its levels (attn_resolutions) has no diffusers VQModel equivalent."
+            "`original_config`: a first stage with attention inside its levels (attn_resolutions) has no diffusers "
+            "VQModel equivalent."
         )
     if not params.get("unet_config", {}).get("params", {}).get("use_spatial_transformer"):
         raise ValueError(
-            "`original_config`: the U-Net must use spatial transformers (use_spatial_transformer: true) to read the class token."
+            "`original_config`: the U-Net must use spatial transformers (use_spatial_transformer: true) to read the "
+            "class token."
         )
     missing = [
         key for key in (_CLASS_TABLE, _FIRST_STAGE_PREFIX + "quantize.embedding.weight") if key not in checkpoint
     ]
     if missing or not any(key.startswith(_UNET_PREFIX) for key in checkpoint):
         raise ValueError(
-            f"`checkpoint` is not a CompVis class-conditional LDM state dict: it lacks {missing or [_UNET_PREFIX + '*']}."
+            "`checkpoint` is not a CompVis class-conditional LDM state dict: it lacks "
+            f"{missing or [_UNET_PREFIX + '*']}."
         )
 
 
@@ -241,7 +249,8 @@ def _load(model_class: type, config: dict, weights: dict, name: str) -> torch.nn
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise ValueError(
-            f"`checkpoint` does not match the configured {name}: {'; '.join(problems[:3])}{more}. Is `original_config` the checkpoint's?"
+            f"`checkpoint` does not match the configured {name}: {'; '.join(problems[:3])}{more}. Is `original_config` "
+            "the checkpoint's?"
         )
     model.load_state_dict(weights, assign=True)
     return model

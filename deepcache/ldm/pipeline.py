@@ -89,7 +89,8 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
             output_type (`str`, defaults to `"pil"`): ``"pil"``, ``"np"``, ``"pt"`` or ``"latent"``.
             return_dict (`bool`, defaults to `True`): an [`ImagePipelineOutput`] instead of a tuple.
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): called at
-                each step's end as ``callback_on_step_end(pipe, step, timestep, callback_kwargs)``; may return new ``latents``.
+                each step's end as ``callback_on_step_end(pipe, step, timestep, callback_kwargs)``; may return new
+                ``latents``.
             callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): the tensors passed in
                 ``callback_kwargs``.
 
@@ -99,7 +100,8 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
         Example:
             ```py
             >>> from deepcache import LDMClassConditionalPipeline
-            >>> pipe = LDMClassConditionalPipeline.from_pretrained("./ldm-cin256-v2")  # scripts/convert_ldm_class_conditional.py
+            >>> # a folder from scripts/convert_ldm_class_conditional.py
+            >>> pipe = LDMClassConditionalPipeline.from_pretrained("./ldm-cin256-v2")
             >>> images = pipe(class_labels=[88, 207, 279, 980]).images
             ```
         """
@@ -178,12 +180,14 @@ class LDMClassConditionalPipeline(DiffusionPipeline):
             raise TypeError(f"`guidance_scale` must be a number, but got {guidance_scale!r}.")
         if guidance_scale > 1 and null_class is None:
             raise ValueError(
-                "`guidance_scale` > 1 needs a null class, but this pipeline's `class_embedder` has none; use `guidance_scale=1`."
+                "`guidance_scale` > 1 needs a null class, but this pipeline's `class_embedder` has none; use "
+                "`guidance_scale=1`."
             )
         size, channels = self.unet.config.sample_size, self.unet.config.in_channels
         if latents is not None and tuple(latents.shape) != (len(labels), channels, size, size):
             raise ValueError(
-                f"`latents` must have shape {(len(labels), channels, size, size)} (one per class label), but got {tuple(latents.shape)}."
+                f"`latents` must have shape {(len(labels), channels, size, size)} (one per class label), but got "
+                f"{tuple(latents.shape)}."
             )
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {_OUTPUT_TYPES}, but got {output_type!r}.")
@@ -220,7 +224,8 @@ class DeepCacheLDMClassConditionalPipeline(DeepCachePipelineMixin, LDMClassCondi
         >>> pipe = DeepCacheLDMClassConditionalPipeline.from_pretrained("./ldm-cin256-v2")
         >>> images = pipe(class_labels=[88, 207], **pipe.deepcache_defaults.as_kwargs()).images
         >>> center, pow = LDM4G_NONUNIFORM[10]
-        >>> images = pipe(class_labels=[88, 207], cache_interval=10, cache_branch_id=0, uniform=False, center=center, pow=pow).images
+        >>> setting = dict(cache_interval=10, cache_branch_id=0, uniform=False, center=center, pow=pow)
+        >>> images = pipe(class_labels=[88, 207], **setting).images
         ```
     """
 

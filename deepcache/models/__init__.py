@@ -1,5 +1,5 @@
 """Models: the cache-aware U-Nets and ControlNets and the mechanisms they run, once for every U-Net type.
-Views sharing weights, branches, Block Caching units, cross-attention gates, and the extra outputs they return by name."""
+Weight-sharing views, branches, Block Caching units, cross-attention gates, and their extra outputs by name."""
 
 from .blocks import block_units
 from .branches import BranchLayout, DeepCacheUNetMixin

@@ -86,7 +86,8 @@ class BranchLayout:
         if cache_branch_id is not None and fork_given:
             raise ValueError(
                 "Pass either `cache_branch_id` or (`cache_layer_id`, `cache_block_id`), not both; "
-                f"got cache_branch_id={cache_branch_id}, cache_layer_id={cache_layer_id}, cache_block_id={cache_block_id}."
+                f"got cache_branch_id={cache_branch_id}, cache_layer_id={cache_layer_id}, "
+                f"cache_block_id={cache_block_id}."
             )
         if cache_branch_id is not None:
             _check_index("cache_branch_id", cache_branch_id, self.num_branches)

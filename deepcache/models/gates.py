@@ -59,7 +59,8 @@ def gates_set(gates: Mapping[str, _GatedAttention], record: bool, replay: Mappin
     unknown = [name for name in replay if name not in gates]
     if unknown:
         raise ValueError(
-            f"`cross_attention_replay` names {unknown}, which are not cross-attention layers of this U-Net: {list(gates)}."
+            f"`cross_attention_replay` names {unknown}, which are not cross-attention layers of this U-Net: "
+            f"{list(gates)}."
         )
     try:
         for name, gate in gates.items():

@@ -16,7 +16,8 @@ class DeepCacheStableVideoDiffusionPipeline(DeepCachePipelineMixin, StableVideoD
     Example:
         ```py
         >>> from deepcache import DeepCacheStableVideoDiffusionPipeline
-        >>> pipe = DeepCacheStableVideoDiffusionPipeline.from_pretrained("stabilityai/stable-video-diffusion-img2vid-xt")
+        >>> model = "stabilityai/stable-video-diffusion-img2vid-xt"
+        >>> pipe = DeepCacheStableVideoDiffusionPipeline.from_pretrained(model)
         >>> frames = pipe(image, decode_chunk_size=8, cache_interval=3, cache_branch_id=1).frames[0]
         ```
     """

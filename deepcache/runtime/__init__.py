@@ -1,5 +1,5 @@
 """Runtime: what one cached pipeline call does, one module per technique, composed for the call and dropped after it.
-``base`` (the run and its hooks), ``deepcache``, ``adaptive``, ``block_caching``, ``gating``, and ``compose`` (the registry).
+``base`` (the run and its hooks), ``deepcache``, ``adaptive``, ``block_caching``, ``gating``, ``compose`` (registry).
 
 A new technique is one module here plus one entry in ``compose.TECHNIQUES``. The module provides:
 

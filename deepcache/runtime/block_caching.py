@@ -30,7 +30,8 @@ class BlockCacheConfig:
     def __post_init__(self):
         if self.block_cache is not None and not isinstance(self.block_cache, BlockCacheSchedule):
             raise TypeError(
-                f"`block_cache` must be a BlockCacheSchedule (e.g. `profile.schedule(delta)`), but got {type(self.block_cache).__name__}."
+                "`block_cache` must be a BlockCacheSchedule (e.g. `profile.schedule(delta)`), but got "
+                f"{type(self.block_cache).__name__}."
             )
 
     @property

@@ -100,7 +100,8 @@ class DeepCacheConfig:
                 )
             if self.cache_threshold is not None or not self.uniform or self.pow is not None or self.center is not None:
                 raise ValueError(
-                    "`cache_full_steps` is a whole schedule: leave `cache_threshold`, `uniform`, `pow` and `center` at their defaults."
+                    "`cache_full_steps` is a whole schedule: leave `cache_threshold`, `uniform`, `pow` and `center` at "
+                    "their defaults."
                 )
             object.__setattr__(self, "cache_full_steps", steps)
         if self.cache_threshold is None:
@@ -121,7 +122,8 @@ class DeepCacheConfig:
             )
         if not self.uniform or self.pow is not None or self.center is not None:
             raise ValueError(
-                "`cache_threshold` decides the full steps at run time: leave `uniform`, `pow` and `center` at their defaults."
+                "`cache_threshold` decides the full steps at run time: leave `uniform`, `pow` and `center` at their "
+                "defaults."
             )
         if self.cache_min_interval > self.cache_interval:
             raise ValueError(
@@ -145,7 +147,8 @@ class DeepCacheConfig:
         """The full loop iterations of a run of ``num_steps`` iterations (a fixed schedule only)."""
         if self.adaptive:
             raise ValueError(
-                "An adaptive setting (`cache_threshold`) decides its full steps during the call; see `pipe.deepcache_record`."
+                "An adaptive setting (`cache_threshold`) decides its full steps during the call; see "
+                "`pipe.deepcache_record`."
             )
         if self.cache_full_steps is not None:
             if self.cache_full_steps[-1] >= num_steps:
@@ -194,7 +197,8 @@ class DeepCacheRun(LoopRun):
         return self.full_steps is not None and self.iteration not in self.full_steps and self.call in self.features
 
     def before_controlnet(self, controlnet, args, kwargs):
-        """On a cached step the ControlNet runs only the layers whose residuals the U-Net reads (unless told to run whole)."""
+        """On a cached step the ControlNet runs only the layers whose residuals the U-Net reads (unless told to run
+        whole)."""
         return args, {
             **kwargs,
             "cache_branch_id": self.branch,
@@ -207,10 +211,12 @@ class DeepCacheRun(LoopRun):
         cached = tuple(i for i in range(iterations) if i not in self.full_steps)
         if self.loop_length is None and iterations < FEW_STEPS and cached:
             warnings.warn(
-                f"DeepCache: this call runs only {iterations} denoising iterations (a few-step model or sampler such as "
+                f"DeepCache: this call runs only {iterations} denoising iterations (a few-step model or sampler such "
+                "as "
                 f"LCM, Turbo or Lightning?); the schedule runs {iterations - len(cached)} of them in full "
                 f"{tuple(sorted(self.full_steps))} and caches {len(cached)} {cached}. Features change a lot between so "
-                f"few steps, so each cached step costs visible quality for a small saving: below {FEW_STEPS} iterations "
+                f"few steps, so each cached step costs visible quality for a small saving: below {FEW_STEPS} "
+                "iterations "
                 "prefer `cache_interval=1` (no caching) or an adaptive `cache_threshold`.",
                 FewStepsWarning,
                 stacklevel=2,

@@ -61,7 +61,8 @@ class GateRun(LoopRun):
         unet = unwrap(pipeline.unet)
         if not cross_attention_names(unet):
             raise ValueError(
-                f"`gate_step` gates cross-attention, but this pipeline's {type(unet).__name__} has no cross-attention layers."
+                f"`gate_step` gates cross-attention, but this pipeline's {type(unet).__name__} has no cross-attention "
+                "layers."
             )
         self.gate_step = gate_step
         self.outputs: dict[int, dict[str, torch.Tensor]] = {}  # per U-Net call of the iteration
@@ -90,7 +91,8 @@ class GateRun(LoopRun):
         iterations = self.num_iterations()
         if self.loop_length is None and self.gate_step >= iterations:
             warnings.warn(
-                f"`gate_step={self.gate_step}` gates nothing: this call runs {iterations} denoising iterations, and only "
+                f"`gate_step={self.gate_step}` gates nothing: this call runs {iterations} denoising iterations, and "
+                "only "
                 f"iterations from `gate_step` on reuse cross-attention; pass at most {iterations - 1}.",
                 GateStepWarning,
                 stacklevel=2,

@@ -1,5 +1,5 @@
 """Schedules as data: pure functions and frozen, validated dataclasses that print, save and plot.
-DeepCache full steps, ``CacheRecord`` and calibrated schedules; Block Caching schedules and the profiles that derive them.
+DeepCache full steps, ``CacheRecord``, calibrated schedules; Block Caching schedules and profiles; their plots.
 """
 
 from .block_caching import BlockCacheSchedule, recompute_steps

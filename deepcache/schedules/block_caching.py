@@ -122,7 +122,8 @@ class BlockCacheSchedule:
         if num_steps != self.num_steps:
             raise ValueError(
                 f"`block_cache` was derived for {self.num_steps} loop iterations, but this call runs {num_steps}; "
-                f"profile the pipeline with the same `num_inference_steps` (and `strength`) to derive one for {num_steps}."
+                "profile the pipeline with the same `num_inference_steps` (and `strength`) to derive one for "
+                f"{num_steps}."
             )
         unknown = [unit for unit in self.units if unit not in units]
         if unknown:
@@ -157,7 +158,8 @@ class BlockCacheSchedule:
         header += f", {self.flop_fraction:.1%} of the FLOPs" if self.flop_fraction is not None else ""
         reused = self._reused
         rows = [
-            f"{unit:<{width}} {''.join('.' if unit in reused[s] else '#' for s in range(self.num_steps))} {len(steps):>3}"
+            f"{unit:<{width}} {''.join('.' if unit in reused[s] else '#' for s in range(self.num_steps))} "
+            f"{len(steps):>3}"
             for unit, steps in self.recompute.items()
         ]
         return "\n".join([header, *rows])

@@ -79,7 +79,8 @@ class CacheRecord:
         return f"DeepCache call, {kind}: {len(full)} of {self.num_iterations} iterations full\n{steps}"
 
     def plot(self, path: str | Path | None = None):
-        """The signal per iteration with the threshold, and the full steps marked (:func:`deepcache.schedules.plots.plot_record`)."""
+        """The signal per iteration with the threshold, and the full steps marked
+        (:func:`deepcache.schedules.plots.plot_record`)."""
         from .plots import plot_record  # matplotlib loads only when a figure is drawn
 
         return plot_record(self, path)

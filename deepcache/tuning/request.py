@@ -125,7 +125,8 @@ class TuningRequest:
             ceiling = {"psnr": PSNR_CAP, "ssim": 1.0}.get(metric_name)
             if ceiling is not None and min_fidelity > ceiling:
                 raise ValueError(
-                    f"`min_fidelity` {min_fidelity:g} is above what the reference itself scores ({metric_name} {ceiling:g}); "
+                    f"`min_fidelity` {min_fidelity:g} is above what the reference itself scores ({metric_name} "
+                    f"{ceiling:g}); "
                     "no setting can reach it."
                 )
         tuned_calls = input_calls(prompts, seeds, calls, call_kwargs)

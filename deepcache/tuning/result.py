@@ -140,7 +140,8 @@ class TuningResult:
         drop, reasons = calibration - held_out, []
         if drop > usual_drop + self.tolerance(calibration):
             reasons.append(
-                f"its score falls {drop:.3g} on held-out inputs (calibration {calibration:.4g}, held-out {held_out:.4g}), "
+                f"its score falls {drop:.3g} on held-out inputs (calibration {calibration:.4g}, held-out "
+                f"{held_out:.4g}), "
                 f"the other settings' {usual_drop:.3g}"
             )
         rivals = [p for p in others if meets(p, self.target, self.metric)]
@@ -152,7 +153,8 @@ class TuningResult:
             ]
         else:
             reasons += [
-                f"on held-out inputs {p.family} ({p.setting.describe()}) scores {self.score(p, held_out=True):.4g} at {p.speedup:.2f}x"
+                f"on held-out inputs {p.family} ({p.setting.describe()}) scores {self.score(p, held_out=True):.4g} at "
+                f"{p.speedup:.2f}x"
                 for p in rivals
                 if self.score(p, held_out=True) > held_out + self.tolerance(held_out)
             ]
@@ -168,7 +170,8 @@ class TuningResult:
         """Markdown: every measured setting, front and pick marked, held-out scores where measured."""
         extra = "metric | " if any("metric" in p.scores for p in self.points) else ""
         lines = [
-            f"| | family | setting | FLOP speedup | measured speedup | PSNR (dB) | SSIM | {extra}held-out {self.metric} |",
+            f"| | family | setting | FLOP speedup | measured speedup | PSNR (dB) | SSIM | {extra}held-out "
+            f"{self.metric} |",
             "|---|---|---|---|---|---|---|" + ("---|" if extra else "") + "---|",
         ]
         front = {id(p) for p in self.front}

@@ -14,8 +14,8 @@ inputs.
 
 Example:
     ```py
-    >>> result = deepcache.tune(pipe, ["a cat", "a city at night"], seeds=[0, 1], target_speedup=2, num_inference_steps=50,
-    ...                         held_out_prompts=["a dog on a beach"])
+    >>> result = deepcache.tune(pipe, ["a cat", "a city at night"], seeds=[0, 1], target_speedup=2,
+    ...                         num_inference_steps=50, held_out_prompts=["a dog on a beach"])
     >>> print(result)                                         # the pick, its fidelity and its held-out check
     >>> image = pipe("an astronaut", **result.chosen.setting.kwargs).images[0]
     >>> result.plot("front.png"); result.save("tuning.json")
@@ -380,7 +380,8 @@ class Search:
         if request.max_flops is not None:
             if request.max_flops >= self.reference_flops:
                 raise ValueError(
-                    f"`max_flops` {request.max_flops:.4g} is at or above the uncached call's {self.reference_flops:.4g} U-Net FLOPs: "
+                    f"`max_flops` {request.max_flops:.4g} is at or above the uncached call's "
+                    f"{self.reference_flops:.4g} U-Net FLOPs: "
                     "no caching is needed for it."
                 )
             self.target_speedup = self.reference_flops / request.max_flops
@@ -393,7 +394,8 @@ class Search:
             ceiling = self._scores(self.references, self.references)["metric"]
             if request.min_fidelity > ceiling:
                 raise ValueError(
-                    f"`min_fidelity` {request.min_fidelity:g} is above what the reference itself scores ({ceiling:.4g})."
+                    f"`min_fidelity` {request.min_fidelity:g} is above what the reference itself scores "
+                    f"({ceiling:.4g})."
                 )
 
     def _fastest(self) -> float:
@@ -478,7 +480,8 @@ class Search:
         return list(dict.fromkeys(chosen))
 
     def _time_front(self, best: int | None) -> None:
-        """Wall-clock speedups of the front's settings (and the pick) against the reference, interleaved, medians of three."""
+        """Wall-clock speedups of the front's settings (and the pick) against the reference, interleaved, medians of
+        three."""
         front = {id(p) for p in pareto_front(self.points, self.request.metric_name)}
         indices = [i for i, p in enumerate(self.points) if id(p) in front or i == best]
         call = self.request.calls[0]

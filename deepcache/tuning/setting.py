@@ -89,7 +89,8 @@ class TunedSetting:
             if self.scheduler is not None and scheduler != self.scheduler:
                 differences.append(f"scheduler {scheduler} (tuned with {self.scheduler})")
             warnings.warn(
-                f"This setting was tuned under other conditions: {', '.join(differences)}; its measured fidelity may not hold.",
+                f"This setting was tuned under other conditions: {', '.join(differences)}; its measured fidelity may "
+                "not hold.",
                 TunedSettingWarning,
                 stacklevel=2,
             )
