@@ -22,20 +22,20 @@ import shutil
 import time
 from pathlib import Path
 
+import diffusers  # pipelines by attribute, loaded after the notice below is quieted
 import torch
 import torch.nn.functional as F
 from diffusers import (
     AutoencoderKL,
-    DDPMPipeline,
     DDPMScheduler,
     PNDMScheduler,
-    StableDiffusionPipeline,
     UNet2DConditionModel,
     UNet2DModel,
 )
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+import deepcache.evaluation.examples  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache.embedded import (
     CLASSIFIER_DIR,
     MODEL_DIR,
@@ -183,7 +183,7 @@ def train_text_to_image(args) -> None:
     start = time.perf_counter()
     earlier = None
     if args.continue_from:  # more steps on a saved model: its tokenizer and autoencoder stay as they are
-        source = StableDiffusionPipeline.from_pretrained(args.continue_from)
+        source = diffusers.StableDiffusionPipeline.from_pretrained(args.continue_from)
         earlier = json.loads((Path(args.continue_from) / "training.json").read_text())
         tokenizer, vae, text_encoder, unet = (
             source.tokenizer,
@@ -439,7 +439,7 @@ def _save_text_to_image(unet, text_encoder, ema, vae, tokenizer, output: Path) -
     averaged_unet = UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
     averaged_text = type(text_encoder)(text_encoder.config)
     ema.copy_to(list(averaged_unet.parameters()) + list(averaged_text.parameters()))
-    pipeline = StableDiffusionPipeline(
+    pipeline = diffusers.StableDiffusionPipeline(
         vae=vae,
         text_encoder=averaged_text.eval(),
         tokenizer=tokenizer,
@@ -456,7 +456,7 @@ def _save_ema_pipeline(unet, ema, scheduler, output: Path) -> None:
     """Save the EMA weights, not the raw ones: they sample cleaner."""
     averaged = UNet2DModel(**UNET_CONFIG)
     ema.copy_to(averaged.parameters())
-    DDPMPipeline(unet=averaged.eval(), scheduler=scheduler).save_pretrained(output, safe_serialization=True)
+    diffusers.DDPMPipeline(unet=averaged.eval(), scheduler=scheduler).save_pretrained(output, safe_serialization=True)
 
 
 def _write_record(directory: Path, record: dict) -> None:
