@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 import deepcache
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache.evaluation.benchmark import (
     MODELS,
     SCHEDULES,

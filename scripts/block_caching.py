@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline
 
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import DeepCacheSDHelper, profile_blocks
 from deepcache.embedded import embedded_model_path
 from deepcache.evaluation.examples import (

@@ -14,7 +14,7 @@ import argparse
 
 import yaml
 
-import deepcache.evaluation.examples  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import convert_ldm_class_conditional, load_compvis_checkpoint
 
 

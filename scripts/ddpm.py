@@ -7,6 +7,7 @@ python scripts/ddpm.py --scheduler ddpm --steps 1000
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import DeepCacheDDPMPipeline
 from deepcache.evaluation.examples import (
     caching_setting,

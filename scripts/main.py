@@ -18,6 +18,7 @@ from diffusers import (
     StableVideoDiffusionPipeline,
 )
 
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import DeepCacheSDHelper
 from deepcache.evaluation.examples import (
     MODEL_HELP,

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 
-import deepcache.evaluation.examples  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import (
     DeepCacheConfig,
     DeepCacheDDPMPipeline,

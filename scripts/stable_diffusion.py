@@ -6,6 +6,7 @@ python scripts/stable_diffusion.py --model sd2.1    # or any hub id / local dire
 
 import torch
 
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import DeepCacheStableDiffusionPipeline
 from deepcache.evaluation.examples import (
     caching_setting,

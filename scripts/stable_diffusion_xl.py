@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import (
     DeepCacheStableDiffusionXLImg2ImgPipeline,
     DeepCacheStableDiffusionXLPipeline,

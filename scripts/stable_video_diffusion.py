@@ -9,6 +9,7 @@ others (a tiny model gets tiny frames); --height/--width override.
 import torch
 from PIL import Image
 
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import DeepCacheStableVideoDiffusionPipeline
 from deepcache.evaluation.examples import (
     caching_setting,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import DeepCacheTextToVideoZeroPipeline
 from deepcache.evaluation.examples import (
     caching_setting,

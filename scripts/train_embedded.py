@@ -35,7 +35,7 @@ from diffusers import (
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-import deepcache.evaluation.examples  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache.embedded import (
     CLASSIFIER_DIR,
     MODEL_DIR,

@@ -29,6 +29,7 @@ from diffusers import (
 )
 
 import deepcache
+import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache.embedded import embedded_model_path
 from deepcache.embedded.text_to_image import embedded_text_to_image_path
 from deepcache.evaluation.examples import (

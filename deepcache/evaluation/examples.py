@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import logging
 import re
 import statistics
 import textwrap
@@ -27,24 +26,6 @@ from tqdm.auto import tqdm
 from ..runtime import FewStepsWarning
 
 MODEL_HELP = "hub id or local directory saved with save_pretrained"
-
-
-class _TorchvisionFallbackNotice(logging.Filter):
-    """Drops transformers' notice that an image processor falls back to PIL without torchvision: the
-    scripts and the demo never use those processors, and the notice twice per run reads like an error."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "requires torchvision (not installed)" not in record.getMessage()
-
-
-def quiet_torchvision_notices() -> None:
-    """Silences that one notice, on the one transformers logger that emits it (nothing else changes)."""
-    logger = logging.getLogger("transformers.utils.import_utils")
-    if not any(isinstance(f, _TorchvisionFallbackNotice) for f in logger.filters):
-        logger.addFilter(_TorchvisionFallbackNotice())
-
-
-quiet_torchvision_notices()  # the scripts and the demo import this module before any pipeline
 
 
 def script_arguments(
