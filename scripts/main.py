@@ -6,17 +6,9 @@ python scripts/main.py --model_type sd-inpaint --model DIR    # any hub id or lo
 
 import argparse
 
+import diffusers  # pipelines by name, loaded after deepcache.evaluation quiets transformers' torchvision notice
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DDPMPipeline,
-    StableDiffusionImg2ImgPipeline,
-    StableDiffusionInpaintPipeline,
-    StableDiffusionPipeline,
-    StableDiffusionXLInpaintPipeline,
-    StableDiffusionXLPipeline,
-    StableVideoDiffusionPipeline,
-)
+from diffusers import DDIMScheduler
 
 import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import DeepCacheSDHelper
@@ -30,34 +22,34 @@ from deepcache.evaluation.examples import (
     model_size,
 )
 
-# model type: (diffusers pipeline, default weights, inputs, default steps, (interval, branch))
+# model type: (diffusers pipeline's name, default weights, inputs, default steps, (interval, branch))
 MODEL_TYPES = {
-    "sd1.5": (StableDiffusionPipeline, "stable-diffusion-v1-5/stable-diffusion-v1-5", "text", 50, (3, 0)),
-    "sd2.1": (StableDiffusionPipeline, "stabilityai/stable-diffusion-2-1", "text", 50, (3, 0)),
-    "sdxl": (StableDiffusionXLPipeline, "stabilityai/stable-diffusion-xl-base-1.0", "text", 50, (3, 0)),
-    "svd": (StableVideoDiffusionPipeline, "stabilityai/stable-video-diffusion-img2vid-xt", "video", 25, (3, 0)),
+    "sd1.5": ("StableDiffusionPipeline", "stable-diffusion-v1-5/stable-diffusion-v1-5", "text", 50, (3, 0)),
+    "sd2.1": ("StableDiffusionPipeline", "stabilityai/stable-diffusion-2-1", "text", 50, (3, 0)),
+    "sdxl": ("StableDiffusionXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0", "text", 50, (3, 0)),
+    "svd": ("StableVideoDiffusionPipeline", "stabilityai/stable-video-diffusion-img2vid-xt", "video", 25, (3, 0)),
     "sd-inpaint": (
-        StableDiffusionInpaintPipeline,
+        "StableDiffusionInpaintPipeline",
         "stable-diffusion-v1-5/stable-diffusion-inpainting",
         "inpaint",
         50,
         (3, 0),
     ),
     "sdxl-inpaint": (
-        StableDiffusionXLInpaintPipeline,
+        "StableDiffusionXLInpaintPipeline",
         "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
         "inpaint",
         50,
         (3, 0),
     ),
     "sd-img2img": (
-        StableDiffusionImg2ImgPipeline,
+        "StableDiffusionImg2ImgPipeline",
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
         "img2img",
         50,
         (3, 0),
     ),
-    "ddpm": (DDPMPipeline, "google/ddpm-cifar10-32", "unconditional", 100, (5, 2)),
+    "ddpm": ("DDPMPipeline", "google/ddpm-cifar10-32", "unconditional", 100, (5, 2)),
 }
 
 
@@ -82,7 +74,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     pipeline_class, default_model, inputs, default_steps, (interval, branch) = MODEL_TYPES[args.model_type]
-    pipe = load(pipeline_class, args.model or default_model, args.device)
+    pipe = load(getattr(diffusers, pipeline_class), args.model or default_model, args.device)
     if inputs == "unconditional":
         pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     call_arguments = _inputs(pipe, inputs, args)
