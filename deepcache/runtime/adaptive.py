@@ -11,12 +11,11 @@ import math
 
 import torch
 
-from ..models import take_extra
 from ..schedules import CacheRecord
-from .base import LoopRun, unet_timestep
+from .base import FeatureRun, unet_timestep
 
 
-class AdaptiveDeepCacheRun(LoopRun):
+class AdaptiveDeepCacheRun(FeatureRun):
     """One adaptive DeepCache call: each iteration's first U-Net call decides, at the branch, full or cached.
 
     The signal accumulates, over the cached iterations since the last full step, the relative L1
@@ -28,12 +27,7 @@ class AdaptiveDeepCacheRun(LoopRun):
     """
 
     def __init__(self, pipeline, config, branch: int):
-        super().__init__(pipeline)
-        self.config = config  # a DeepCacheConfig with a cache_threshold
-        self.branch = branch
-        self.features: dict[int, torch.Tensor] = {}  # by U-Net call of the iteration
-        self.ran_full: list[int] = []
-        self.iterations_seen = 0
+        super().__init__(pipeline, config, branch)  # config: a DeepCacheConfig with a cache_threshold
         self.reference: torch.Tensor | None = None  # the branch's tensor at the last full step
         self.signals: dict[int, float] = {}
         self.has_features = False  # whether this U-Net call was given features to replay
@@ -78,11 +72,6 @@ class AdaptiveDeepCacheRun(LoopRun):
             self.ran_full.append(iteration)
             self.reference = branch_tensor
         return full
-
-    def after_unet(self, unet, args, kwargs, output):
-        self.features[self.call], output = take_extra(output, "features")
-        self.next_call()
-        return output
 
     def record(self) -> CacheRecord:
         signals = [self.signals.get(i) for i in range(self.iterations_seen)]

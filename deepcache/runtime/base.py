@@ -23,7 +23,9 @@ from ..models import (
     cache_aware_class,
     cache_aware_controlnets,
     cuttable_controlnets,
+    take_extra,
 )
+from ..schedules import CacheRecord
 
 HELPER_ATTRIBUTE = "_deepcache_helper"  # where an enabled DeepCacheSDHelper sits on its pipeline's instance
 
@@ -83,6 +85,27 @@ class LoopRun:
     def end_iteration(self) -> None:
         self.iteration += 1
         self.call = 0
+
+
+class FeatureRun(LoopRun):
+    """What a DeepCache run, fixed or adaptive, keeps: its setting and branch, the deep features each U-Net call
+    of an iteration stored for the next cached step, and the iterations that ran the whole network (its record)."""
+
+    def __init__(self, pipeline, config, branch: int):
+        super().__init__(pipeline)
+        self.config = config  # a DeepCacheConfig
+        self.branch = branch
+        self.features: dict[int, torch.Tensor] = {}  # by U-Net call of the iteration
+        self.ran_full: list[int] = []  # iterations whose first U-Net call ran the whole network
+        self.iterations_seen = 0
+
+    def after_unet(self, unet, args, kwargs, output):
+        self.features[self.call], output = take_extra(output, "features")
+        self.next_call()
+        return output
+
+    def record(self) -> CacheRecord:
+        return CacheRecord(self.iterations_seen, self.ran_full)
 
 
 def unet_sample(args: tuple, kwargs: dict) -> torch.Tensor:

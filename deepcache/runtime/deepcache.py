@@ -13,18 +13,14 @@ import math
 import warnings
 from dataclasses import dataclass
 
-import torch
-
-from ..models import take_extra
 from ..schedules import (
-    CacheRecord,
     check_positive_int,
     check_pow,
     nonuniform_full_steps,
     uniform_full_steps,
 )
 from .adaptive import AdaptiveDeepCacheRun
-from .base import LoopRun, Technique, branch_layout
+from .base import FeatureRun, LoopRun, Technique, branch_layout
 
 
 @dataclass(frozen=True)
@@ -169,17 +165,12 @@ class FewStepsWarning(UserWarning):
     """A fixed DeepCache schedule caches steps of a call with very few iterations (LCM, Turbo, Lightning)."""
 
 
-class DeepCacheRun(LoopRun):
-    """One DeepCache call: the schedule's full steps and the deep features of the last full step."""
+class DeepCacheRun(FeatureRun):
+    """One DeepCache call on a fixed schedule: its full steps and the deep features of the last full step."""
 
     def __init__(self, pipeline, config: DeepCacheConfig, branch: int):
-        super().__init__(pipeline)
-        self.config = config
-        self.branch = branch
+        super().__init__(pipeline, config, branch)
         self.full_steps: frozenset[int] | None = None
-        self.features: dict[int, torch.Tensor] = {}
-        self.ran_full: list[int] = []  # iterations whose first U-Net call ran the whole network
-        self.iterations_seen = 0
 
     def before_unet(self, unet, args, kwargs):
         if self.full_steps is None:  # the loop is starting: its length is known now
@@ -221,14 +212,6 @@ class DeepCacheRun(LoopRun):
                 FewStepsWarning,
                 stacklevel=2,
             )
-
-    def after_unet(self, unet, args, kwargs, output):
-        self.features[self.call], output = take_extra(output, "features")
-        self.next_call()
-        return output
-
-    def record(self) -> CacheRecord:
-        return CacheRecord(self.iterations_seen, self.ran_full)
 
 
 def make_run(pipeline, config: DeepCacheConfig, defaults: DeepCacheConfig | None) -> LoopRun:
