@@ -304,6 +304,9 @@ def test_a_setting_records_and_reproduces_the_call_it_was_tuned_under(pipe):
     result = _tune(pipe, families=["fewer steps"], guidance_scale=3.0)
     setting = result.chosen.setting
     assert setting.call == {"guidance_scale": 3.0} and setting.scheduler == type(pipe.scheduler).__name__
+    assert all(
+        point.setting.call == setting.call and point.setting.scheduler == setting.scheduler for point in result.points
+    )
     assert setting.kwargs == {"guidance_scale": 3.0, **setting.step_kwargs}
     assert TunedSetting.from_dict(json.loads(json.dumps(setting.to_dict()))) == setting
     with warnings.catch_warnings():

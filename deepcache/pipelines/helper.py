@@ -45,9 +45,9 @@ HELPER_PARAMETERS = (
 )
 
 
-def helper_params(configs) -> dict:
+def helper_params(caching: dict) -> dict:
     """``set_params`` keyword arguments for caching arguments by name (the inverse of what it does)."""
-    params = dict(configs)
+    params = dict(caching)
     if params.pop("uniform", True) is False:
         params["skip_mode"] = "non-uniform"
     if "cache_layer_id" in params or "cache_block_id" in params:

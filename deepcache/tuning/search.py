@@ -313,10 +313,9 @@ class Search:
                 vars(pipe).pop("_progress_bar_config", None)
             else:
                 pipe._progress_bar_config = saved_bar
-        if best is not None:  # the pick carries the conditions it was measured under
-            self.points[best] = dataclasses.replace(
-                self.points[best], setting=self._under_request(self.points[best].setting)
-            )
+        # Every point's setting carries the conditions it was measured under, so any of them applies as measured.
+        conditions = {"call": request.tuned_under(), "scheduler": type(pipe.scheduler).__name__}
+        self.points = [dataclasses.replace(p, setting=p.setting.replace(**conditions)) for p in self.points]
         meta = {
             "pipeline": diffusers_class(type(pipe)).__name__,
             "scheduler": type(pipe.scheduler).__name__,
@@ -336,9 +335,6 @@ class Search:
 
     def _reference(self) -> TunedSetting:
         return TunedSetting(self.num_steps)
-
-    def _under_request(self, setting: TunedSetting) -> TunedSetting:
-        return setting.replace(call=self.request.tuned_under(), scheduler=type(self.pipe.scheduler).__name__)
 
     def _references(self) -> None:
         """The uncached runs, the U-Net's inputs for counting FLOPs, and the loop length."""
