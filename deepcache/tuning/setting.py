@@ -82,22 +82,22 @@ class TunedSetting:
     def run(self, pipe, *args, **kwargs):
         """``pipe(*args, **kwargs)`` under this setting; warns (:class:`TunedSettingWarning`) when the call or the
         pipeline's scheduler differs from what it was tuned under, since its measured fidelity is then not known."""
-        changed = {k: (v, kwargs[k]) for k, v in self.call.items() if k in kwargs and kwargs[k] != v}
+        overridden = sorted(set(self.step_kwargs) & set(kwargs))
+        if overridden:
+            raise TypeError(f"{overridden} are the setting's own; change the setting (`setting.replace(...)`) instead.")
+        differences = [
+            f"{k}={kwargs[k]!r} (tuned at {v!r})" for k, v in self.call.items() if k in kwargs and kwargs[k] != v
+        ]
         scheduler = type(pipe.scheduler).__name__
-        if changed or (self.scheduler is not None and scheduler != self.scheduler):
-            differences = [f"{k}={new!r} (tuned at {old!r})" for k, (old, new) in changed.items()]
-            if self.scheduler is not None and scheduler != self.scheduler:
-                differences.append(f"scheduler {scheduler} (tuned with {self.scheduler})")
+        if self.scheduler is not None and scheduler != self.scheduler:
+            differences.append(f"scheduler {scheduler} (tuned with {self.scheduler})")
+        if differences:
             warnings.warn(
                 f"This setting was tuned under other conditions: {', '.join(differences)}; its measured fidelity may "
                 "not hold.",
                 TunedSettingWarning,
                 stacklevel=2,
             )
-        caching = set(self.step_kwargs)
-        overridden = sorted(caching & set(kwargs))
-        if overridden:
-            raise TypeError(f"{overridden} are the setting's own; change the setting (`setting.replace(...)`) instead.")
         return pipe(*args, **{**self.kwargs, **kwargs})
 
     @property
