@@ -19,15 +19,16 @@ EXTRA_OUTPUTS: dict[str, tuple[type, str]] = {
 }
 
 
-def with_extra_outputs(parent: type) -> type:
-    """A dataclass subclass of diffusers' output class ``parent`` with one optional field per extra output."""
+def with_extra_outputs(parent: type, module: str) -> type:
+    """A dataclass subclass of diffusers' output class ``parent`` with one optional field per extra output,
+    defined in ``module`` (where it is importable from)."""
     fields = [(name, kind | None, dataclasses.field(default=None)) for name, (kind, _) in EXTRA_OUTPUTS.items()]
     name = f"DeepCache{parent.__name__}"
     doc = f"``{parent.__name__}`` plus the extra outputs of caching: " + " ".join(
         f"``{key}``: {text}" for key, (_, text) in EXTRA_OUTPUTS.items()
     )
     cls = dataclasses.make_dataclass(name, fields, bases=(parent,), namespace={"__doc__": doc})
-    cls.__module__ = "deepcache.models.unets"
+    cls.__module__ = module
     return cls
 
 

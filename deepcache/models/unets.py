@@ -20,9 +20,9 @@ from diffusers.models.unets.unet_spatio_temporal_condition import (
 from .branches import DeepCacheUNetMixin
 from .outputs import with_extra_outputs
 
-DeepCacheUNet2DConditionOutput = with_extra_outputs(UNet2DConditionOutput)
-DeepCacheUNetSpatioTemporalConditionOutput = with_extra_outputs(UNetSpatioTemporalConditionOutput)
-DeepCacheUNet2DOutput = with_extra_outputs(UNet2DOutput)
+DeepCacheUNet2DConditionOutput = with_extra_outputs(UNet2DConditionOutput, __name__)
+DeepCacheUNetSpatioTemporalConditionOutput = with_extra_outputs(UNetSpatioTemporalConditionOutput, __name__)
+DeepCacheUNet2DOutput = with_extra_outputs(UNet2DOutput, __name__)
 
 
 class DeepCacheUNet2DConditionModel(DeepCacheUNetMixin, UNet2DConditionModel):
