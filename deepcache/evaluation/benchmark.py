@@ -552,6 +552,9 @@ def controlnet_flops(
     return rows
 
 
+EMOJI_PROMPTS = ("red apple", "rocket", "dog face", "snowman")  # the whole-pipeline timings' prompts
+
+
 def controlnet_pipeline_seconds(
     branch: int, interval: int = 3, steps: int = 50, repeats: int = 3, seed: int = 0
 ) -> dict[str, float]:
@@ -570,7 +573,7 @@ def controlnet_pipeline_seconds(
 
     def call(caching: dict):
         generator = torch.Generator().manual_seed(seed)
-        prompts = ["red apple", "rocket", "dog face", "snowman"]
+        prompts = list(EMOJI_PROMPTS)
         return pipe(
             prompts,
             image=control,
@@ -590,7 +593,6 @@ def controlnet_pipeline_seconds(
 
 
 PIPELINE_MODELS = ("emoji", "embedded")  # the benchmark models that ship a whole pipeline
-_EMOJI_PROMPTS = ("red apple", "rocket", "dog face", "snowman")
 
 
 def pipeline_and_loop_seconds(
@@ -607,7 +609,7 @@ def pipeline_and_loop_seconds(
         raise ValueError(f"`model` must be one of {PIPELINE_MODELS} to time its whole pipeline, but got {name!r}.")
     if name == "emoji":
         pipe = DeepCacheStableDiffusionPipeline.from_pretrained(embedded_text_to_image_path())
-        prompts = [_EMOJI_PROMPTS[i % len(_EMOJI_PROMPTS)] for i in range(batch)]
+        prompts = [EMOJI_PROMPTS[i % len(EMOJI_PROMPTS)] for i in range(batch)]
         embeds, negative = pipe.encode_prompt(prompts, pipe.device, 1, True)
         call = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, guidance_scale=5.0)
     else:
