@@ -19,6 +19,8 @@ _EXPORTS = {
         "BlockCacheProfile",
         "BlockCacheSchedule",
         "CacheRecord",
+        "FORECAST_RULES",
+        "ForecastCalibration",
         "ScheduleCalibration",
         "nonuniform_full_steps",
         "recompute_steps",
@@ -44,6 +46,7 @@ _EXPORTS = {
         "Technique",
     ),
     ".measurement": (
+        "calibrate_forecast",
         "calibrate_schedule",
         "profile_blocks",
     ),
@@ -100,6 +103,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         load_compvis_checkpoint,
     )
     from .measurement import (
+        calibrate_forecast,
         calibrate_schedule,
         profile_blocks,
     )
@@ -147,9 +151,11 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         Technique,
     )
     from .schedules import (
+        FORECAST_RULES,
         BlockCacheProfile,
         BlockCacheSchedule,
         CacheRecord,
+        ForecastCalibration,
         ScheduleCalibration,
         nonuniform_full_steps,
         recompute_steps,

@@ -21,7 +21,7 @@ from deepcache import (
 from deepcache.measurement import module_flops, step_flops
 from deepcache.testing import tiny_pipeline
 from deepcache.tuning.families import FAMILIES
-from deepcache.tuning.fidelity import mean_psnr, mean_ssim
+from deepcache.measurement.fidelity import mean_psnr, mean_ssim
 from deepcache.tuning.result import TunedPoint, dominates
 from deepcache.tuning.search import output_images
 

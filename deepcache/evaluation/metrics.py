@@ -17,7 +17,7 @@ import torch
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from ..tuning.fidelity import psnr, ssim  # noqa: F401  (fidelity lives with the tuner, which optimises it)
+from ..measurement.fidelity import psnr, ssim  # noqa: F401
 
 
 class _Features(torch.nn.Module):

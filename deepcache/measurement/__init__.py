@@ -2,7 +2,8 @@
 DeepCache schedules, each measured on the user's own pipeline over uncached runs."""
 
 from .calibration import calibrate_schedule
-from .calls import input_calls
+from .calls import input_calls, output_images
+from .fidelity import mean_psnr, mean_ssim, psnr, ssim
 from .flops import (
     branch_step_flops,
     count_flops,
@@ -11,4 +12,5 @@ from .flops import (
     step_flops,
     unit_flops,
 )
+from .forecast import calibrate_forecast
 from .profiling import profile_blocks

@@ -1,9 +1,11 @@
-"""The inputs of measuring runs: prompts times seeds, or explicit call arguments, each a dict for one pipeline call."""
+"""The inputs of measuring runs (prompts times seeds, or explicit call arguments, each a dict for one pipeline call),
+and their outputs as image tensors."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 
 
@@ -29,3 +31,13 @@ def input_calls(prompts, seeds, calls, call_kwargs) -> list[dict]:
         for prompt in prompts
         for seed in seeds
     ]
+
+
+def output_images(output) -> torch.Tensor:
+    """A pipeline output's images or frames as (N, C, H, W) floats in [0, 1]."""
+    images = output[0]
+    array = np.stack([np.asarray(i) for i in images]) if isinstance(images, list) else np.asarray(images)
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255
+    array = array.reshape(-1, *array.shape[-3:])  # video frames: one image each
+    return torch.from_numpy(np.ascontiguousarray(array)).float().permute(0, 3, 1, 2)

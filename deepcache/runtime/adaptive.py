@@ -43,7 +43,7 @@ class AdaptiveDeepCacheRun(FeatureRun):
             if self.weights is not None and self.position is not None:
                 self.position = next_position(self.weights[0], unet_timestep(args, kwargs), self.position)
             self.weight = 1.0 if self.weights is None or self.position is None else self.weights[1][self.position]
-        features = self.features.pop(self.call, None)
+        features = self.substitute()
         self.has_features = features is not None
         return args, {
             **kwargs,
@@ -56,7 +56,8 @@ class AdaptiveDeepCacheRun(FeatureRun):
     def refresh(self, branch_tensor: torch.Tensor) -> bool:
         iteration = self.iteration
         if self.call > 0:  # the iteration's decision is made; a call without features of its own must refresh
-            return not self.has_features or (bool(self.ran_full) and self.ran_full[-1] == iteration)
+            self.full_call = not self.has_features or (bool(self.ran_full) and self.ran_full[-1] == iteration)
+            return self.full_call
         if self.reference is not None:
             reference = self.reference[-len(branch_tensor) :]  # gating may have cut the batch to its conditional half
             self.signals[iteration] = self.signals.get(iteration - 1, 0.0) * (self.ran_full[-1] != iteration - 1)
@@ -71,6 +72,7 @@ class AdaptiveDeepCacheRun(FeatureRun):
         if full:
             self.ran_full.append(iteration)
             self.reference = branch_tensor
+        self.full_call = full
         return full
 
     def record(self) -> CacheRecord:

@@ -25,7 +25,7 @@ from ..models import (
     cuttable_controlnets,
     take_extra,
 )
-from ..schedules import CacheRecord
+from ..schedules import CacheRecord, forecast_depth, predict
 
 HELPER_ATTRIBUTE = "_deepcache_helper"  # where an enabled DeepCacheSDHelper sits on its pipeline's instance
 
@@ -88,19 +88,31 @@ class LoopRun:
 
 
 class FeatureRun(LoopRun):
-    """What a DeepCache run, fixed or adaptive, keeps: its setting and branch, the deep features each U-Net call
-    of an iteration stored for the next cached step, and the iterations that ran the whole network (its record)."""
+    """What a DeepCache run, fixed or adaptive, keeps: its setting and branch, the deep features of the last full
+    steps of each U-Net call of an iteration (as many as its forecast reads), and the iterations that ran the whole
+    network (its record)."""
 
     def __init__(self, pipeline, config, branch: int):
         super().__init__(pipeline)
         self.config = config  # a DeepCacheConfig
         self.branch = branch
-        self.features: dict[int, torch.Tensor] = {}  # by U-Net call of the iteration
+        self.depth = forecast_depth(config.cache_forecast)
+        self.features: dict[int, list[tuple[int, torch.Tensor]]] = {}  # by U-Net call: (iteration, features)
         self.ran_full: list[int] = []  # iterations whose first U-Net call ran the whole network
         self.iterations_seen = 0
+        self.full_call = True  # whether this U-Net call runs (or ran) the deep layers
+
+    def substitute(self) -> torch.Tensor | None:
+        """The deep feature this U-Net call would use if cached (``None``: nothing stored for it yet)."""
+        history = self.features.get(self.call)
+        return None if history is None else predict(self.config.cache_forecast, history, self.iteration)
 
     def after_unet(self, unet, args, kwargs, output):
-        self.features[self.call], output = take_extra(output, "features")
+        features, output = take_extra(output, "features")
+        if self.full_call:
+            history = self.features.setdefault(self.call, [])
+            history.append((self.iteration, features))
+            del history[: -self.depth]
         self.next_call()
         return output
 

@@ -14,6 +14,8 @@ import warnings
 from dataclasses import dataclass
 
 from ..schedules import (
+    ForecastCalibration,
+    check_forecast,
     check_positive_int,
     check_pow,
     nonuniform_full_steps,
@@ -54,6 +56,12 @@ class DeepCacheConfig:
         cut_controlnet (`bool`, defaults to `True`): on a cached step a ControlNet runs only the layers
             whose residuals the cached U-Net reads; ``False`` runs it whole (same images, slower: to
             measure what the cut saves).
+        cache_forecast (`str` or `ForecastCalibration`, *optional*): what a cached step feeds in place of
+            the deep feature. ``None`` or ``"reuse"``: the last full step's (DeepCache's original
+            behaviour, bit for bit). ``"linear"``: the line through the last two full steps' features,
+            at this step's index (reuse until two exist; one more stored feature). A
+            ``deepcache.calibrate_forecast(...)`` result: gains fitted for this pipeline, scheduler,
+            step count and schedule, refused for a call it was not fitted for.
     """
 
     cache_interval: int = 1
@@ -67,9 +75,16 @@ class DeepCacheConfig:
     cache_min_interval: int = 1
     cache_full_steps: tuple[int, ...] | None = None
     cut_controlnet: bool = True
+    cache_forecast: str | ForecastCalibration | None = None
 
     def __post_init__(self):
         check_positive_int("cache_interval", self.cache_interval)
+        check_forecast(self.cache_forecast)
+        if isinstance(self.cache_forecast, ForecastCalibration) and self.cache_threshold is not None:
+            raise ValueError(
+                "A ForecastCalibration is fitted for a fixed schedule; adaptive caching (`cache_threshold`) takes "
+                "`cache_forecast='linear'` or `'reuse'`."
+            )
         if not isinstance(self.uniform, bool):
             raise TypeError(f"`uniform` must be True or False, but got {self.uniform!r}.")
         if self.pow is not None:
@@ -129,7 +144,7 @@ class DeepCacheConfig:
 
     def as_kwargs(self) -> dict:
         """The setting as keyword arguments of a DeepCache pipeline call."""
-        return dataclasses.asdict(self)
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @property
     def enabled(self) -> bool:
@@ -166,7 +181,8 @@ class FewStepsWarning(UserWarning):
 
 
 class DeepCacheRun(FeatureRun):
-    """One DeepCache call on a fixed schedule: its full steps and the deep features of the last full step."""
+    """One DeepCache call on a fixed schedule: its full steps, and on cached steps the stored deep features (or their
+    forecast)."""
 
     def __init__(self, pipeline, config: DeepCacheConfig, branch: int):
         super().__init__(pipeline, config, branch)
@@ -176,11 +192,20 @@ class DeepCacheRun(FeatureRun):
         if self.full_steps is None:  # the loop is starting: its length is known now
             self.full_steps = frozenset(self.config.full_steps(self.num_iterations()))
             self.warn_if_few_steps()
+            if isinstance(self.config.cache_forecast, ForecastCalibration):
+                self.config.cache_forecast.check_call(
+                    self.num_iterations(),
+                    sorted(self.full_steps),
+                    self.branch,
+                    self.pipeline.scheduler,
+                    getattr(self.pipeline, "guidance_scale", None),
+                )
         self.iterations_seen = self.iteration + 1
         cached = self.replays()
+        self.full_call = not cached
         if not cached and self.call == 0:
             self.ran_full.append(self.iteration)
-        features = self.features.pop(self.call) if cached else None
+        features = self.substitute() if cached else None
         return args, {**kwargs, "cache_branch_id": self.branch, "replicate_prev_features": features}
 
     def replays(self) -> bool:

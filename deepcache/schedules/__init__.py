@@ -1,5 +1,5 @@
 """Schedules as data: pure functions and frozen, validated dataclasses that print, save and plot.
-DeepCache full steps, ``CacheRecord``, calibrated schedules; Block Caching schedules and profiles; their plots.
+DeepCache full steps, ``CacheRecord``, calibrated schedules and forecasts; Block Caching schedules, profiles; plots.
 """
 
 from .block_caching import BlockCacheSchedule, recompute_steps
@@ -10,5 +10,15 @@ from .deepcache import (
     check_pow,
     nonuniform_full_steps,
     uniform_full_steps,
+)
+from .forecast import (
+    FORECAST_RULES,
+    ForecastCalibration,
+    check_forecast,
+    extrapolate,
+    forecast_depth,
+    linear_gain,
+    predict,
+    scheduler_facts,
 )
 from .record import CacheRecord

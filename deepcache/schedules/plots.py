@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 if TYPE_CHECKING:
     from .block_caching import BlockCacheSchedule
     from .block_profile import BlockCacheProfile
+    from .forecast import ForecastCalibration
     from .record import CacheRecord
 
 
@@ -89,6 +90,46 @@ def plot_block_profile(
             f"{label}: iterations that compute each unit, {profile.flop_fraction(schedule):.0%} of the FLOPs",
             fontsize=9,
         )
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=110)
+    return figure
+
+
+def plot_forecast(calibration: ForecastCalibration, path: str | Path | None = None):
+    """The fitted gain per cached iteration (the channels' mean, with their range) beside the ``"linear"`` rule's.
+
+    Saves a PNG to ``path`` if given and returns the matplotlib figure.
+    """
+    from .forecast import linear_gain
+
+    figure, axis = plt.subplots(figsize=(9, 3.2))
+    full, rows, linear = calibration.full_steps, [], []
+    for i in range(calibration.num_steps):
+        earlier = [s for s in full if s < i]
+        if i in full or len(earlier) < 2:
+            continue
+        linear.append((i, linear_gain(i, earlier[-2], earlier[-1])))
+        values = calibration.gains.get(i)
+        if values is not None:
+            rows.append((i, sum(values) / len(values), min(values), max(values)))
+    if linear:
+        axis.plot(*zip(*linear), color="0.5", linestyle="--", marker=".", label='"linear" rule')
+    if rows:
+        steps, mean, low, high = zip(*rows)
+        axis.plot(steps, mean, color="tab:blue", marker="o", label="fitted gain")
+        if any(a != b for a, b in zip(low, high)):
+            axis.fill_between(steps, low, high, color="tab:blue", alpha=0.2, label="range over channels")
+    for step in full:
+        axis.axvline(step, color="0.85", linewidth=3, zorder=0)
+    axis.axhline(0, color="k", linewidth=0.8)
+    axis.set(
+        xlim=(-0.5, calibration.num_steps - 0.5),
+        xlabel="loop iteration (grey: full step)",
+        ylabel="gain a (0: reuse)",
+    )
+    axis.set_title(f"{calibration!r}", fontsize=9)
+    axis.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     if path is not None:
         figure.savefig(path, dpi=110)

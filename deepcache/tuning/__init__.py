@@ -8,7 +8,6 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {
     ".families": ("FAMILIES",),
-    ".fidelity": ("psnr", "ssim"),
     ".request": ("TuningRequest",),
     ".result": ("TunedPoint", "TuningResult"),
     ".search": ("tune",),
@@ -17,7 +16,6 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
     from .families import FAMILIES
-    from .fidelity import psnr, ssim
     from .request import TuningRequest
     from .result import TunedPoint, TuningResult
     from .search import tune

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..measurement import input_calls
+from ..measurement.fidelity import PSNR_CAP
 from ..pipelines import DeepCachePipelineMixin
 from ..runtime import diffusers_class, refuse_helper
 from .families import FAMILIES
-from .fidelity import PSNR_CAP
 
 
 def _check_number(name: str, value, low: float, allow_low: bool = False) -> None:

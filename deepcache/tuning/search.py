@@ -32,16 +32,15 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..measurement import branch_step_flops, ideal_speedup, module_flops
+from ..measurement import branch_step_flops, ideal_speedup, module_flops, output_images
+from ..measurement.fidelity import mean_psnr, mean_ssim
 from ..models import cross_attention_names
 from ..runtime import DeepCacheConfig, FewStepsWarning, GateStepWarning, branch_layout, diffusers_class, unwrap
 from ..schedules import nonuniform_full_steps, uniform_full_steps
 from .families import STRATEGIES, Family
-from .fidelity import mean_psnr, mean_ssim
 from .request import TuningRequest
 from .result import TunedPoint, TuningResult, pareto_front, pick
 from .setting import TunedSetting
@@ -505,16 +504,6 @@ def _generators(call: dict) -> list[torch.Generator]:
         elif isinstance(value, (list, tuple)):
             found += [v for v in value if isinstance(v, torch.Generator)]
     return found
-
-
-def output_images(output) -> torch.Tensor:
-    """A pipeline output's images or frames as (N, C, H, W) floats in [0, 1]."""
-    images = output[0]
-    array = np.stack([np.asarray(i) for i in images]) if isinstance(images, list) else np.asarray(images)
-    if array.dtype == np.uint8:
-        array = array.astype(np.float32) / 255
-    array = array.reshape(-1, *array.shape[-3:])  # video frames: one image each
-    return torch.from_numpy(np.ascontiguousarray(array)).float().permute(0, 3, 1, 2)
 
 
 def _strategy(name: str) -> type[Family]:

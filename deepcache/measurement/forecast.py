@@ -1,0 +1,204 @@
+"""Fitting a forecast of the cached deep feature to the user's own pipeline, scheduler, step count and schedule.
+
+:func:`calibrate_forecast` runs the calibration calls cached, with the schedule the call names. On
+each cached step with two full steps behind it, it first runs the U-Net whole on that step's own
+inputs: the deep feature it would compute there is the target. The gain ``a_i`` of ``F_k + a_i (F_k -
+F_j)`` is the least-squares fit to the targets seen so far at that iteration (closed form, over every
+calibration call; one gain, or one per channel), and the step is fed that forecast, so later steps
+see the trajectory the forecast makes: the fit is unrolled. Gain 0 is reuse; the fit is then
+checked on the calibration inputs' final images against reuse, and halved or dropped (reuse) where
+it does worse, so a calibration is never worse than reuse on its own inputs.
+
+Example:
+    ```py
+    >>> calibration = deepcache.calibrate_forecast(pipe, ["a cat", "a city at night"], seeds=[0, 1],
+    ...                                            num_inference_steps=50, cache_interval=3, cache_branch_id=0)
+    >>> image = pipe("an astronaut", num_inference_steps=50, cache_interval=3, cache_branch_id=0,
+    ...              cache_forecast=calibration).images[0]
+    >>> calibration.save("forecast.json"); calibration.plot("forecast.png")
+    ```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..models import cache_aware, take_extra
+from ..runtime import caching_configs, caching_fields, call_with_run, diffusers_class, refuse_helper, unwrap
+from ..runtime.deepcache import DeepCacheRun, make_run
+from ..schedules import ForecastCalibration, extrapolate, scheduler_facts
+from .calls import input_calls, output_images
+from .fidelity import mean_psnr
+
+SHRINK = (1.0, 0.5, 0.0)  # scales of the fitted gains tried, in order, until one is no worse than reuse
+
+
+class _FittingRun(DeepCacheRun):
+    """A DeepCache call that, on each cached step with two full steps behind it, runs the U-Net whole on the step's
+    inputs for the target, adds it to the least-squares sums, and feeds the forecast of the gains fitted so far."""
+
+    def __init__(self, pipeline, config, branch: int, sums: dict, per_channel: bool):
+        super().__init__(pipeline, dataclasses.replace(config, cache_forecast="linear"), branch)  # keeps two
+        self.sums = sums  # iteration -> [sum of <target - F_k, F_k - F_j>, sum of |F_k - F_j|^2]
+        self.per_channel = per_channel
+        self.inputs: tuple | None = None
+
+    def before_unet(self, unet, args, kwargs):
+        self.inputs = (unet, args, kwargs)
+        return super().before_unet(unet, args, kwargs)
+
+    def substitute(self) -> torch.Tensor | None:
+        history = self.features.get(self.call)
+        if history is None or len(history) < 2:
+            return None if history is None else history[-1][1]
+        (_, earlier), (_, last) = history[-2:]
+        unet, args, kwargs = self.inputs
+        _, extras = unwrap(unet).forward(*args, **{**kwargs, "cache_branch_id": self.branch, "return_dict": False})
+        step, residual = (last - earlier).double(), (take_extra((None, extras), "features")[0] - last).double()
+        dims = [d for d in range(step.ndim) if d != 1] if self.per_channel else list(range(step.ndim))
+        sums = self.sums.setdefault(self.iteration, [0.0, 0.0])
+        sums[0] = sums[0] + (residual * step).sum(dims)
+        sums[1] = sums[1] + (step * step).sum(dims)
+        return extrapolate(last, earlier, _gain(*sums))
+
+
+def _gain(numerator, denominator):
+    """The least-squares gain (a number, or one per channel); 0 where the last two full steps did not differ."""
+    if isinstance(denominator, torch.Tensor) and denominator.ndim:
+        return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-300), 0.0).float()
+    denominator = float(denominator)
+    return float(numerator) / denominator if denominator > 0 else 0.0
+
+
+def calibrate_forecast(
+    pipe,
+    prompts: str | Sequence[str] | None = None,
+    seeds: Iterable[int] = (0,),
+    *,
+    calls: Sequence[dict] | None = None,
+    per_channel: bool = False,
+    progress: bool = True,
+    **call_kwargs,
+) -> ForecastCalibration:
+    """Fits forecast gains for the DeepCache schedule and call that ``call_kwargs`` name, on the pipeline's scheduler.
+
+    Every prompt runs with every seed (or each dict of ``calls`` once); ``call_kwargs`` hold the
+    step count, the other call arguments and the caching setting (``cache_interval`` or
+    ``cache_full_steps``, the branch): use those you will run. Each run is made four or five
+    times: uncached (the reference), fitting, with reuse and with the fit (the check).
+
+    Args:
+        pipe (`DiffusionPipeline`): a DeepCache pipeline, or a plain one DeepCache supports.
+        prompts (`str` or `Sequence[str]`, *optional*): prompts; leave out for unconditional pipelines.
+        seeds (`Iterable[int]`, defaults to `(0,)`): seeds, each run with every prompt.
+        calls (`Sequence[dict]`, *optional*): explicit call arguments per run, instead of prompts x seeds.
+        per_channel (`bool`, defaults to `False`): one gain per channel of the feature instead of one for all.
+        progress (`bool`, defaults to `True`): a progress bar over the runs.
+
+    Returns:
+        `ForecastCalibration`: the gains, what they were fitted for, and in ``meta`` the calibration
+            inputs' mean PSNR against the uncached images with reuse and with the fit.
+    """
+    refuse_helper(pipe, "calibrating a forecast: calibration runs its own cached calls")
+    if not isinstance(per_channel, bool):
+        raise TypeError(f"`per_channel` must be True or False, but got {per_channel!r}.")
+    fields = caching_fields()
+    configs = caching_configs({k: call_kwargs.pop(k) for k in list(call_kwargs) if k in fields})
+    config = configs["deepcache"]
+    if not config.enabled or config.adaptive:
+        raise ValueError(
+            "`calibrate_forecast` fits a forecast for a fixed DeepCache schedule: pass `cache_interval` (> 1) or "
+            "`cache_full_steps`, without `cache_threshold`."
+        )
+    if configs["gating"].enabled or configs["block_caching"].enabled:
+        raise ValueError("`calibrate_forecast` fits DeepCache alone: leave out gating and Block Caching arguments.")
+    if config.cache_forecast not in (None, "reuse"):
+        raise ValueError("`cache_forecast` is what `calibrate_forecast` fits: leave it out of the call arguments.")
+    runs = input_calls(prompts, seeds, calls, call_kwargs)
+    parent_call = diffusers_class(type(pipe)).__call__.__get__(pipe)
+    if "output_type" in inspect.signature(parent_call).parameters:
+        runs = [{"output_type": "np", **run} for run in runs]
+    states = [_generator_states(run) for run in runs]
+    branch = make_run(pipe, config, getattr(pipe, "deepcache_defaults", None)).branch
+    sums, shape = {}, None
+    bar = tqdm(total=4 * len(runs), desc="Forecast calibration", disable=not progress)
+
+    def images(index: int, run=None) -> torch.Tensor:
+        kwargs = {**runs[index], **_fresh_generators(runs[index], states[index])}
+        output = parent_call(**kwargs) if run is None else call_with_run(pipe, parent_call, (), kwargs, run)
+        bar.update(1)
+        return output_images(output)
+
+    with cache_aware(unwrap(pipe.unet)), bar:
+        references, reused = [], []
+        for index in range(len(runs)):
+            references.append(images(index))
+            fitting = _FittingRun(pipe, config, branch, sums, per_channel)
+            images(index, fitting)
+            shape = (fitting.iterations_seen, tuple(sorted(fitting.full_steps)))
+            reused.append(images(index, DeepCacheRun(pipe, config, branch)))
+        guidance = getattr(pipe, "guidance_scale", None)
+        gains = {i: _gain(*pair) for i, pair in sorted(sums.items())}
+        reference = torch.cat(references)
+        reuse_psnr = mean_psnr(reference, torch.cat(reused))
+        for scale in SHRINK:  # the fit, halved, then reuse: the first no worse than reuse on these inputs
+            calibration = ForecastCalibration(
+                shape[0],
+                shape[1],
+                branch,
+                {i: _as_list(g, scale) for i, g in gains.items()},
+                scheduler_facts(pipe.scheduler),
+                None if guidance is None else float(guidance),
+            )
+            if scale == 0.0:
+                fitted_psnr = reuse_psnr
+                break
+            if scale < 1.0:
+                bar.total += len(runs)
+            run_config = dataclasses.replace(config, cache_forecast=calibration)
+            fitted = torch.cat([images(i, DeepCacheRun(pipe, run_config, branch)) for i in range(len(runs))])
+            fitted_psnr = mean_psnr(reference, fitted)
+            if fitted_psnr >= reuse_psnr:
+                break
+    meta = {
+        "pipeline": diffusers_class(type(pipe)).__name__,
+        "runs": len(runs),
+        "per_channel": per_channel,
+        "gain_scale": scale,
+        "calibration_psnr_reuse": round(reuse_psnr, 3),
+        "calibration_psnr_fitted": round(fitted_psnr, 3),
+    }
+    return dataclasses.replace(calibration, meta=meta)
+
+
+def _as_list(gain, scale: float) -> list[float]:
+    values = gain.tolist() if isinstance(gain, torch.Tensor) else [gain]
+    return [scale * float(v) for v in values]
+
+
+def _generators(run: dict) -> list[torch.Generator]:
+    generator = run.get("generator")
+    if generator is None:
+        return []
+    return list(generator) if isinstance(generator, (list, tuple)) else [generator]
+
+
+def _generator_states(run: dict) -> list[torch.Tensor]:
+    """The states of a call's generators before any call consumes them."""
+    return [g.get_state() for g in _generators(run)]
+
+
+def _fresh_generators(run: dict, states: list[torch.Tensor]) -> dict:
+    """The call's ``generator`` argument with each generator back at its first state, so every call draws the same
+    noise."""
+    generators = _generators(run)
+    if not generators:
+        return {}
+    for generator, state in zip(generators, states):
+        generator.set_state(state)
+    return {"generator": run["generator"]}
