@@ -108,6 +108,8 @@ def test_caching_off_equals_diffusers_and_cached_equals_the_whole_controlnet_pat
     assert type(ours.controlnet) in (ControlNetModel, ControlNetUnionModel)  # cache-aware only during the call
     whole = _call(ours, kind, cache_interval=3, cache_branch_id=branch, cut_controlnet=False)
     np.testing.assert_array_equal(cut, whole)
+    linear = dict(cache_interval=2, cache_branch_id=branch, cache_forecast="linear")  # forecasts from step 3 on
+    np.testing.assert_array_equal(_call(ours, kind, **linear), _call(ours, kind, **linear, cut_controlnet=False))
     assert not np.array_equal(cut, _call(plain, kind))
 
 

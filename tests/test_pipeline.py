@@ -104,6 +104,8 @@ def test_matches_the_original_deepcache_helper(original_helper):
         original = generate(plain)
         helper.disable()
         assert np.array_equal(generate(ours, cache_interval=3, cache_branch_id=branch), original), branch
+        reuse = generate(ours, cache_interval=3, cache_branch_id=branch, cache_forecast="reuse")
+        assert np.array_equal(reuse, original), branch
     # The forked pipelines' (cache_layer_id, cache_block_id) name the same branches.
     assert np.array_equal(
         generate(ours, cache_interval=3, cache_layer_id=1, cache_block_id=1),

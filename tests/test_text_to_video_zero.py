@@ -89,6 +89,13 @@ def test_every_loop_restarts_even_when_interval_spans_them():
     assert list(pipe.deepcache_record.full_steps) == [0, LOOPS[0], LOOPS[0] + LOOPS[1]]
 
 
+def test_each_loop_forecasts_from_its_own_full_steps():
+    """The all-frames loop has a larger batch than the first frame's loops: a forecast across loops would fail."""
+    pipe = _pipe("sd")
+    linear = _video(pipe, cache_interval=2, cache_branch_id=0, cache_forecast="linear")
+    assert np.isfinite(linear).all() and not np.array_equal(linear, _video(pipe, cache_interval=2, cache_branch_id=0))
+
+
 def test_the_helper_on_the_plain_pipeline_equals_ours():
     ours = _video(_pipe("sd"), cache_interval=3, cache_branch_id=1)
     plain = _pipe("sd", deepcache=False)
