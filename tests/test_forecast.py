@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
-from helpers import CASES, TwoPassPipeline, compile_counting_graphs, generate as generate_case
+from helpers import CASES, TwoPassPipeline, compile_counting_graphs
+from helpers import generate as generate_case
 
 import deepcache
 from deepcache import (

@@ -19,9 +19,9 @@ from deepcache import (
     tune,
 )
 from deepcache.measurement import module_flops, step_flops
+from deepcache.measurement.fidelity import mean_psnr, mean_ssim
 from deepcache.testing import tiny_pipeline
 from deepcache.tuning.families import FAMILIES
-from deepcache.measurement.fidelity import mean_psnr, mean_ssim
 from deepcache.tuning.result import TunedPoint, dominates
 from deepcache.tuning.search import output_images
 
