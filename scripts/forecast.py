@@ -7,8 +7,8 @@
 For each solver and each ``steps:guidance`` run, and each FLOP-ideal budget, the DeepCache setting
 (branch 0 or 1, uniform N) with the shortest interval whose ideal speedup is within 10 % of the
 budget runs with each substitute -
-``reuse`` (DeepCache), the ``linear`` rule, and gains fitted by ``calibrate_forecast`` on separate
-calibration prompts (one batched call) - beside the same solver with fewer steps at about the same
+``reuse`` (DeepCache), the ``linear`` rule, and per-channel gains fitted by ``calibrate_forecast`` on
+separate calibration prompts (one batched call) - beside the same solver with fewer steps at about the same
 FLOPs. Every sample is scored against the same solver's uncached sample from the same noise (PSNR,
 SSIM), the set by Frechet distance to the uncached set on the embedded classifier's features, and
 prompt following by the embedded scorer's text score. Writes ``results.json``, ``tables.md`` and
@@ -57,7 +57,7 @@ def parse(argv):
     parser.add_argument("--branches", type=int, nargs="+", default=[0, 1], help="branches to pick settings from")
     parser.add_argument("--samples", type=int, default=128, help="evaluation samples (default 128)")
     parser.add_argument("--calibration-prompts", type=int, default=16, help="prompts of the calibration call")
-    parser.add_argument("--per-channel", action="store_true", help="also fit one gain per channel")
+    parser.add_argument("--scalar", action="store_true", help="also fit one gain for all channels")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process (default 1)")
     parser.add_argument("--model", help="a pipeline folder (default: the embedded emoji model)")
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     prompts = prompts_from(args.samples, 0)
     calibration_prompts = prompts_from(args.calibration_prompts, CALIBRATION_OFFSET)
     flops = branch_flops(pipe, args.branches)
-    methods = METHODS + (("fitted per channel",) if args.per_channel else ())
+    methods = METHODS + (("fitted, one gain",) if args.scalar else ())
     rows = []
     started = time.perf_counter()
     for solver in args.solvers:
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                         forecast = calibrate_forecast(
                             pipe,
                             calls=[calibration_call],
-                            per_channel=method.endswith("channel"),
+                            per_channel=method == "fitted",
                             progress=False,
                             **call,
                             **caching,

@@ -320,3 +320,12 @@ def test_a_setting_records_and_reproduces_the_call_it_was_tuned_under(pipe):
         setting.replace(scheduler="OtherScheduler").run(pipe, **_call(PROMPTS[0]), output_type="np")
     with pytest.raises(TypeError, match=r"\['num_inference_steps'\] are the setting's own"):
         setting.run(pipe, **_call(PROMPTS[0]), num_inference_steps=3)
+
+
+def test_forecast_points_carry_their_forecast_and_save_with_it(result, tmp_path):
+    points = [p for p in result.points if p.family == "forecast"]
+    assert any(p.setting.caching.cache_forecast == "linear" for p in points)
+    for index, point in enumerate(points):
+        assert "forecast" in point.setting.describe()
+        point.setting.save(tmp_path / f"{index}.json")
+        assert TunedSetting.load(tmp_path / f"{index}.json") == point.setting

@@ -5,9 +5,10 @@ each cached step with two full steps behind it, it first runs the U-Net whole on
 inputs: the deep feature it would compute there is the target. The gain ``a_i`` of ``F_k + a_i (F_k -
 F_j)`` is the least-squares fit to the targets seen so far at that iteration (closed form, over every
 calibration call; one gain, or one per channel), and the step is fed that forecast, so later steps
-see the trajectory the forecast makes: the fit is unrolled. Gain 0 is reuse; the fit is then
-checked on the calibration inputs' final images against reuse, and halved or dropped (reuse) where
-it does worse, so a calibration is never worse than reuse on its own inputs.
+see the trajectory the forecast makes: the fit is unrolled. The fit is then checked on the
+calibration inputs' final images against reuse (gain 0) and the ``"linear"`` rule (and, where both
+forecasts lose to reuse, half the fit); the best of them is returned, so a calibration is never
+worse than reuse, nor than the linear rule, on its own inputs.
 
 Example:
     ```py
@@ -31,11 +32,9 @@ from tqdm.auto import tqdm
 from ..models import cache_aware, take_extra
 from ..runtime import caching_configs, caching_fields, call_with_run, diffusers_class, refuse_helper, unwrap
 from ..runtime.deepcache import DeepCacheRun, make_run
-from ..schedules import ForecastCalibration, extrapolate, scheduler_facts
+from ..schedules import ForecastCalibration, extrapolate, linear_gain, scheduler_facts
 from .calls import input_calls, output_images
 from .fidelity import mean_psnr
-
-SHRINK = (1.0, 0.5, 0.0)  # scales of the fitted gains tried, in order, until one is no worse than reuse
 
 
 class _FittingRun(DeepCacheRun):
@@ -81,7 +80,7 @@ def calibrate_forecast(
     seeds: Iterable[int] = (0,),
     *,
     calls: Sequence[dict] | None = None,
-    per_channel: bool = False,
+    per_channel: bool = True,
     progress: bool = True,
     **call_kwargs,
 ) -> ForecastCalibration:
@@ -89,20 +88,20 @@ def calibrate_forecast(
 
     Every prompt runs with every seed (or each dict of ``calls`` once); ``call_kwargs`` hold the
     step count, the other call arguments and the caching setting (``cache_interval`` or
-    ``cache_full_steps``, the branch): use those you will run. Each run is made four or five
-    times: uncached (the reference), fitting, with reuse and with the fit (the check).
+    ``cache_full_steps``, the branch): use those you will run. Each run is made five or six
+    times: uncached (the reference), fitting, then with reuse, the fit and the linear rule (the check).
 
     Args:
         pipe (`DiffusionPipeline`): a DeepCache pipeline, or a plain one DeepCache supports.
         prompts (`str` or `Sequence[str]`, *optional*): prompts; leave out for unconditional pipelines.
         seeds (`Iterable[int]`, defaults to `(0,)`): seeds, each run with every prompt.
         calls (`Sequence[dict]`, *optional*): explicit call arguments per run, instead of prompts x seeds.
-        per_channel (`bool`, defaults to `False`): one gain per channel of the feature instead of one for all.
+        per_channel (`bool`, defaults to `True`): one gain per channel of the feature; ``False``: one for all.
         progress (`bool`, defaults to `True`): a progress bar over the runs.
 
     Returns:
-        `ForecastCalibration`: the gains, what they were fitted for, and in ``meta`` the calibration
-            inputs' mean PSNR against the uncached images with reuse and with the fit.
+        `ForecastCalibration`: the gains, what they were fitted for, and in ``meta`` which candidate was
+            chosen and each candidate's mean PSNR against the uncached images of the calibration inputs.
     """
     refuse_helper(pipe, "calibrating a forecast: calibration runs its own cached calls")
     if not isinstance(per_channel, bool):
@@ -126,7 +125,7 @@ def calibrate_forecast(
     states = [_generator_states(run) for run in runs]
     branch = make_run(pipe, config, getattr(pipe, "deepcache_defaults", None)).branch
     sums, shape = {}, None
-    bar = tqdm(total=4 * len(runs), desc="Forecast calibration", disable=not progress)
+    bar = tqdm(total=5 * len(runs), desc="Forecast calibration", disable=not progress)
 
     def images(index: int, run=None) -> torch.Tensor:
         kwargs = {**runs[index], **_fresh_generators(runs[index], states[index])}
@@ -143,42 +142,49 @@ def calibrate_forecast(
             shape = (fitting.iterations_seen, tuple(sorted(fitting.full_steps)))
             reused.append(images(index, DeepCacheRun(pipe, config, branch)))
         guidance = getattr(pipe, "guidance_scale", None)
-        gains = {i: _gain(*pair) for i, pair in sorted(sums.items())}
         reference = torch.cat(references)
-        reuse_psnr = mean_psnr(reference, torch.cat(reused))
-        for scale in SHRINK:  # the fit, halved, then reuse: the first no worse than reuse on these inputs
-            calibration = ForecastCalibration(
-                shape[0],
-                shape[1],
-                branch,
-                {i: _as_list(g, scale) for i, g in gains.items()},
-                scheduler_facts(pipe.scheduler),
-                None if guidance is None else float(guidance),
+        fitted = {i: _as_list(_gain(*pair)) for i, pair in sorted(sums.items())}
+        candidates = {
+            "reuse": {},
+            "fitted": fitted,
+            "linear": {i: [linear_gain(i, *[s for s in shape[1] if s < i][-2:])] for i in fitted},
+            "fitted, halved": {i: [g / 2 for g in values] for i, values in fitted.items()},
+        }
+
+        def calibration_of(name: str) -> ForecastCalibration:
+            facts = scheduler_facts(pipe.scheduler)
+            return ForecastCalibration(
+                *shape, branch, candidates[name], facts, None if guidance is None else float(guidance)
             )
-            if scale == 0.0:
-                fitted_psnr = reuse_psnr
-                break
-            if scale < 1.0:
-                bar.total += len(runs)
-            run_config = dataclasses.replace(config, cache_forecast=calibration)
-            fitted = torch.cat([images(i, DeepCacheRun(pipe, run_config, branch)) for i in range(len(runs))])
-            fitted_psnr = mean_psnr(reference, fitted)
-            if fitted_psnr >= reuse_psnr:
-                break
+
+        def score(name: str) -> float:
+            run_config = dataclasses.replace(config, cache_forecast=calibration_of(name))
+            return mean_psnr(
+                reference, torch.cat([images(i, DeepCacheRun(pipe, run_config, branch)) for i in range(len(runs))])
+            )
+
+        scores = {
+            "reuse": mean_psnr(reference, torch.cat(reused)),
+            "fitted": score("fitted"),
+            "linear": score("linear"),
+        }
+        if max(scores, key=scores.get) == "reuse":  # the fit overshoots: half of it may still help
+            bar.total += len(runs)
+            scores["fitted, halved"] = score("fitted, halved")
+        chosen = max(scores, key=scores.get)  # on a tie the earlier: reuse before any forecast
+        calibration = calibration_of(chosen)
     meta = {
         "pipeline": diffusers_class(type(pipe)).__name__,
         "runs": len(runs),
         "per_channel": per_channel,
-        "gain_scale": scale,
-        "calibration_psnr_reuse": round(reuse_psnr, 3),
-        "calibration_psnr_fitted": round(fitted_psnr, 3),
+        "chosen": chosen,
+        "calibration_psnr": {name: round(value, 3) for name, value in scores.items()},
     }
     return dataclasses.replace(calibration, meta=meta)
 
 
-def _as_list(gain, scale: float) -> list[float]:
-    values = gain.tolist() if isinstance(gain, torch.Tensor) else [gain]
-    return [scale * float(v) for v in values]
+def _as_list(gain) -> list[float]:
+    return [float(v) for v in (gain.tolist() if isinstance(gain, torch.Tensor) else [gain])]
 
 
 def _generators(run: dict) -> list[torch.Generator]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..measurement import calibrate_schedule, profile_blocks
+from ..measurement import calibrate_forecast, calibrate_schedule, profile_blocks
 from ..runtime import DeepCacheConfig, GatingConfig
 from .setting import TunedSetting
 
@@ -236,6 +236,37 @@ class Adaptive(Family):
                 low = threshold
 
 
+class Forecast(Family):
+    """DeepCache at the uniform search's branch and interval, feeding cached steps a forecast instead of the stored
+    feature: the ``"linear"`` rule, and gains fitted on the tuning inputs (``calibrate_forecast``)."""
+
+    name = "forecast"
+
+    def at_target(self, search, level, branch):
+        self.at_level(search, level, branch)
+
+    def at_level(self, search, level, branch):
+        interval = search.interval(branch, level)
+        if interval is None:
+            return
+        search.measure(
+            self.name, TunedSetting(search.num_steps, DeepCacheConfig(interval, branch, cache_forecast="linear"))
+        )
+        search.check_budget()
+        search.status("fitting a forecast")
+        calibration = calibrate_forecast(
+            search.pipe,
+            calls=search.fresh_calls(),
+            num_inference_steps=search.num_steps,
+            cache_interval=interval,
+            cache_branch_id=branch,
+            progress=False,
+        )
+        if calibration.meta["chosen"] != "reuse":  # reuse is what the uniform family measured
+            setting = DeepCacheConfig(interval, branch, cache_forecast=calibration)
+            search.measure(self.name, TunedSetting(search.num_steps, setting))
+
+
 # The search order: at the target, each family in turn (the uniform search finds the branch the later ones use).
 STRATEGIES: tuple[type[Family], ...] = (
     FewerSteps,
@@ -243,6 +274,7 @@ STRATEGIES: tuple[type[Family], ...] = (
     PipelineDefault,
     DeepCacheNonUniform,
     Calibrated,
+    Forecast,
     BlockCaching,
     Gating,
     Combinations,
@@ -256,6 +288,7 @@ FAMILIES = tuple(
         DeepCacheUniform,
         DeepCacheNonUniform,
         Calibrated,
+        Forecast,
         Adaptive,
         BlockCaching,
         Gating,

@@ -17,7 +17,7 @@ from ..runtime import (
     caching_configs,
     caching_kwargs,
 )
-from ..schedules import BlockCacheSchedule, check_positive_int
+from ..schedules import BlockCacheSchedule, ForecastCalibration, check_positive_int
 
 
 class TunedSettingWarning(UserWarning):
@@ -127,6 +127,9 @@ class TunedSetting:
                 else f"non-uniform pow {c.pow or 1.4:g}" + (f" center {c.center}" if c.center is not None else "")
             )
             parts.append(f"DeepCache N={c.cache_interval} b{c.cache_branch_id} {shape}")
+        if c.enabled and c.cache_forecast not in (None, "reuse"):
+            parts[-1] += " " + ("fitted" if isinstance(c.cache_forecast, ForecastCalibration) else c.cache_forecast)
+            parts[-1] += " forecast"
         if self.block_cache is not None:
             delta = "" if self.block_cache.delta is None else f" delta {self.block_cache.delta:.3g}"
             parts.append(f"Block Caching{delta} ({len(self.block_cache.units)} units)")
@@ -136,7 +139,9 @@ class TunedSetting:
 
     def to_dict(self) -> dict:
         caching = {
-            k: list(v) if isinstance(v, tuple) else v for k, v in self.caching_kwargs.items() if k != "block_cache"
+            k: list(v) if isinstance(v, tuple) else v.to_dict() if isinstance(v, ForecastCalibration) else v
+            for k, v in self.caching_kwargs.items()
+            if k != "block_cache"
         }
         block_cache = None if self.block_cache is None else self.block_cache.to_dict()
         data = {"num_inference_steps": self.num_inference_steps, "caching": caching, "block_cache": block_cache}
@@ -147,6 +152,8 @@ class TunedSetting:
         caching = dict(data.get("caching", {}))
         if caching.get("cache_full_steps") is not None:
             caching["cache_full_steps"] = tuple(caching["cache_full_steps"])
+        if isinstance(caching.get("cache_forecast"), Mapping):
+            caching["cache_forecast"] = ForecastCalibration.from_dict(caching["cache_forecast"])
         block = data.get("block_cache")
         block_cache = None if block is None else BlockCacheSchedule.from_dict(block)
         setting = cls.from_kwargs(data["num_inference_steps"], **caching, block_cache=block_cache)
