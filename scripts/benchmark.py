@@ -12,6 +12,8 @@
     torch.compile?
     python scripts/benchmark.py --pipeline --model emoji --intervals 3 5 --branches 0 1     # the whole pipeline beside
     the U-Net loop
+    python scripts/benchmark.py --model emoji --intervals 3 --branches 0 1 --forecasts reuse linear  # forecast vs reuse
+    python scripts/benchmark.py --forecast-cost --model sd1.5 --branches 0 1 --repeats 20   # the forecast's own cost
 
 Models: the embedded digits DDPM (trained weights) and the real SD 1.5, SDXL, SVD-XT and LDM-4-G U-Net
 architectures (random weights: speed does not depend on them). Only the U-Net denoising loop is
@@ -41,6 +43,7 @@ from deepcache.evaluation.benchmark import (
     compile_seconds,
     controlnet_flops,
     controlnet_pipeline_seconds,
+    forecast_cost,
     markdown_table,
     pipeline_and_loop_seconds,
     settings_grid,
@@ -49,6 +52,7 @@ from deepcache.evaluation.examples import describe
 from deepcache.evaluation.original import load_original_helper
 from deepcache.measurement import ideal_speedup
 from deepcache.runtime import DeepCacheConfig
+from deepcache.schedules import FORECAST_RULES
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -187,6 +191,26 @@ def pipeline_report(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def forecast_cost_report(args: argparse.Namespace) -> str:
+    """Markdown: the linear forecast's arithmetic beside one cached U-Net step, per branch."""
+    rows = forecast_cost(args.model, args.branches, batch=args.batch, repeats=args.repeats, device=args.device)
+    lines = [
+        f"### Forecast cost: {MODELS[args.model].description}, batch {args.batch}",
+        "",
+        f"{machine(args.device, args.threads)}; median of {args.repeats} interleaved runs.",
+        "",
+        "| branch | feature | cached step | linear forecast | share of the cached step |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        shape = "x".join(map(str, row["feature_shape"]))
+        lines.append(
+            f"| {row['branch']} | {shape} ({row['feature_mb']:.2f} MB) | {row['cached_step_ms']:.2f} ms | "
+            f"{row['forecast_ms']:.3f} ms | {100 * row['share']:.2f} % |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
@@ -200,6 +224,13 @@ def main(argv: list[str] | None = None) -> None:
         default=["uniform"],
         choices=SCHEDULES,
         help="adaptive: the run-time path with uniform N's decisions, to time its overhead (default uniform)",
+    )
+    parser.add_argument(
+        "--forecasts",
+        nargs="+",
+        default=["reuse"],
+        choices=list(FORECAST_RULES),
+        help="what cached steps are fed: reuse (DeepCache) and/or the linear forecast (default reuse)",
     )
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument(
@@ -232,6 +263,11 @@ def main(argv: list[str] | None = None) -> None:
         "the whole pipeline timed at the first --intervals",
     )
     parser.add_argument(
+        "--forecast-cost",
+        action="store_true",
+        help="time the linear forecast's arithmetic against one cached U-Net step, per --branches",
+    )
+    parser.add_argument(
         "--pipeline",
         action="store_true",
         help="time the whole pipeline call (embedded models) beside the U-Net loop, uncached and cached",
@@ -243,6 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if args.compile:
         print(compile_report(args))
+        return
+    if args.forecast_cost:
+        print(forecast_cost_report(args))
         return
     if args.pipeline:
         try:
@@ -268,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--resolution of {args.model} must be a multiple of {scale}")
         size = (height // scale, width // scale)
     try:
-        settings = settings_grid(args.intervals, args.branches, args.schedules)
+        settings = settings_grid(args.intervals, args.branches, args.schedules, args.forecasts)
         original = load_original_helper(None if args.original == "fetch" else args.original) if args.original else None
         rows = benchmark(
             args.model,

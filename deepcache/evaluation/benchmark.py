@@ -40,6 +40,7 @@ from ..pipelines import (
     DeepCacheStableDiffusionPipeline,
 )
 from ..runtime import DeepCacheConfig, relative_l1
+from ..schedules import ForecastCalibration, extrapolate, forecast_depth, predict
 from ..testing import DDPM_UNET, SD15_UNET
 from .examples import interleaved
 
@@ -217,17 +218,21 @@ def full_steps_of(setting: DeepCacheConfig, steps: int) -> tuple[int, ...]:
 
 
 def denoise(unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig | None = None) -> tuple[torch.Tensor, int]:
-    """A DDIM loop of ``steps`` U-Net calls: all full without ``setting``, else cached as it says.
+    """A DDIM loop of ``steps`` U-Net calls: all full without ``setting``, else cached as it says (with its fixed
+    forecast rule, if any).
 
     An adaptive setting runs the adaptive path (down path, decision, then the deep layers or not)
     and computes its signal at every step, with uniform ``N``'s full steps as the decisions: the
     time over uniform's is what deciding at run time costs. Returns the final sample and the bytes
-    of the cached feature (0 without caching).
+    of the stored features (0 without caching; two features with a forecast).
     """
     scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
     scheduler.set_timesteps(steps)
     full_steps = set(full_steps_of(setting, steps)) if setting is not None else None
-    sample, features, cache_bytes, reference = inputs.noise, None, 0, None
+    forecast = None if setting is None else setting.cache_forecast
+    if isinstance(forecast, ForecastCalibration):
+        raise ValueError("The benchmark loop times the fixed forecast rules; pass `cache_forecast='linear'`.")
+    sample, history, cache_bytes, reference = inputs.noise, [], 0, None
 
     def refresh(branch_tensor: torch.Tensor) -> bool:
         nonlocal reference
@@ -243,7 +248,8 @@ def denoise(unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig | Non
             if setting is None:
                 output = unet(model_input, timestep, **inputs.kwargs, return_dict=False)[0]
             else:
-                cached = None if step in full_steps and not setting.adaptive else features
+                full = step in full_steps and not setting.adaptive
+                cached = predict(forecast, history, step) if history and not full else None
                 output, extras = unet(
                     model_input,
                     timestep,
@@ -254,7 +260,9 @@ def denoise(unet, inputs: LoopInputs, steps: int, setting: DeepCacheConfig | Non
                     cache_refresh=refresh if setting.adaptive else None,
                 )
                 features = extras["features"]
-                cache_bytes = features.numel() * features.element_size()
+                if cached is None or step in full_steps:  # a full step: its features join the history
+                    history = [*history, (step, features)][-forecast_depth(forecast) :]
+                cache_bytes = sum(f.numel() * f.element_size() for _, f in history)
             sample = scheduler.step(output, timestep, sample).prev_sample
     return sample, cache_bytes
 
@@ -332,7 +340,7 @@ class Row:
 SCHEDULES = ("uniform", "non-uniform", "adaptive")
 
 
-def settings_grid(intervals, branches, schedules) -> list[DeepCacheConfig]:
+def settings_grid(intervals, branches, schedules, forecasts=(None,)) -> list[DeepCacheConfig]:
     for schedule in schedules:
         if schedule not in SCHEDULES:
             raise ValueError(f"`schedules` must contain only {', '.join(map(repr, SCHEDULES))}, but got {schedule!r}.")
@@ -342,10 +350,12 @@ def settings_grid(intervals, branches, schedules) -> list[DeepCacheConfig]:
             cache_branch_id=branch,
             uniform=schedule != "non-uniform",
             cache_threshold=1e30 if schedule == "adaptive" else None,
+            cache_forecast=forecast,
         )
         for interval in intervals
         for branch in branches
         for schedule in schedules
+        for forecast in forecasts
     ]
 
 
@@ -375,7 +385,11 @@ def benchmark(
     inputs = loop_inputs(name, unet, batch, size, frames)
     flops = branch_flops(name, {s.cache_branch_id for s in settings}, batch, size, frames)
     timer = _Timer(unet.device)
-    with_original = [s for s in settings if original is not None and s.uniform and not s.adaptive]
+    with_original = [
+        s
+        for s in settings
+        if original is not None and s.uniform and not s.adaptive and s.cache_forecast in (None, "reuse")
+    ]
 
     def run_original(setting):
         return denoise_with_original(original, unet, inputs, steps, setting)
@@ -420,7 +434,8 @@ def benchmark(
             steps=steps,
             interval=setting.cache_interval,
             branch=setting.cache_branch_id,
-            schedule="adaptive" if setting.adaptive else "uniform" if setting.uniform else "non-uniform",
+            schedule=("adaptive" if setting.adaptive else "uniform" if setting.uniform else "non-uniform")
+            + ("" if setting.cache_forecast in (None, "reuse") else f", {setting.cache_forecast}"),
             full_gflops=full / 1e9,
             cached_gflops=cached / 1e9,
             ideal_speedup=ideal,
@@ -675,3 +690,46 @@ def compile_seconds(
             [(denoise, model, inputs, steps, caching) for model, caching in variants.values()], repeats
         )
     return {**dict(zip(variants, seconds)), "compile and warm-up": warm_up}
+
+
+def forecast_cost(
+    name: str, branches, batch: int = 1, repeats: int = 20, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> list[dict]:
+    """What a forecast adds to a cached step: median seconds of one cached U-Net step and of the ``"linear"`` rule's
+    arithmetic on that branch's features (``last + a (last - earlier)``), interleaved, per branch."""
+    unet = build_unet(name, device, dtype)
+    inputs = loop_inputs(name, unet, batch)
+    model_input, timestep = inputs.model_input(inputs.noise), torch.tensor(500, device=unet.device)
+    rows = []
+    with torch.no_grad():
+        for branch in sorted(branches):
+            _, extras = unet(model_input, timestep, **inputs.kwargs, cache_branch_id=branch, return_dict=False)
+            last = extras["features"]
+            earlier = last * 0.9
+
+            def cached_step(last=last, branch=branch):
+                return unet(
+                    model_input,
+                    timestep,
+                    **inputs.kwargs,
+                    cache_branch_id=branch,
+                    replicate_prev_features=last,
+                    return_dict=False,
+                )
+
+            def forecast(last=last, earlier=earlier):
+                return extrapolate(last, earlier, 0.5)
+
+            cached_step(), forecast()  # warm-up
+            _, (step_s, forecast_s) = interleaved([(cached_step,), (forecast,)], repeats)
+            rows.append(
+                {
+                    "branch": branch,
+                    "feature_shape": list(last.shape),
+                    "feature_mb": last.numel() * last.element_size() / 2**20,
+                    "cached_step_ms": 1000 * step_s,
+                    "forecast_ms": 1000 * forecast_s,
+                    "share": forecast_s / step_s,
+                }
+            )
+    return rows
