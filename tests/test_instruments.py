@@ -351,3 +351,59 @@ def test_branch_flop_counts_are_kept_in_a_bounded_cache(monkeypatch):
         flops.branch_step_flops(unet, (torch.empty(batch, 3, 32, 32, device="meta"), 1), {}, [0])
     kept = list(flops._BRANCH_FLOPS)
     assert len(kept) == 2 and "[2, 3, 32, 32]" in kept[0] and "[3, 3, 32, 32]" in kept[1]  # the oldest went first
+
+
+def test_benchmark_loop_feeds_cached_steps_the_linear_forecast():
+    """The hand-written loop's forecast equals the pipelines': the linear rule from the last two full steps."""
+    from deepcache.evaluation.benchmark import build_unet, denoise, loop_inputs
+
+    unet = build_unet("tiny-sd")
+    inputs = loop_inputs("tiny-sd", unet, 1)
+    given = []
+    original_forward = type(unet).forward
+
+    def recording(self, *args, replicate_prev_features=None, **kwargs):
+        given.append(replicate_prev_features)
+        return original_forward(self, *args, replicate_prev_features=replicate_prev_features, **kwargs)
+
+    type(unet).forward = recording
+    try:
+        _, reuse_bytes = denoise(unet, inputs, 7, DeepCacheConfig(3, 0))
+        reuse = given[:]
+        given.clear()
+        _, linear_bytes = denoise(unet, inputs, 7, DeepCacheConfig(3, 0, cache_forecast="linear"))
+    finally:
+        type(unet).forward = original_forward
+    assert linear_bytes == 2 * reuse_bytes  # one more stored feature
+    assert given[1] is not None and torch.equal(given[1], reuse[1])  # one full step behind: reuse
+    assert not torch.equal(given[4], reuse[4])  # full steps 0 and 3 behind: a forecast
+
+
+def test_forecast_cost_times_the_forecast_beside_a_cached_step(capsys):
+    script("benchmark").main(["--forecast-cost", "--model", "tiny-sd", "--branches", "0", "1", "--repeats", "2"])
+    out = capsys.readouterr().out
+    assert "| branch | feature | cached step | linear forecast | share of the cached step |" in out
+    assert out.count(" % |") == 2
+
+
+def test_gpu_check_dry_run_writes_every_part(tmp_path):
+    argv = ["--tiny", "--batches", "1", "--intervals", "3", "--branches", "0", "--output-dir", str(tmp_path)]
+    report = script("gpu_check").main(argv)
+    assert {r["schedule"] for r in report["loops"]} == {"uniform", "uniform, linear"}
+    assert report["pipelines"][0]["model"] == "tiny-sd" and len(report["compile"]) == 2 and not report["skipped"]
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "### Whole pipeline" in table and "### torch.compile (eager)" in table
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["arguments"]["tiny"]
+    skipped = script("gpu_check").main([*argv, "--time-limit", "0"])
+    assert skipped["skipped"][0] == "loop tiny-sd batch 1" and not skipped["loops"]
+
+
+def test_forecast_script_picks_short_intervals_and_writes_its_tables(tmp_path, capsys):
+    forecast = script("forecast")
+    flops = {0: (572473344, 73760768), 1: (572473344, 215351296)}  # the emoji model's
+    assert forecast.setting_for(2.3, 50, flops) == {"branch": 0, "interval": 3, "ideal": pytest.approx(2.3527, 1e-3)}
+    assert forecast.setting_for(1.5, 50, flops)["interval"] == 2
+    argv = ["--solvers", "ddim", "--runs", "6:5", "--budgets", "2", "--samples", "2", "--calibration-prompts", "2"]
+    payload = forecast.main([*argv, "--batch-size", "2", "--output-dir", str(tmp_path)])
+    assert [r["method"] for r in payload["rows"]] == ["fewer steps", "reuse", "linear", "fitted"]
+    assert (tmp_path / "forecast_vs_speedup.png").exists() and "| 2x |" in (tmp_path / "tables.md").read_text()

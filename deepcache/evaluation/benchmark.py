@@ -11,7 +11,6 @@ drifts in machine speed hit all alike; on CUDA they are timed with CUDA events.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import statistics
 import time
@@ -152,7 +151,7 @@ def build_unet(name: str, device: str | torch.device = "cpu", dtype: torch.dtype
         unet = spec.unet_class.from_pretrained(trained[name](), subfolder="unet")
     else:
         torch.manual_seed(seed)
-        with torch.device(device) if str(device) == "meta" else contextlib.nullcontext():
+        with torch.device(device):  # built where it runs: no copy of random weights across devices
             unet = spec.unet_class(**spec.config)
     unet = unet.to(device)
     return (unet if dtype == torch.float32 else unet.to(dtype)).eval()
@@ -669,11 +668,13 @@ def compile_seconds(
     repeats: int = 3,
     mode: str = "default",
     backend: str = "inductor",
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, float]:
     """Does caching stack with ``torch.compile``? Median seconds of ``MODELS[name]``'s U-Net loop, eager and compiled
     (``dynamic=False``), uncached and cached with ``setting``, interleaved after one warm-up of each
     (which compiles)."""
-    unet = build_unet(name)
+    unet = build_unet(name, device, dtype)
     inputs = loop_inputs(name, unet, batch)
     compiled = torch.compile(unet, backend=backend, dynamic=False, **({"mode": mode} if backend == "inductor" else {}))
     variants = {
@@ -733,3 +734,67 @@ def forecast_cost(
                 }
             )
     return rows
+
+
+# Real-size text encoders and autoencoder of the pipelines the GPU check calls whole (random weights).
+CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+OPEN_CLIP_BIG_G = dict(
+    hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20, projection_dim=1280
+)
+SD_VAE = dict(
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    layers_per_block=2,
+    latent_channels=4,
+)
+
+
+def random_pipeline(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """The whole DeepCache pipeline of the real ``"sd1.5"`` or ``"sdxl"`` architecture with random weights, built on
+    ``device`` without any download (a byte-level tokenizer; text encoders, VAE and U-Net at their real sizes); or a
+    ``"tiny-sd"`` one, for dry runs."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from ..pipelines import DeepCacheStableDiffusionXLPipeline
+    from ..testing import tiny_clip_tokenizer, tiny_pipeline
+
+    if name == "tiny-sd":
+        return tiny_pipeline("sd", cls=DeepCacheStableDiffusionPipeline).to(device, dtype)
+    if name not in ("sd1.5", "sdxl"):
+        raise ValueError(f"`name` must be 'sd1.5', 'sdxl' or 'tiny-sd', but got {name!r}.")
+    tokenizer = tiny_clip_tokenizer()
+
+    def text_encoder(cls, **sizes):
+        config = CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=77, **sizes)
+        return cls(config)
+
+    scheduler = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1)
+    with torch.device(device):
+        unet = build_unet(name, device, dtype)
+        vae = AutoencoderKL(**SD_VAE, sample_size=512 if name == "sd1.5" else 1024)
+        if name == "sd1.5":
+            pipe = DeepCacheStableDiffusionPipeline(
+                vae=vae,
+                text_encoder=text_encoder(CLIPTextModel, **CLIP_L),
+                tokenizer=tokenizer,
+                unet=unet,
+                scheduler=DDIMScheduler(**scheduler, clip_sample=False, set_alpha_to_one=False),
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+        else:
+            pipe = DeepCacheStableDiffusionXLPipeline(
+                vae=vae,
+                text_encoder=text_encoder(CLIPTextModel, **CLIP_L),
+                text_encoder_2=text_encoder(CLIPTextModelWithProjection, **OPEN_CLIP_BIG_G),
+                tokenizer=tokenizer,
+                tokenizer_2=tokenizer,
+                unet=unet,
+                scheduler=EulerDiscreteScheduler(**scheduler, timestep_spacing="leading"),
+                add_watermarker=False,
+            )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device, dtype)
