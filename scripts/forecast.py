@@ -58,6 +58,15 @@ def parse(argv):
     parser.add_argument("--samples", type=int, default=128, help="evaluation samples (default 128)")
     parser.add_argument("--calibration-prompts", type=int, default=16, help="prompts of the calibration call")
     parser.add_argument("--scalar", action="store_true", help="also fit one gain for all channels")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["fewer steps", *METHODS],
+        help="what to run (default: fewer steps, reuse, linear, fitted)",
+    )
+    parser.add_argument(
+        "--merge", action="store_true", help="keep --output-dir's earlier rows, replacing those measured again"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process (default 1)")
     parser.add_argument("--model", help="a pipeline folder (default: the embedded emoji model)")
@@ -110,8 +119,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     prompts = prompts_from(args.samples, 0)
     calibration_prompts = prompts_from(args.calibration_prompts, CALIBRATION_OFFSET)
     flops = branch_flops(pipe, args.branches)
-    methods = METHODS + (("fitted, one gain",) if args.scalar else ())
+    methods = [m for m in args.methods if m != "fewer steps"] + (["fitted, one gain"] if args.scalar else [])
     rows = []
+    earlier = json.loads((Path(args.output_dir) / "results.json").read_text())["rows"] if args.merge else []
     started = time.perf_counter()
     for solver in args.solvers:
         _, scheduler_class, extra = SOLVERS[solver]
@@ -124,7 +134,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                 setting = setting_for(budget, steps, flops)
                 caching = dict(cache_interval=setting["interval"], cache_branch_id=setting["branch"])
                 fewer = max(1, round(steps / setting["ideal"]))
-                candidates = {"fewer steps": dict(call, num_inference_steps=fewer)}
+                candidates = (
+                    {"fewer steps": dict(call, num_inference_steps=fewer)} if "fewer steps" in args.methods else {}
+                )
                 calibration_call = dict(
                     prompt=calibration_prompts,
                     generator=[torch.Generator().manual_seed(10**6 + i) for i in range(len(calibration_prompts))],
@@ -170,11 +182,19 @@ def main(argv: list[str] | None = None) -> dict | None:
                             flush=True,
                         )
             if state.is_main_process:  # written after each run, so a long measurement shows what it has
-                payload = write(args, flops, rows)
+                payload = write(args, flops, merged(earlier, rows))
     if not state.is_main_process:
         return None
     print(tables(payload))
     return payload
+
+
+def merged(earlier: list[dict], rows: list[dict]) -> list[dict]:
+    """``earlier`` rows with those measured again replaced by ``rows``, in the tables' order."""
+    key = lambda r: (r["solver"], r["steps"], r["guidance"], r["budget"], r["method"])  # noqa: E731
+    new = {key(r): r for r in rows}
+    kept = [new.pop(key(r), r) for r in earlier]
+    return kept + list(new.values())
 
 
 def write(args, flops: dict, rows: list[dict]) -> dict:

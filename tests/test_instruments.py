@@ -407,3 +407,6 @@ def test_forecast_script_picks_short_intervals_and_writes_its_tables(tmp_path, c
     payload = forecast.main([*argv, "--batch-size", "2", "--output-dir", str(tmp_path)])
     assert [r["method"] for r in payload["rows"]] == ["fewer steps", "reuse", "linear", "fitted"]
     assert (tmp_path / "forecast_vs_speedup.png").exists() and "| 2x |" in (tmp_path / "tables.md").read_text()
+    again = forecast.main([*argv, "--batch-size", "2", "--output-dir", str(tmp_path), "--methods", "fitted", "--merge"])
+    assert [r["method"] for r in again["rows"]] == ["fewer steps", "reuse", "linear", "fitted"]
+    assert again["rows"][:3] == payload["rows"][:3] and again["rows"][3]["meta"]["chosen"]
