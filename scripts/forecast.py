@@ -220,11 +220,40 @@ def scores(reference: torch.Tensor, images: torch.Tensor, prompts: list[str]) ->
     }
 
 
+def summary(payload: dict) -> str:
+    """One Markdown table of every run: held-out PSNR of each method, the fitted calibration's choice and its PSNR
+    on the calibration prompts, fitted minus fewer steps."""
+    rows = payload["rows"]
+    lines = [
+        "| solver, steps, guidance | budget | setting (FLOP-ideal) | reuse | linear | fitted (chosen) | fewer steps "
+        "| fitted - fewer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for group in dict.fromkeys((r["solver"], r["steps"], r["guidance"], r["budget"]) for r in rows):
+        cells = {r["method"]: r for r in rows if (r["solver"], r["steps"], r["guidance"], r["budget"]) == group}
+        if not {"reuse", "linear", "fitted", "fewer steps"} <= set(cells):
+            continue
+        fitted, fewer = cells["fitted"], cells["fewer steps"]
+        best = max(r["psnr"] for r in cells.values())
+        values = {m: f"**{r['psnr']:.1f}**" if r["psnr"] == best else f"{r['psnr']:.1f}" for m, r in cells.items()}
+        meta = fitted["meta"] or {}
+        chosen = meta.get("chosen", "?")
+        calibration = meta.get("calibration_psnr", {}).get(chosen)
+        chosen += "" if calibration is None else f"; calibration {calibration:.1f}"
+        lines.append(
+            f"| {SOLVERS[group[0]][0]}, {group[1]}, {group[2]:g} | {group[3]:g}x | b{fitted['branch']} "
+            f"N={fitted['interval']} ({fitted['ideal']:.2f}x) | {values['reuse']} | {values['linear']} | "
+            f"{values['fitted']} ({chosen}) | {values['fewer steps']} ({fewer['call_steps']}) | "
+            f"{fitted['psnr'] - fewer['psnr']:+.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def tables(payload: dict) -> str:
-    """One Markdown table per run: budgets down, PSNR of each method across (best in bold)."""
+    """The summary, then one Markdown table per run: budgets down, PSNR of each method across (best in bold)."""
     rows = payload["rows"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = []
+    lines = ["## Summary (PSNR dB against the uncached samples)", "", summary(payload), ""]
     for solver, steps, guidance in dict.fromkeys((r["solver"], r["steps"], r["guidance"]) for r in rows):
         group = [r for r in rows if (r["solver"], r["steps"], r["guidance"]) == (solver, steps, guidance)]
         lines += [
