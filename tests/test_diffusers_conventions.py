@@ -71,6 +71,7 @@ def test_signature_is_the_parents_plus_keyword_only_caching_parameters(cls):
         "cache_min_interval",
         "cache_full_steps",
         "cut_controlnet",
+        "cache_forecast",
         "gate_step",
         "block_cache",
     ]
