@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from deepcache.evaluation.benchmark import (
     controlnet_flops,
     controlnet_pipeline_seconds,
     forecast_cost,
+    machine,
     markdown_table,
     pipeline_and_loop_seconds,
     settings_grid,
@@ -55,17 +55,6 @@ from deepcache.runtime import DeepCacheConfig
 from deepcache.schedules import FORECAST_RULES
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def machine(device: str, threads: int) -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {threads} thread(s), torch {torch.__version__}"
 
 
 PIPELINES = {

@@ -28,7 +28,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 
 import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import DeepCacheStableDiffusionPipeline, calibrate_forecast
-from deepcache.embedded.emoji import load_catalog
+from deepcache.embedded.emoji import shuffled_training_captions
 from deepcache.embedded.text_to_image import embedded_text_to_image_path
 from deepcache.evaluation.metrics import FeatureDistances, emoji_features, emoji_text_score, psnr, ssim
 from deepcache.evaluation.parallel import end_processes, process_state, sample_images
@@ -76,14 +76,6 @@ def parse(argv):
     return args
 
 
-def prompts_from(count: int, offset: int) -> list[str]:
-    """``count`` training captions in a seeded random order, from ``offset`` on."""
-    emoji, held_out = load_catalog()
-    captions = [e.name for e, out in zip(emoji, held_out) if not out]
-    order = torch.randperm(len(captions), generator=torch.Generator().manual_seed(0)).tolist()
-    return [captions[order[(offset + i) % len(order)]] for i in range(count)]
-
-
 def branch_flops(pipe, branches) -> dict[int, tuple[int, int]]:
     """Full and cached U-Net FLOPs per branch, for one guided sample."""
     config = pipe.unet.config
@@ -116,8 +108,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     pipe.to(state.device)
     base_config = pipe.scheduler.config
     seeds = list(range(args.samples))
-    prompts = prompts_from(args.samples, 0)
-    calibration_prompts = prompts_from(args.calibration_prompts, CALIBRATION_OFFSET)
+    prompts = shuffled_training_captions(args.samples, 0)
+    calibration_prompts = shuffled_training_captions(args.calibration_prompts, CALIBRATION_OFFSET)
     flops = branch_flops(pipe, args.branches)
     methods = [m for m in args.methods if m != "fewer steps"] + (["fitted, one gain"] if args.scalar else [])
     rows = []

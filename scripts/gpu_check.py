@@ -29,8 +29,10 @@ import torch
 
 import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache.evaluation.benchmark import (
+    Row,
     benchmark,
     compile_seconds,
+    machine,
     markdown_table,
     random_pipeline,
     settings_grid,
@@ -77,7 +79,13 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     dtype = DTYPES[args.dtype]
     original = load_original_helper(args.original) if args.original else None
-    report = {"machine": machine(args.device), "arguments": vars(args), "loops": [], "pipelines": [], "compile": []}
+    report = {
+        "machine": machine(args.device, torch.get_num_threads()),
+        "arguments": vars(args),
+        "loops": [],
+        "pipelines": [],
+        "compile": [],
+    }
     skipped = report["skipped"] = []
 
     def in_time(part: str) -> bool:
@@ -164,12 +172,6 @@ def _free() -> None:
         torch.cuda.empty_cache()
 
 
-def machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    return f"CPU, torch {torch.__version__}"
-
-
 def markdown(report: dict) -> str:
     args = report["arguments"]
     lines = [
@@ -181,7 +183,7 @@ def markdown(report: dict) -> str:
         "",
     ]
     if report["loops"]:
-        rows = [_Row(**row) for row in report["loops"]]
+        rows = [Row(**row) for row in report["loops"]]
         lines += [markdown_table(rows), ""]
     if report["pipelines"]:
         lines += [
@@ -216,13 +218,6 @@ def markdown(report: dict) -> str:
             )
         lines.append("")
     return "\n".join(lines)
-
-
-class _Row:
-    """A loop row read back from JSON, for ``markdown_table``."""
-
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from deepcache import (
     profile_blocks,
 )
 from deepcache.embedded import embedded_model_path, load_digits
+from deepcache.embedded.emoji import shuffled_training_captions as evaluation_prompts
 from deepcache.embedded.text_to_image import embedded_text_to_image_path
 from deepcache.evaluation.metrics import (
     FeatureDistances,
@@ -472,16 +473,6 @@ def _subgroups() -> dict[str, str]:
     from deepcache.embedded.emoji import load_catalog
 
     return {e.name: e.subgroup for e in load_catalog()[0]}
-
-
-def evaluation_prompts(count: int, offset: int = 0) -> list[str]:
-    """``count`` training captions in a seeded random order (``offset`` picks another stretch of it)."""
-    from deepcache.embedded.emoji import load_catalog
-
-    emoji, held_out = load_catalog()
-    captions = [e.name for e, out in zip(emoji, held_out) if not out]
-    order = torch.randperm(len(captions), generator=torch.Generator().manual_seed(0)).tolist()
-    return [captions[order[(offset + i) % len(order)]] for i in range(count)]
 
 
 def report(

@@ -158,6 +158,17 @@ def load_catalog(path: str | Path = CATALOG_PATH) -> tuple[list[Emoji], list[boo
     return [Emoji(r["text"], r["name"], r["group"], r["subgroup"]) for r in rows], [r["held_out"] for r in rows]
 
 
+def shuffled_training_captions(count: int, offset: int = 0) -> list[str]:
+    """``count`` training captions in a seeded random order (``offset`` picks another stretch of it, wrapping):
+    the prompts the measuring scripts sample with."""
+    import torch
+
+    emoji, held_out = load_catalog()
+    captions = [e.name for e, out in zip(emoji, held_out) if not out]
+    order = torch.randperm(len(captions), generator=torch.Generator().manual_seed(0)).tolist()
+    return [captions[order[(offset + i) % len(order)]] for i in range(count)]
+
+
 def unique_rows(images: np.ndarray) -> list[int]:
     """Indices of the images that are not byte-identical to an earlier one."""
     seen, keep = set(), []

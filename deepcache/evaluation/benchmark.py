@@ -12,6 +12,7 @@ drifts in machine speed hit all alike; on CUDA they are timed with CUDA events.
 from __future__ import annotations
 
 import copy
+import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -286,6 +287,18 @@ def denoise_with_original(
     finally:
         helper.disable()  # its block patches sit on modules shared with `unet`
     return sample
+
+
+def machine(device: str, threads: int) -> str:
+    """The device the timings ran on, for their tables: GPU name, torch and CUDA; or the CPU model and threads."""
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {threads} thread(s), torch {torch.__version__}"
 
 
 class _Timer:

@@ -2,7 +2,7 @@
 DeepCache schedules, each measured on the user's own pipeline over uncached runs."""
 
 from .calibration import calibrate_schedule
-from .calls import input_calls, output_images
+from .calls import call_generators, input_calls, output_images
 from .fidelity import mean_psnr, mean_ssim, psnr, ssim
 from .flops import (
     branch_step_flops,

@@ -41,3 +41,14 @@ def output_images(output) -> torch.Tensor:
         array = array.astype(np.float32) / 255
     array = array.reshape(-1, *array.shape[-3:])  # video frames: one image each
     return torch.from_numpy(np.ascontiguousarray(array)).float().permute(0, 3, 1, 2)
+
+
+def call_generators(call: Mapping) -> list[torch.Generator]:
+    """The ``torch.Generator`` objects among a call's arguments (alone or in lists), in order."""
+    found = []
+    for value in call.values():
+        if isinstance(value, torch.Generator):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found += [v for v in value if isinstance(v, torch.Generator)]
+    return found

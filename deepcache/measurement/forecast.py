@@ -30,11 +30,11 @@ from collections.abc import Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..models import cache_aware, take_extra
+from ..models import cache_aware
 from ..runtime import caching_configs, caching_fields, call_with_run, diffusers_class, refuse_helper, unwrap
 from ..runtime.deepcache import DeepCacheRun, make_run
 from ..schedules import ForecastCalibration, extrapolate, linear_gain, scheduler_facts
-from .calls import input_calls, output_images
+from .calls import call_generators, input_calls, output_images
 from .fidelity import mean_psnr
 
 DAMPING = (0.25, 0.5, 0.75, 1.0, 1.25)  # multiples of the linear rule's gain checked beside the fit
@@ -61,7 +61,7 @@ class _FittingRun(DeepCacheRun):
         (_, earlier), (_, last) = history[-2:]
         unet, args, kwargs = self.inputs
         _, extras = unwrap(unet).forward(*args, **{**kwargs, "cache_branch_id": self.branch, "return_dict": False})
-        step, residual = (last - earlier).double(), (take_extra((None, extras), "features")[0] - last).double()
+        step, residual = (last - earlier).double(), (extras["features"] - last).double()
         dims = [d for d in range(step.ndim) if d != 1] if self.per_channel else list(range(step.ndim))
         sums = self.sums.setdefault(self.iteration, [0.0, 0.0])
         sums[0] = sums[0] + (residual * step).sum(dims)
@@ -126,13 +126,15 @@ def calibrate_forecast(
     parent_call = diffusers_class(type(pipe)).__call__.__get__(pipe)
     if "output_type" in inspect.signature(parent_call).parameters:
         runs = [{"output_type": "np", **run} for run in runs]
-    states = [_generator_states(run) for run in runs]
+    states = [[g.get_state() for g in call_generators(run)] for run in runs]  # before any call consumes them
     branch = make_run(pipe, config, getattr(pipe, "deepcache_defaults", None)).branch
     sums, shape = {}, None
     bar = tqdm(total=(4 + len(DAMPING)) * len(runs), desc="Forecast calibration", disable=not progress)
 
     def images(index: int, run=None) -> torch.Tensor:
-        kwargs = {**runs[index], **_fresh_generators(runs[index], states[index])}
+        for generator, state in zip(call_generators(runs[index]), states[index]):  # the same noise every time
+            generator.set_state(state)
+        kwargs = runs[index]
         output = parent_call(**kwargs) if run is None else call_with_run(pipe, parent_call, (), kwargs, run)
         bar.update(1)
         return output_images(output)
@@ -180,26 +182,3 @@ def calibrate_forecast(
 
 def _as_list(gain) -> list[float]:
     return [float(v) for v in (gain.tolist() if isinstance(gain, torch.Tensor) else [gain])]
-
-
-def _generators(run: dict) -> list[torch.Generator]:
-    generator = run.get("generator")
-    if generator is None:
-        return []
-    return list(generator) if isinstance(generator, (list, tuple)) else [generator]
-
-
-def _generator_states(run: dict) -> list[torch.Tensor]:
-    """The states of a call's generators before any call consumes them."""
-    return [g.get_state() for g in _generators(run)]
-
-
-def _fresh_generators(run: dict, states: list[torch.Tensor]) -> dict:
-    """The call's ``generator`` argument with each generator back at its first state, so every call draws the same
-    noise."""
-    generators = _generators(run)
-    if not generators:
-        return {}
-    for generator, state in zip(generators, states):
-        generator.set_state(state)
-    return {"generator": run["generator"]}

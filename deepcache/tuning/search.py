@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..measurement import branch_step_flops, ideal_speedup, module_flops, output_images
+from ..measurement import branch_step_flops, call_generators, ideal_speedup, module_flops, output_images
 from ..measurement.fidelity import mean_psnr, mean_ssim
 from ..models import cross_attention_names
 from ..runtime import DeepCacheConfig, FewStepsWarning, GateStepWarning, branch_layout, diffusers_class, unwrap
@@ -137,7 +137,7 @@ class Search:
         self.families: list[Family] = [strategy() for strategy in STRATEGIES if strategy.name in request.families]
         self.generator_states = {}
         for call in [*request.calls, *(request.held_out_calls or [])]:
-            for generator in _generators(call):
+            for generator in call_generators(call):
                 self.generator_states.setdefault(id(generator), generator.get_state())
         self.points: list[TunedPoint] = []
         self.evaluations = 0  # settings run on the calibration inputs
@@ -494,16 +494,6 @@ class Search:
             self.points[index] = dataclasses.replace(
                 self.points[index], measured_speedup=reference / statistics.median(times[index])
             )
-
-
-def _generators(call: dict) -> list[torch.Generator]:
-    found = []
-    for value in call.values():
-        if isinstance(value, torch.Generator):
-            found.append(value)
-        elif isinstance(value, (list, tuple)):
-            found += [v for v in value if isinstance(v, torch.Generator)]
-    return found
 
 
 def _strategy(name: str) -> type[Family]:
