@@ -11,6 +11,10 @@ CACHE_CLASSES = {
     "sdxl": deepcache.DeepCacheUNet2DConditionModel,
     "svd": deepcache.DeepCacheUNetSpatioTemporalConditionModel,
     "ddpm": deepcache.DeepCacheUNet2DModel,
+    "motion": deepcache.DeepCacheUNetMotionModel,
+    "3d": deepcache.DeepCacheUNet3DConditionModel,
+    "i2vgenxl": deepcache.DeepCacheI2VGenXLUNet,
+    "audioldm2": deepcache.DeepCacheAudioLDM2UNet2DConditionModel,
 }
 
 

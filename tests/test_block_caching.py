@@ -121,13 +121,16 @@ def units_replaced_by_hand(model, given):
     """Within the block, each unit of ``given`` outputs its skip path plus the given residual, by forward hooks."""
 
     def hook(name):
-        def replace(module, module_args, output):
-            tensor = skip_path_by_hand(module, module_args[0], given[name].shape) + given[name]
+        def replace(module, module_args, module_kwargs, output):
+            unit_input = (
+                module_args[0] if module_args else module_kwargs.get("input_tensor", module_kwargs.get("hidden_states"))
+            )
+            tensor = skip_path_by_hand(module, unit_input, given[name].shape) + given[name]
             return (tensor,) if isinstance(output, tuple) else tensor
 
         return replace
 
-    handles = [model.get_submodule(name).register_forward_hook(hook(name)) for name in given]
+    handles = [model.get_submodule(name).register_forward_hook(hook(name), with_kwargs=True) for name in given]
     try:
         yield
     finally:

@@ -44,15 +44,27 @@ def test_cached_step_fed_its_own_full_step_features_reproduces_the_full_step(mod
         assert returned is features
 
 
+LAYER_LISTS = ("resnets", "attentions", "motion_modules", "temp_convs", "temp_attentions")
+
+
+def _layer_modules(prefix: str, block, j: int) -> set[str]:
+    """Layer ``j`` of a block: its resnet and what runs with it (AudioLDM2: several attentions per layer)."""
+    names = set()
+    for kind in LAYER_LISTS:
+        modules = getattr(block, kind, None)
+        if modules:
+            per_layer = len(modules) // len(block.resnets)
+            names |= {f"{prefix}.{kind}.{k}" for k in range(j * per_layer, (j + 1) * per_layer)}
+    return names
+
+
 def _expected_modules(unet, branch: int) -> set[str]:
     """Modules a cached step at ``branch`` runs, enumerated from the definition of the skip numbering."""
     ran, skip = set(), 1
     for i, block in enumerate(unet.down_blocks):
         for j in range(len(block.resnets)):
             if skip <= branch:
-                ran |= {f"down_blocks.{i}.resnets.{j}"} | (
-                    {f"down_blocks.{i}.attentions.{j}"} if getattr(block, "attentions", None) else set()
-                )
+                ran |= _layer_modules(f"down_blocks.{i}", block, j)
             skip += 1
         if block.downsamplers:
             if skip <= branch:
@@ -62,9 +74,7 @@ def _expected_modules(unet, branch: int) -> set[str]:
     for u, block in enumerate(unet.up_blocks):
         for j in range(len(block.resnets)):
             if consumed <= branch:
-                ran |= {f"up_blocks.{u}.resnets.{j}"} | (
-                    {f"up_blocks.{u}.attentions.{j}"} if getattr(block, "attentions", None) else set()
-                )
+                ran |= _layer_modules(f"up_blocks.{u}", block, j)
                 if block.upsamplers:
                     ran.add(f"up_blocks.{u}.upsamplers.0")
             consumed -= 1
@@ -72,7 +82,8 @@ def _expected_modules(unet, branch: int) -> set[str]:
 
 
 def _record_modules(unet):
-    pattern = re.compile(r"(down_blocks|up_blocks)\.\d+\.(resnets|attentions|downsamplers|upsamplers)\.\d+$|mid_block$")
+    lists = "|".join((*LAYER_LISTS, "downsamplers", "upsamplers"))
+    pattern = re.compile(rf"(down_blocks|up_blocks)\.\d+\.({lists})\.\d+$|mid_block$")
     ran = set()
     for name, module in unet.named_modules():
         if pattern.match(name):
@@ -308,19 +319,54 @@ def test_controlnet_residuals_full_and_cached_steps_on_every_branch():
         assert torch.equal(step, expected), branch
 
 
-def test_t2i_adapter_residuals_are_refused_on_cached_steps_only():
+ADAPTER_SHAPES = {  # (channels, size) of each down block's T2I-Adapter residual in the tiny U-Nets
+    "sd1.5": ((8, 16), (16, 8), (16, 4), (32, 2)),  # cross-attention blocks: after their last layer
+    "sdxl": ((8, 8), (16, 8), (32, 4)),  # SDXL's first block has none: after its downsampler
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ADAPTER_SHAPES))
+def test_t2i_adapter_residuals_on_full_cached_and_adaptive_steps_of_every_branch(kind):
+    """A cached step applies the adapter residuals of the down blocks whose end it runs; fed its own full step's
+    features it reproduces the full step exactly, and an adaptive step that refreshes equals it."""
+    plain, cached = tiny_unet(kind), tiny_unet(kind, cls=DeepCacheUNet2DConditionModel)
+    args, kwargs = tiny_unet_inputs(kind)
+    generator = torch.Generator().manual_seed(3)
+    adapter = [torch.randn(2, c, s, s, generator=generator) for c, s in ADAPTER_SHAPES[kind]]
+
+    def call(unet, **extra):
+        return unet(*args, **kwargs, down_intrablock_additional_residuals=list(adapter), **extra, return_dict=False)
+
+    expected = call(plain)[0]
+    assert not torch.equal(expected, plain(*args, **kwargs).sample)
+    for branch in range(cached.deepcache_layout.num_branches):
+        full, extras = call(cached, cache_branch_id=branch)
+        assert torch.equal(full, expected), branch
+        step, _ = call(cached, cache_branch_id=branch, replicate_prev_features=extras["features"])
+        assert torch.equal(step, expected), branch
+        refreshed, _ = call(
+            cached,
+            cache_branch_id=branch,
+            replicate_prev_features=extras["features"],
+            cache_refresh=lambda tensor: True,
+        )
+        torch.testing.assert_close(refreshed, expected, rtol=0, atol=1e-5)
+    # A cached step fed other features still takes the residuals of the blocks it runs: they change its output.
+    _, extras = call(cached, cache_branch_id=3)
+    with_adapter, _ = call(cached, cache_branch_id=3, replicate_prev_features=extras["features"])
+    without, _ = cached(
+        *args, **kwargs, cache_branch_id=3, replicate_prev_features=extras["features"], return_dict=False
+    )
+    assert not torch.equal(with_adapter, without)
+
+
+def test_deprecated_adapter_form_is_refused_on_cached_steps_with_the_form_to_use():
     cached = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
     args, _ = tiny_unet_inputs("sd1.5")
-    adapter = [torch.zeros(2, c, s, s) for c, s in ((8, 16), (16, 8), (16, 4), (32, 2))]
-    _, extras = cached(*args, down_intrablock_additional_residuals=list(adapter), cache_branch_id=1, return_dict=False)
-    features = extras["features"]
-    with pytest.raises(NotImplementedError, match="T2I-Adapter"):
-        cached(
-            *args,
-            down_intrablock_additional_residuals=list(adapter),
-            cache_branch_id=1,
-            replicate_prev_features=features,
-        )
+    adapter = tuple(torch.zeros(2, c, s, s) for c, s in ADAPTER_SHAPES["sd1.5"])
+    features = cached(*args, cache_branch_id=1).features
+    with pytest.raises(ValueError, match="down_intrablock_additional_residuals"):
+        cached(*args, down_block_additional_residuals=adapter, cache_branch_id=1, replicate_prev_features=features)
 
 
 def test_adaptive_step_that_refreshes_equals_the_full_step_on_every_branch(models):

@@ -14,10 +14,16 @@ from .gates import cross_attention_names
 from .outputs import EXTRA_OUTPUTS, take_extra
 from .unets import (
     CACHE_AWARE_UNETS,
+    DeepCacheAudioLDM2UNet2DConditionModel,
+    DeepCacheI2VGenXLUNet,
     DeepCacheUNet2DConditionModel,
     DeepCacheUNet2DConditionOutput,
     DeepCacheUNet2DModel,
     DeepCacheUNet2DOutput,
+    DeepCacheUNet3DConditionModel,
+    DeepCacheUNet3DConditionOutput,
+    DeepCacheUNetMotionModel,
+    DeepCacheUNetMotionOutput,
     DeepCacheUNetSpatioTemporalConditionModel,
     DeepCacheUNetSpatioTemporalConditionOutput,
     cache_aware,

@@ -83,7 +83,11 @@ class _ReusableUnit(nn.Module):
         self.record = False
         self.residual: torch.Tensor | None = None
 
-    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+    def forward(self, *args, **kwargs):
+        if args:
+            hidden_states, args = args[0], args[1:]
+        else:  # a resnet's input is `input_tensor` (AnimateDiff's blocks pass it by name)
+            hidden_states = kwargs.pop("input_tensor" if "input_tensor" in kwargs else "hidden_states")
         if self.reuse is not None:
             skip = _skip_path(self.unit, hidden_states, self.reuse.shape)
             output = self.reuse if skip is None else skip + self.reuse

@@ -29,7 +29,7 @@ from torch import nn
 
 from .blocks import build_unit_view, units_set
 from .gates import build_gate_view, gates_set
-from .views import cached_view, layer_view, shallow_view, swap_class
+from .views import cached_view, layer_lists, layer_view, shallow_view, swap_class
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class BranchLayout:
                         f"DeepCache cannot cut {kind}_blocks[{index}] ({type(block).__name__}): only blocks "
                         "made of `resnets` (with optional `attentions`) and down/upsamplers are supported."
                     )
+                layer_lists(block)  # a block whose layers cannot be cut is refused now, not at a cached step
         layout = cls(
             down_skips=tuple(len(b.resnets) + (1 if getattr(b, "downsamplers", None) else 0) for b in unet.down_blocks),
             up_layers=tuple(len(b.resnets) for b in unet.up_blocks),
@@ -176,6 +177,29 @@ class _Inject(nn.Module):
         return self.features
 
 
+class _PassOnFirst(nn.Module):
+    """Stands in for a 3D U-Net's ``transformer_in`` in the deep view: the branch's tensor goes on as it is."""
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor]:
+        return (hidden_states,)
+
+
+class _DownsampleOnly(nn.Module):
+    """A down block after its last layer, in the deep view: only its downsampler runs (its layers ran in the
+    cached view). It stands where the block stood, so it takes what the block took, T2I-Adapter residual included,
+    and adds nothing of its layers."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.downsamplers = block.downsamplers
+        self.has_cross_attention = getattr(block, "has_cross_attention", False)
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        for downsampler in self.downsamplers:
+            hidden_states = downsampler(hidden_states)
+        return hidden_states, (hidden_states,)
+
+
 class _Stop(nn.Module):
     """The last up block of the deep view: records the deep feature and passes it on unchanged.
 
@@ -243,15 +267,19 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
     whole, down_layers = layout.down_cut(branch)
     down, deeper_down = list(unet.down_blocks[:whole]), list(unet.down_blocks[whole:])
     if down_layers:
-        down.append(layer_view(unet.down_blocks[whole], slice(0, down_layers), downsamplers=None))
-        deeper_down[0] = layer_view(unet.down_blocks[whole], slice(down_layers, None))
+        block = unet.down_blocks[whole]
+        down.append(layer_view(block, slice(0, down_layers), downsamplers=None))
+        last = down_layers == len(block.resnets)
+        deeper_down[0] = _DownsampleOnly(block) if last else layer_view(block, slice(down_layers, None))
     up = [tap.block, *shallower_up]
     cached = shallow_view(
         unet, down_blocks=nn.ModuleList(down), mid_block=(replay := _Replay()), up_blocks=nn.ModuleList(up)
     )
+    deep_input = {"transformer_in": _PassOnFirst()} if getattr(unet, "transformer_in", None) is not None else {}
     deep = shallow_view(
         unet,
         conv_in=(inject := _Inject()),
+        **deep_input,
         down_blocks=nn.ModuleList(deeper_down),
         up_blocks=nn.ModuleList([*deeper_up, *deeper_part, stop := _Stop()]),
         conv_norm_out=nn.Identity(),
@@ -270,24 +298,41 @@ class _ViewStack:
     gates: dict[str, nn.Module] | None
 
 
-def _without_deep_residuals(kwargs: dict) -> dict:
-    """ControlNet's residual for the mid block has no effect on a cached step, where no deep layer runs.
+def adapter_split(unet: nn.Module, layout: BranchLayout, branch: int) -> int:
+    """How many T2I-Adapter residuals a cached step at ``branch`` applies: one per down block whose adapter point
+    it reaches. A block with cross-attention adds its residual after its last layer, any other after the whole
+    block (its downsampler included); a deep view gets the residuals from the first block it finishes."""
+    whole, layers = layout.down_cut(branch)
+    if layers and layers == len(unet.down_blocks[whole].resnets):
+        return whole + int(getattr(unet.down_blocks[whole], "has_cross_attention", False))
+    return whole
 
-    The stored feature already includes the residual of the full step that produced it. The
-    residual is replaced by a zero scalar, not dropped, so the shallow skips keep theirs.
-    T2I-Adapter residuals are added inside the down blocks a cached step cuts, so they are refused.
+
+def _without_deep_residuals(kwargs: dict, adapter_residuals: int) -> dict:
+    """A cached step's residuals: only those of the layers it runs (and ``adapter_residuals`` T2I-Adapter ones).
+
+    ControlNet's residual for the mid block has no effect on a cached step, where no deep layer
+    runs: the stored feature already includes the residual of the full step that produced it. It is
+    replaced by a zero scalar, not dropped, so the shallow skips keep theirs. Of T2I-Adapter's
+    residuals (one per down block) a cached step gets those of the blocks whose end it runs.
     """
-    if kwargs.get("down_intrablock_additional_residuals") is not None or (
+    if (
         kwargs.get("down_block_additional_residuals") is not None
         and kwargs.get("mid_block_additional_residual") is None
     ):
-        raise NotImplementedError(
-            "DeepCache's cached steps do not support T2I-Adapter residuals; run with caching off."
+        raise ValueError(
+            "DeepCache takes T2I-Adapter residuals as `down_intrablock_additional_residuals`, as diffusers' adapter "
+            "pipelines pass them; `down_block_additional_residuals` without `mid_block_additional_residual` is "
+            "diffusers' deprecated form."
         )
+    kwargs = dict(kwargs)
+    adapter = kwargs.get("down_intrablock_additional_residuals")
+    if adapter is not None:
+        kwargs["down_intrablock_additional_residuals"] = list(adapter)[:adapter_residuals]
     residual = kwargs.get("mid_block_additional_residual")
-    if residual is None:
-        return kwargs
-    return {**kwargs, "mid_block_additional_residual": residual.new_zeros(())}
+    if residual is not None:
+        kwargs["mid_block_additional_residual"] = residual.new_zeros(())
+    return kwargs
 
 
 class DeepCacheUNetMixin:
@@ -448,7 +493,8 @@ class DeepCacheUNetMixin:
                 views.replay.features = features
                 if refresh is not None:
                     views.replay.refresh, views.replay.deep = refresh, self._deep_layers(views, branch, args, kwargs)
-                (sample,) = super(DeepCacheUNetMixin, views.cached).forward(*args, **_without_deep_residuals(kwargs))
+                cached_kwargs = _without_deep_residuals(kwargs, adapter_split(self, BranchLayout.of(self), branch))
+                (sample,) = super(DeepCacheUNetMixin, views.cached).forward(*args, **cached_kwargs)
                 features = views.replay.features
         finally:  # the model keeps no tensor between calls
             views.tap.features = views.replay.features = views.inject.features = views.stop.features = None
@@ -464,6 +510,10 @@ class DeepCacheUNetMixin:
         residuals = kwargs.get("down_block_additional_residuals")
         if residuals is not None:
             kwargs = {**kwargs, "down_block_additional_residuals": tuple(residuals)[branch:]}
+        adapter = kwargs.get("down_intrablock_additional_residuals")
+        if adapter is not None:  # the adapter residuals of the down blocks the deep layers finish
+            whole_blocks, _ = BranchLayout.of(self).down_cut(branch)
+            kwargs = {**kwargs, "down_intrablock_additional_residuals": list(adapter)[whole_blocks:]}
 
         def deep(hidden_states: torch.Tensor) -> torch.Tensor:
             views.inject.features = hidden_states

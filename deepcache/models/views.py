@@ -74,11 +74,34 @@ def cached_view(unet: nn.Module, key, build):
     return cache["views"][key]
 
 
+def layer_lists(block: nn.Module) -> dict[str, int]:
+    """``block``'s layer lists, each with its entries per layer (one layer: one resnet and what runs with it).
+
+    Every layer list but the down/upsamplers runs layer by layer with ``resnets``: attentions,
+    AnimateDiff's motion modules, the temporal convolutions and attentions of 3D blocks. A list ``k``
+    times as long as ``resnets`` (AudioLDM2's two cross-attentions per layer) holds ``k`` per layer.
+    """
+    count = len(block.resnets)
+    lists = {}
+    for name, modules in block._modules.items():
+        if isinstance(modules, nn.ModuleList) and name not in ("downsamplers", "upsamplers") and len(modules):
+            per_layer, rest = divmod(len(modules), count) if count else (0, len(modules))
+            if rest or not per_layer:
+                raise ValueError(
+                    f"DeepCache cannot cut {type(block).__name__}: its `{name}` has {len(modules)} entries for "
+                    f"{count} layers (resnets)."
+                )
+            lists[name] = per_layer
+    return lists
+
+
 def layer_view(block: nn.Module, layers: slice, **children) -> nn.Module:
-    """A view of ``block`` that runs only ``layers`` of its resnet (and attention) layers."""
-    cut = {"resnets": nn.ModuleList(block.resnets[layers])}
-    if getattr(block, "attentions", None) is not None:
-        cut["attentions"] = nn.ModuleList(block.attentions[layers])
+    """A view of ``block`` that runs only ``layers`` of its layers (every layer list cut alike)."""
+    start, stop, _ = layers.indices(len(block.resnets))
+    cut = {
+        name: nn.ModuleList(block._modules[name][start * per_layer : stop * per_layer])
+        for name, per_layer in layer_lists(block).items()
+    }
     return shallow_view(block, **cut, **children)
 
 

@@ -6,6 +6,24 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _EXPORTS = {
+    ".animatediff": (
+        "DeepCacheAnimateDiffControlNetPipeline",
+        "DeepCacheAnimateDiffPipeline",
+        "DeepCacheAnimateDiffSDXLPipeline",
+        "DeepCacheAnimateDiffSparseControlNetPipeline",
+        "DeepCacheAnimateDiffVideoToVideoControlNetPipeline",
+        "DeepCacheAnimateDiffVideoToVideoPipeline",
+        "DeepCachePIAPipeline",
+    ),
+    ".t2i_adapter": (
+        "DeepCacheStableDiffusionAdapterPipeline",
+        "DeepCacheStableDiffusionXLAdapterPipeline",
+    ),
+    ".video": (
+        "DeepCacheI2VGenXLPipeline",
+        "DeepCacheTextToVideoSDPipeline",
+        "DeepCacheVideoToVideoSDPipeline",
+    ),
     ".controlnet": (
         "DeepCacheStableDiffusionControlNetImg2ImgPipeline",
         "DeepCacheStableDiffusionControlNetInpaintPipeline",
@@ -35,6 +53,15 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps it equal to _EXPORTS
+    from .animatediff import (
+        DeepCacheAnimateDiffControlNetPipeline,
+        DeepCacheAnimateDiffPipeline,
+        DeepCacheAnimateDiffSDXLPipeline,
+        DeepCacheAnimateDiffSparseControlNetPipeline,
+        DeepCacheAnimateDiffVideoToVideoControlNetPipeline,
+        DeepCacheAnimateDiffVideoToVideoPipeline,
+        DeepCachePIAPipeline,
+    )
     from .controlnet import (
         DeepCacheStableDiffusionControlNetImg2ImgPipeline,
         DeepCacheStableDiffusionControlNetInpaintPipeline,
@@ -60,9 +87,18 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
         DeepCacheStableDiffusionXLPipeline,
     )
     from .stable_video_diffusion import DeepCacheStableVideoDiffusionPipeline
+    from .t2i_adapter import (
+        DeepCacheStableDiffusionAdapterPipeline,
+        DeepCacheStableDiffusionXLAdapterPipeline,
+    )
     from .text_to_video_zero import (
         DeepCacheTextToVideoZeroPipeline,
         DeepCacheTextToVideoZeroSDXLPipeline,
+    )
+    from .video import (
+        DeepCacheI2VGenXLPipeline,
+        DeepCacheTextToVideoSDPipeline,
+        DeepCacheVideoToVideoSDPipeline,
     )
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -9,7 +9,9 @@ the call ends, also when it raises, so no call sees another's state.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,18 +35,19 @@ HELPER_ATTRIBUTE = "_deepcache_helper"  # where an enabled DeepCacheSDHelper sit
 class LoopRun:
     """The state of one pipeline call: which loop iteration and which U-Net call within it.
 
-    Iterations are counted at the pipeline's step-end callback when it has one (so several U-Net
-    calls in one iteration, such as separate cond/uncond passes, each keep their own cache);
-    otherwise each U-Net call is one iteration. A technique implements ``before_unet`` (the
-    arguments it adds) and ``after_unet`` (the extra output it takes, by name, then
-    :meth:`next_call`); a run that changes the call's batch also implements ``reshape_call`` and
-    ``reshape_output``, which run after every run's ``before_unet`` and before every ``after_unet``,
-    so that composed runs give the same result in any order.
+    An iteration ends at the pipeline's step-end callback when it has one, else when its scheduler's
+    ``step`` returns, so several U-Net calls in one iteration (separate cond/uncond passes) each keep
+    their own cache; only a pipeline with neither counts each U-Net call as one iteration.
+
+    A technique implements ``before_unet`` (the arguments it adds) and ``after_unet`` (the extra
+    output it takes, by name, then :meth:`next_call`); a run that changes the call's batch also
+    implements ``reshape_call`` and ``reshape_output``, which run after every run's ``before_unet``
+    and before every ``after_unet``, so that composed runs give the same result in any order.
     """
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
-        self.counts_by_callback = False  # set by call_with_run
+        self.counted_at_step_end = False  # set by call_with_run: iterations end at a step-end signal
         self.loop_length: int | None = None  # set for a pipeline that runs several loops; else read from it
         self.iteration = 0
         self.call = 0  # U-Net call within the iteration
@@ -79,7 +82,7 @@ class LoopRun:
 
     def next_call(self) -> None:
         self.call += 1
-        if not self.counts_by_callback:
+        if not self.counted_at_step_end:
             self.end_iteration()
 
     def end_iteration(self) -> None:
@@ -139,8 +142,13 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
     """
     unet = unwrap(pipeline.unet)
     parameters = inspect.signature(parent_call).parameters
-    run.counts_by_callback = "callback_on_step_end" in parameters
-    if run.counts_by_callback:
+    by_callback = "callback_on_step_end" in parameters
+    scheduler = getattr(pipeline, "scheduler", None)
+    by_scheduler = (
+        not by_callback and callable(getattr(type(scheduler), "step", None)) and "step" not in vars(scheduler)
+    )
+    run.counted_at_step_end = by_callback or by_scheduler
+    if by_callback:
         kwargs = _chain_step_end(kwargs, run, "callback_on_step_end_tensor_inputs" in parameters)
     controlnets = cuttable_controlnets(unwrap(getattr(pipeline, "controlnet", None)), branch_layout(pipeline))
 
@@ -154,10 +162,39 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
         cleanup.enter_context(cache_aware(unet))
         cleanup.callback(pipeline.unet.register_forward_pre_hook(before_unet, with_kwargs=True).remove)
         cleanup.callback(pipeline.unet.register_forward_hook(after_unet, with_kwargs=True).remove)
+        if by_scheduler:
+            cleanup.enter_context(_ending_iterations_at_step(pipeline, run))
         cleanup.enter_context(cache_aware_controlnets(controlnets))
         for controlnet in controlnets:
             cleanup.callback(controlnet.register_forward_pre_hook(run.before_controlnet, with_kwargs=True).remove)
         return parent_call(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _ending_iterations_at_step(pipeline, run: LoopRun):
+    """For the block, each return of the scheduler's ``step`` ends the run's iteration (a pipeline with no step-end
+    callback: Marigold, DDPM, most older pipelines).
+
+    The counting ``step`` is a method of the scheduler instance with the class's signature (pipelines
+    read it to pass ``eta`` and ``generator``), so a copy of the scheduler made during the call
+    counts its own steps (Text2Video-Zero-SDXL swaps in a deep copy). After the block no scheduler
+    the pipeline holds keeps it.
+    """
+    scheduler = pipeline.scheduler
+
+    @functools.wraps(type(scheduler).step)
+    def counted_step(self, *args, **kwargs):
+        output = type(self).step(self, *args, **kwargs)
+        run.end_iteration()
+        return output
+
+    scheduler.step = types.MethodType(counted_step, scheduler)
+    try:
+        yield
+    finally:
+        for holder in {id(s): s for s in (scheduler, getattr(pipeline, "scheduler", None))}.values():
+            if getattr(vars(holder).get("step"), "__func__", None) is counted_step:
+                del holder.step
 
 
 def _chain_step_end(kwargs: dict, run: LoopRun, takes_tensor_inputs: bool) -> dict:
@@ -177,8 +214,36 @@ def _chain_step_end(kwargs: dict, run: LoopRun, takes_tensor_inputs: bool) -> di
     return kwargs
 
 
+REFUSED_PIPELINES = {  # pipelines whose U-Net DeepCache could cut, but whose call needs what a cached step skips
+    name: (
+        "LEdits++ builds its edit masks from the cross-attention maps of every step (its attention store), and a "
+        "cached step does not compute the deep layers' maps; run it without caching"
+    )
+    for name in ("LEditsPPPipelineStableDiffusion", "LEditsPPPipelineStableDiffusionXL")
+}
+
+
+def check_pipeline(pipeline) -> None:
+    """A clear ``TypeError`` for a pipeline DeepCache cannot serve, before any denoising."""
+    for cls in type(pipeline).__mro__:
+        if cls.__name__ in REFUSED_PIPELINES:
+            raise TypeError(f"DeepCache does not support {cls.__name__}: {REFUSED_PIPELINES[cls.__name__]}.")
+    if getattr(pipeline, "unet", None) is None:
+        components = getattr(pipeline, "components", {})
+        denoisers = [
+            f"`{name}` is a {type(module).__name__}"
+            for name, module in components.items()
+            if isinstance(module, torch.nn.Module) and any(k in type(module).__name__ for k in ("UNet", "Transformer"))
+        ]
+        raise TypeError(
+            f"DeepCache caches a pipeline's `unet`, and this {type(pipeline).__name__} has none"
+            + (f" ({'; '.join(denoisers)}: not a U-Net class DeepCache supports)." if denoisers else ".")
+        )
+
+
 def branch_layout(pipeline) -> BranchLayout:
-    """The branch layout of ``pipeline.unet``; a clear ``TypeError`` for an unsupported U-Net class."""
+    """The branch layout of ``pipeline.unet``; a clear ``TypeError`` for a pipeline or U-Net DeepCache cannot serve."""
+    check_pipeline(pipeline)
     unet = unwrap(pipeline.unet)
     cache_aware_class(unet)
     return BranchLayout.of(unet)

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 
 from . import block_caching, deepcache, gating
-from .base import LoopRun, Technique, call_with_run
+from .base import LoopRun, Technique, call_with_run, unet_timestep
 
 TECHNIQUES: tuple[Technique, ...] = (deepcache.TECHNIQUE, gating.TECHNIQUE, block_caching.TECHNIQUE)
 
@@ -64,13 +64,13 @@ class ComposedRun(LoopRun):
         super().__init__(pipeline)
 
     @property
-    def counts_by_callback(self) -> bool:
-        return self.runs[0].counts_by_callback
+    def counted_at_step_end(self) -> bool:
+        return self.runs[0].counted_at_step_end
 
-    @counts_by_callback.setter
-    def counts_by_callback(self, value: bool) -> None:
+    @counted_at_step_end.setter
+    def counted_at_step_end(self, value: bool) -> None:
         for run in self.runs:
-            run.counts_by_callback = value
+            run.counted_at_step_end = value
 
     def before_unet(self, unet, args, kwargs):
         for run in self.runs:
@@ -105,37 +105,53 @@ class ComposedRun(LoopRun):
 class LoopsRun(LoopRun):
     """A call's runs, made afresh for each denoising loop it runs.
 
-    Most pipelines run one loop. Text2Video-Zero runs three (the first frame in two, then every frame
-    at a larger batch): each gets its own schedule over its own iterations, the first one full, and
-    nothing stored in one loop is replayed in the next.
+    Most pipelines run one loop. Some run several in one call: Text2Video-Zero three (the first frame
+    in two, then every frame at a larger batch, each started by :func:`start_loop`), Marigold one per
+    ensemble member batch, AnimateDiff's FreeInit one per noise re-initialisation. Each gets its own
+    schedule over its own iterations, the first one full, and nothing stored in one loop is replayed
+    in the next. A new loop is seen where the timesteps start again: an iteration's timestep above
+    the last one's, or an iteration past the end of the loop.
     """
 
     def __init__(self, pipeline, make: Callable[[int | None], dict[str, LoopRun]]):
         self.make = make
         self.loops = [make(None)]  # the runs of each loop so far, by technique name
         self.current = _composed(pipeline, self.loops[-1])
+        self.last_timestep: float | None = None  # of the current loop's last iteration
         super().__init__(pipeline)
 
-    @property
-    def counts_by_callback(self) -> bool:
-        return self.current.counts_by_callback
+    def _first(self) -> LoopRun:
+        """The current loop's first technique run, whose counters every run of the loop shares."""
+        return next(iter(self.loops[-1].values()))
 
-    @counts_by_callback.setter
-    def counts_by_callback(self, value: bool) -> None:
-        self.current.counts_by_callback = value
+    @property
+    def counted_at_step_end(self) -> bool:
+        return self.current.counted_at_step_end
+
+    @counted_at_step_end.setter
+    def counted_at_step_end(self, value: bool) -> None:
+        self.current.counted_at_step_end = value
 
     def start_loop(self, num_iterations: int) -> None:
-        counts_by_callback = self.counts_by_callback
+        counted_at_step_end = self.counted_at_step_end
         runs = self.make(num_iterations)
-        first = next(iter(self.loops[-1].values()))
+        first = self._first()
         if first.iteration == 0 and first.call == 0:  # nothing ran yet: the first loop gets its length
             self.loops[-1] = runs
         else:
             self.loops.append(runs)
         self.current = _composed(self.pipeline, runs)
-        self.current.counts_by_callback = counts_by_callback
+        self.current.counted_at_step_end = counted_at_step_end
+        self.last_timestep = None
 
     def before_unet(self, unet, args, kwargs):
+        first = self._first()
+        if first.call == 0:  # an iteration starts
+            timestep = unet_timestep(args, kwargs)
+            restarted = self.last_timestep is not None and timestep > self.last_timestep
+            if restarted or (first.iteration > 0 and first.iteration >= first.num_iterations()):
+                self.start_loop(None)
+            self.last_timestep = timestep
         return self.current.before_unet(unet, args, kwargs)
 
     def reshape_call(self, args, kwargs):

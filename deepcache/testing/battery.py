@@ -1,0 +1,145 @@
+"""The breadth battery: every diffusers pipeline whose denoiser is a U-Net, built tiny and offline, under the helper.
+
+Each :class:`PipelineCase` builds one pipeline from random-weight components shaped like the real
+ones (:mod:`deepcache.testing.zoo`) and gives its call. :func:`check_pipeline` runs it plain, then
+with ``DeepCacheSDHelper`` enabled (interval 3, branch 0), then disabled, and reports what it saw:
+refused at enable (and why), or how many U-Net calls ran the deep layers, each loop's full steps,
+and whether disabling restored the plain output exactly. :func:`pipeline_table` is the table the
+docs show, generated from these results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numpy as np
+import torch
+
+from ..pipelines import DeepCacheSDHelper
+from ..runtime import unwrap
+from . import zoo
+from .zoo import PipelineCase
+
+INTERVAL = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineResult:
+    """What :func:`check_pipeline` saw. ``refused`` holds the error's message when enabling refused."""
+
+    name: str
+    refused: str | None = None
+    unet_calls: int = 0
+    deep_calls: int = 0  # U-Net calls that ran the mid block
+    loop_full_steps: tuple[tuple[int, ...], ...] = ()  # each loop's full iterations, as the record counts them
+    deep_skipped_on_cached_steps: bool = False
+    restored_exactly: bool = False
+    dedicated_equals_plain: bool | None = None
+
+    @property
+    def works(self) -> bool:
+        return self.refused is None and self.deep_skipped_on_cached_steps and self.restored_exactly
+
+
+def _output(result) -> np.ndarray:
+    """The first field of a pipeline's output (images, frames, audio, prediction) as one array."""
+    value = result[0]
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu().numpy()
+    if isinstance(value, list) and value and not isinstance(value[0], (np.ndarray, float)):
+        return np.stack([np.asarray(v, dtype=np.float32) for v in value])
+    return np.asarray(value, dtype=np.float32)
+
+
+def _run(pipe, case: PipelineCase) -> np.ndarray:
+    """One call of the case, with torch's global generator seeded too (some pipelines draw from it)."""
+    torch.manual_seed(0)
+    return _output(pipe(**case.call()))
+
+
+def _mid_block_counter(pipe) -> tuple[list[bool], list]:
+    """Per U-Net call of ``pipe``, whether its mid block ran; and the hooks' handles."""
+    unet = unwrap(pipe.unet)
+    calls: list[bool] = []
+    handles = [
+        unet.register_forward_pre_hook(lambda module, args: calls.append(False)),
+        unet.mid_block.register_forward_pre_hook(lambda module, args: calls.__setitem__(-1, True)),
+    ]
+    return calls, handles
+
+
+def _loops(record, loop_count: int) -> tuple[tuple[int, ...], ...]:
+    """Each loop's full iterations, counted from the loop's start (the record lists the loops one after another)."""
+    per_loop = record.num_iterations // loop_count
+    return tuple(
+        tuple(i - loop * per_loop for i in record.full_steps if loop * per_loop <= i < (loop + 1) * per_loop)
+        for loop in range(loop_count)
+    )
+
+
+def check_pipeline(case: PipelineCase) -> PipelineResult:
+    """Runs ``case`` plain, with the helper, and after disabling it (see the module)."""
+    pipe = case.build()
+    pipe.set_progress_bar_config(disable=True)
+    plain = None if case.call is None else _run(pipe, case)
+    helper = DeepCacheSDHelper(pipe)
+    try:
+        helper.set_params(cache_interval=INTERVAL, cache_branch_id=0)
+        helper.enable()
+    except (TypeError, ValueError) as error:
+        restored = plain is None or np.array_equal(_run(pipe, case), plain)
+        return PipelineResult(case.name, refused=str(error), restored_exactly=restored)
+    calls, handles = _mid_block_counter(pipe)
+    try:
+        cached = _run(pipe, case)
+    finally:
+        for handle in handles:
+            handle.remove()
+        record = pipe.deepcache_record
+        helper.disable()
+    restored = np.array_equal(_run(pipe, case), plain)
+    full_steps = tuple(record.full_steps)
+    dedicated = None
+    if case.dedicated is not None:
+        import deepcache
+
+        ours = getattr(deepcache, case.dedicated).from_pipe(pipe)
+        ours.set_progress_bar_config(disable=True)
+        dedicated = np.array_equal(_run(ours, case), plain)
+    ran = [i for i, deep in enumerate(calls) if deep]
+    calls_per_iteration = len(calls) // record.num_iterations
+    expected = [c for i in full_steps for c in range(i * calls_per_iteration, (i + 1) * calls_per_iteration)]
+    return PipelineResult(
+        case.name,
+        unet_calls=len(calls),
+        deep_calls=len(ran),
+        loop_full_steps=_loops(record, case.loops),
+        deep_skipped_on_cached_steps=ran == expected and len(ran) < len(calls) and np.isfinite(cached).all(),
+        restored_exactly=restored,
+        dedicated_equals_plain=dedicated,
+    )
+
+
+def pipeline_table(results: list[PipelineResult], cases: dict[str, PipelineCase]) -> str:
+    """The docs' table: each pipeline, whether it works with the helper (or why it is refused), and its check."""
+    lines = [
+        "| Pipeline | DeepCache class | With the helper | Checked on the tiny pipeline |",
+        "| --- | --- | --- | --- |",
+    ]
+    for result in results:
+        case = cases[result.name]
+        dedicated = f"`{case.dedicated}`" if case.dedicated else ""
+        if result.refused is not None:
+            status, checked = "refused at enable", result.refused.replace("|", "\\|")
+        else:
+            status = "works" if result.works else "**fails**"
+            loops = " ".join(str(list(steps)) for steps in result.loop_full_steps)
+            checked = (
+                f"deep layers in {result.deep_calls} of {result.unet_calls} U-Net calls; full steps per loop {loops}"
+            )
+        if case.note:
+            checked = f"{checked}. {case.note}"
+        lines.append(f"| `{case.name}` | {dedicated} | {status} | {checked} |")
+    return "\n".join(lines) + "\n"
+
+
+CASES: dict[str, PipelineCase] = {case.name: case for case in zoo.CASES}
