@@ -60,9 +60,10 @@ class BranchLayout:
             up_layers=tuple(len(b.resnets) for b in unet.up_blocks),
         )
         if sum(layout.up_layers) != layout.num_branches:
+            kinds = sorted({type(b).__name__ for b in (*unet.down_blocks, *unet.up_blocks)})
             raise ValueError(
-                f"DeepCache expects every skip connection to be consumed by one up layer, but this U-Net produces "
-                f"{layout.num_branches} skips and has {sum(layout.up_layers)} up layers."
+                f"DeepCache expects every skip connection to be consumed by one up layer, but this U-Net (blocks "
+                f"{', '.join(kinds)}) produces {layout.num_branches} skips and has {sum(layout.up_layers)} up layers."
             )
         return layout
 

@@ -20,16 +20,24 @@ class CacheRecord:
             threshold was compared with, the step-weighted relative L1 changes of the branch's tensor
             since the last full step (``None`` before the first one).
         threshold (`float`, *optional*): the adaptive call's ``cache_threshold``.
+        loop_lengths (`tuple[int, ...]`): for a call that ran several denoising loops (Marigold's
+            ensemble, FreeInit, Text2Video-Zero), the iterations of each, in order; empty for one loop.
     """
 
     num_iterations: int
     full_steps: tuple[int, ...]
     signals: tuple[float | None, ...] = ()
     threshold: float | None = None
+    loop_lengths: tuple[int, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "full_steps", tuple(self.full_steps))
         object.__setattr__(self, "signals", tuple(self.signals))
+        object.__setattr__(self, "loop_lengths", tuple(self.loop_lengths))
+        if self.loop_lengths and sum(self.loop_lengths) != self.num_iterations:
+            raise ValueError(
+                f"`loop_lengths` {self.loop_lengths} must add up to `num_iterations` ({self.num_iterations})."
+            )
         if any(not 0 <= step < self.num_iterations for step in self.full_steps):
             raise ValueError(f"`full_steps` must lie in [0, {self.num_iterations - 1}], but got {self.full_steps}.")
         if self.signals and len(self.signals) != self.num_iterations:
@@ -39,13 +47,23 @@ class CacheRecord:
 
     @classmethod
     def concatenate(cls, records: Sequence[CacheRecord]) -> CacheRecord:
-        """One record for a call that ran several loops (Text2Video-Zero), their iterations in order."""
+        """One record for a call that ran several loops, their iterations in order (``loop_lengths`` says where
+        each starts)."""
         if len(records) == 1:
             return records[0]
         offsets = itertools.accumulate((r.num_iterations for r in records), initial=0)
         full_steps = [offset + step for offset, record in zip(offsets, records) for step in record.full_steps]
         signals = [s for record in records for s in record.signals] if records[0].threshold is not None else ()
-        return cls(sum(r.num_iterations for r in records), full_steps, signals, records[0].threshold)
+        lengths = tuple(r.num_iterations for r in records)
+        return cls(sum(lengths), full_steps, signals, records[0].threshold, lengths)
+
+    def loops(self) -> tuple[tuple[int, ...], ...]:
+        """Each loop's full iterations, counted from the loop's first (one entry for a one-loop call)."""
+        lengths, start, loops = self.loop_lengths or (self.num_iterations,), 0, []
+        for length in lengths:
+            loops.append(tuple(step - start for step in self.full_steps if start <= step < start + length))
+            start += length
+        return tuple(loops)
 
     @property
     def cached_fraction(self) -> float:
@@ -58,11 +76,18 @@ class CacheRecord:
             "full_steps": list(self.full_steps),
             "signals": list(self.signals),
             "threshold": self.threshold,
+            "loop_lengths": list(self.loop_lengths),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> CacheRecord:
-        return cls(data["num_iterations"], data["full_steps"], data.get("signals", ()), data.get("threshold"))
+        return cls(
+            data["num_iterations"],
+            data["full_steps"],
+            data.get("signals", ()),
+            data.get("threshold"),
+            data.get("loop_lengths", ()),
+        )
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
@@ -72,9 +97,12 @@ class CacheRecord:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def __str__(self) -> str:
-        """One character per iteration: ``#`` full, ``.`` cached."""
-        full = set(self.full_steps)
-        steps = "".join("#" if step in full else "." for step in range(self.num_iterations))
+        """One character per iteration: ``#`` full, ``.`` cached; ``|`` between loops."""
+        loops = [
+            "".join("#" if i in steps else "." for i in range(length))
+            for steps, length in zip(self.loops(), self.loop_lengths or (self.num_iterations,))
+        ]
+        full, steps = set(self.full_steps), "|".join(loops)
         kind = "fixed schedule" if self.threshold is None else f"adaptive, threshold {self.threshold:g}"
         return f"DeepCache call, {kind}: {len(full)} of {self.num_iterations} iterations full\n{steps}"
 

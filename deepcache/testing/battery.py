@@ -11,6 +11,7 @@ docs show, generated from these results.
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import torch
 
@@ -32,12 +33,19 @@ class PipelineResult:
     deep_calls: int = 0  # U-Net calls that ran the mid block
     loop_full_steps: tuple[tuple[int, ...], ...] = ()  # each loop's full iterations, as the record counts them
     deep_skipped_on_cached_steps: bool = False
+    each_loop_starts_full: bool = False  # as many loops as the case runs, each with its first iteration full
     restored_exactly: bool = False
     dedicated_equals_plain: bool | None = None
 
     @property
     def works(self) -> bool:
-        return self.refused is None and self.deep_skipped_on_cached_steps and self.restored_exactly
+        return (
+            self.refused is None
+            and self.deep_skipped_on_cached_steps
+            and self.each_loop_starts_full
+            and self.restored_exactly
+            and self.dedicated_equals_plain is not False
+        )
 
 
 def _output(result) -> np.ndarray:
@@ -65,15 +73,6 @@ def _mid_block_counter(pipe) -> tuple[list[bool], list]:
         unet.mid_block.register_forward_pre_hook(lambda module, args: calls.__setitem__(-1, True)),
     ]
     return calls, handles
-
-
-def _loops(record, loop_count: int) -> tuple[tuple[int, ...], ...]:
-    """Each loop's full iterations, counted from the loop's start (the record lists the loops one after another)."""
-    per_loop = record.num_iterations // loop_count
-    return tuple(
-        tuple(i - loop * per_loop for i in record.full_steps if loop * per_loop <= i < (loop + 1) * per_loop)
-        for loop in range(loop_count)
-    )
 
 
 def check_pipeline(case: PipelineCase) -> PipelineResult:
@@ -112,7 +111,8 @@ def check_pipeline(case: PipelineCase) -> PipelineResult:
         case.name,
         unet_calls=len(calls),
         deep_calls=len(ran),
-        loop_full_steps=_loops(record, case.loops),
+        loop_full_steps=record.loops(),
+        each_loop_starts_full=len(record.loops()) == case.loops and all(s[:1] == (0,) for s in record.loops()),
         deep_skipped_on_cached_steps=ran == expected and len(ran) < len(calls) and np.isfinite(cached).all(),
         restored_exactly=restored,
         dedicated_equals_plain=dedicated,
@@ -125,7 +125,7 @@ def pipeline_table(results: list[PipelineResult], cases: dict[str, PipelineCase]
         "| Pipeline | DeepCache class | With the helper | Checked on the tiny pipeline |",
         "| --- | --- | --- | --- |",
     ]
-    for result in results:
+    for result in sorted(results, key=lambda r: r.name):
         case = cases[result.name]
         dedicated = f"`{case.dedicated}`" if case.dedicated else ""
         if result.refused is not None:
@@ -139,6 +139,9 @@ def pipeline_table(results: list[PipelineResult], cases: dict[str, PipelineCase]
         if case.note:
             checked = f"{checked}. {case.note}"
         lines.append(f"| `{case.name}` | {dedicated} | {status} | {checked} |")
+    works = sum(result.works for result in results)
+    refused = sum(result.refused is not None for result in results)
+    lines += ["", f"**{works} of {len(results)} work; {refused} refused at enable, with the reason.**"]
     return "\n".join(lines) + "\n"
 
 

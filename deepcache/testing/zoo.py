@@ -44,9 +44,11 @@ from transformers import (
 from .tiny import (
     MOTION_UNET,
     SD15_UNET,
-    VIDEO_3D_UNET,
+    tiny_ddpm_components,
+    tiny_ldm_components,
     tiny_stable_diffusion_components,
     tiny_stable_diffusion_xl_components,
+    tiny_stable_video_diffusion_components,
     tiny_unet,
 )
 
@@ -179,8 +181,101 @@ def case(name: str, components, call, **options) -> None:
     CASES.append(PipelineCase(name, _build(name, components), call, **options))
 
 
-# Stable Diffusion 1.x layouts
+def _from_unet_controlnet(components: dict) -> dict:
+    torch.manual_seed(0)
+    net = ControlNetModel.from_unet(components["unet"], conditioning_embedding_out_channels=(8, 16)).eval()
+    return {**components, "controlnet": net}
+
+
+# The pipelines DeepCache has its own classes for since the start
 case("StableDiffusionPipeline", _sd, _text_call, dedicated="DeepCacheStableDiffusionPipeline")
+case(
+    "StableDiffusionImg2ImgPipeline",
+    _sd,
+    lambda: _text_call(image=_image(), strength=0.6),
+    dedicated="DeepCacheStableDiffusionImg2ImgPipeline",
+)
+case(
+    "StableDiffusionInpaintPipeline",
+    lambda: _sd(in_channels=9),
+    lambda: _text_call(image=_image(), mask_image=_mask(), strength=1.0),
+    dedicated="DeepCacheStableDiffusionInpaintPipeline",
+)
+case(
+    "StableDiffusionControlNetPipeline",
+    lambda: _from_unet_controlnet(_sd()),
+    lambda: _text_call(image=_image()),
+    dedicated="DeepCacheStableDiffusionControlNetPipeline",
+)
+case(
+    "StableDiffusionXLPipeline",
+    tiny_stable_diffusion_xl_components,
+    lambda: _text_call(height=32, width=32),
+    dedicated="DeepCacheStableDiffusionXLPipeline",
+)
+case(
+    "StableDiffusionXLImg2ImgPipeline",
+    tiny_stable_diffusion_xl_components,
+    lambda: _text_call(image=_image(), strength=1.0),
+    dedicated="DeepCacheStableDiffusionXLImg2ImgPipeline",
+)
+case(
+    "StableDiffusionXLInpaintPipeline",
+    lambda: tiny_stable_diffusion_xl_components(unet_in_channels=9),
+    lambda: _text_call(image=_image(), mask_image=_mask(), height=32, width=32, strength=1.0),
+    dedicated="DeepCacheStableDiffusionXLInpaintPipeline",
+)
+case(
+    "StableDiffusionXLControlNetPipeline",
+    lambda: _from_unet_controlnet(tiny_stable_diffusion_xl_components()),
+    lambda: _text_call(image=_image(), height=32, width=32),
+    dedicated="DeepCacheStableDiffusionXLControlNetPipeline",
+)
+case(
+    "StableVideoDiffusionPipeline",
+    tiny_stable_video_diffusion_components,
+    lambda: {
+        "image": _image(),
+        "num_frames": 2,
+        "height": 32,
+        "width": 32,
+        "decode_chunk_size": 2,
+        "num_inference_steps": STEPS,
+        "generator": _generator(),
+        "output_type": "np",
+    },
+    dedicated="DeepCacheStableVideoDiffusionPipeline",
+)
+case(
+    "TextToVideoZeroPipeline",
+    _sd,
+    lambda: {
+        "prompt": PROMPT,
+        "video_length": 2,
+        "num_inference_steps": 10,
+        "t0": 4,
+        "t1": 6,
+        "height": 32,
+        "width": 32,
+        "generator": _generator(),
+        "output_type": "np",
+    },
+    dedicated="DeepCacheTextToVideoZeroPipeline",
+    loops=3,
+)
+for _name, _components in (
+    ("DDPMPipeline", tiny_ddpm_components),
+    ("DDIMPipeline", tiny_ddpm_components),
+    ("LDMPipeline", tiny_ldm_components),
+):
+    case(
+        _name,
+        _components,
+        lambda: {"batch_size": 1, "num_inference_steps": STEPS, "generator": _generator(), "output_type": "np"},
+        dedicated=f"DeepCache{_name}",
+    )
+
+# Stable Diffusion 1.x layouts
 case("StableDiffusionPanoramaPipeline", _sd, lambda: _text_call(height=32, width=64))
 case("StableDiffusionPAGPipeline", _sd, lambda: _text_call(pag_scale=3.0))
 case(
@@ -272,10 +367,6 @@ case(
     },
     loops=2,
 )
-
-
-def _sd_case(name: str, components, call, **options) -> None:
-    case(name, components, call, **options)
 
 
 # Image-conditioned SD 1.x pipelines
@@ -560,12 +651,12 @@ case(
 case(
     "KandinskyV22ControlnetPipeline",
     lambda: _kandinsky(in_channels=8, hint=True),
-    lambda: _kandinsky_call(hint=torch.rand(1, 3, 32, 32, generator=_generator())),
+    lambda: _kandinsky_call(hint=torch.rand(1, 3, 128, 128, generator=_generator())),  # 8x the latent size
 )
 case(
     "KandinskyV22ControlnetImg2ImgPipeline",
     lambda: _kandinsky(in_channels=8, hint=True),
-    lambda: _kandinsky_call(image=_image(), strength=1.0, hint=torch.rand(1, 3, 32, 32, generator=_generator())),
+    lambda: _kandinsky_call(image=_image(), strength=1.0, hint=torch.rand(1, 3, 128, 128, generator=_generator())),
 )
 
 
@@ -799,3 +890,44 @@ def _stable_cascade() -> dict:
 
 
 case("StableCascadeDecoderPipeline", _stable_cascade, None)
+
+case(
+    "MarigoldIntrinsicsPipeline",
+    lambda: {
+        **_marigold(),
+        "unet": tiny_unet("sd1.5", in_channels=8, out_channels=4),
+        "prediction_type": "intrinsics",
+        "target_properties": {"target_names": ["albedo"], "albedo": {"prediction_space": "srgb"}},
+    },
+    lambda: {
+        "image": _image(),
+        "num_inference_steps": STEPS,
+        "ensemble_size": 2,
+        "processing_resolution": 32,
+        "generator": _generator(),
+        "output_type": "np",
+    },
+    loops=2,
+)
+
+
+def _kolors_call() -> dict:
+    generator = _generator()
+    return {
+        "prompt_embeds": torch.randn(1, 7, 16, generator=generator),
+        "pooled_prompt_embeds": torch.randn(1, 16, generator=generator),
+        "negative_prompt_embeds": torch.randn(1, 7, 16, generator=generator),
+        "negative_pooled_prompt_embeds": torch.randn(1, 16, generator=generator),
+        "height": 32,
+        "width": 32,
+        "num_inference_steps": STEPS,
+        "generator": generator,
+        "output_type": "np",
+    }
+
+
+case(
+    "KolorsPipeline",
+    lambda: {**tiny_stable_diffusion_xl_components(), "text_encoder": None, "tokenizer": None},
+    _kolors_call,
+)
