@@ -70,6 +70,16 @@ CASES = {
     "ddim": (deepcache.DeepCacheDDIMPipeline, dict(batch_size=2, eta=0.5), STEPS),
     "ldm": (deepcache.DeepCacheLDMPipeline, dict(batch_size=2), STEPS),
     "ldm-cin": (deepcache.DeepCacheLDMClassConditionalPipeline, dict(class_labels=[1, 2]), STEPS),
+    "animatediff": (
+        deepcache.DeepCacheAnimateDiffPipeline,
+        dict(prompt="a red cube", num_frames=2, height=32, width=32),
+        STEPS,
+    ),
+    "sd-adapter": (
+        deepcache.DeepCacheStableDiffusionAdapterPipeline,
+        dict(prompt="a red cube", image=_image(32)),
+        STEPS,
+    ),
 }
 
 
@@ -83,7 +93,7 @@ def call(pipe, kind, **kwargs):
 
 def generate(pipe, kind, **kwargs):
     output = call(pipe, kind, **kwargs)
-    return np.asarray(output.frames if kind == "svd" else output.images)
+    return np.asarray(output.frames if kind in ("svd", "animatediff") else output.images)
 
 
 class TwoPassPipeline(DiffusionPipeline):
@@ -130,7 +140,7 @@ def ip_adapter_state_dict(unet) -> dict:
     }
     ip_adapter, key = {}, 1
     for name in unet.attn_processors:
-        if name.endswith("attn2.processor"):
+        if name.endswith("attn2.processor") and "motion_modules" not in name:  # AnimateDiff's are temporal
             shape = unet.get_submodule(name.removesuffix(".processor")).to_k.weight.shape
             ip_adapter[f"{key}.to_k_ip.weight"] = torch.randn(shape, generator=generator) * 0.1
             ip_adapter[f"{key}.to_v_ip.weight"] = torch.randn(shape, generator=generator) * 0.1

@@ -11,9 +11,13 @@ from .tiny import (
     TINY_PIPELINES,
     UNET_CONFIGS,
     save_tiny_pipeline,
+    tiny_animatediff_components,
     tiny_clip_tokenizer,
+    tiny_motion_adapter,
     tiny_pipeline,
+    tiny_sd_adapter_components,
     tiny_stable_diffusion_components,
+    tiny_t2i_adapter,
     tiny_unet,
     tiny_unet_inputs,
 )

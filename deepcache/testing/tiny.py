@@ -14,6 +14,7 @@ import tempfile
 
 import torch
 from diffusers import (
+    AnimateDiffPipeline,
     AutoencoderKL,
     AutoencoderKLTemporalDecoder,
     DDIMPipeline,
@@ -23,6 +24,8 @@ from diffusers import (
     EulerDiscreteScheduler,
     I2VGenXLUNet,
     LDMPipeline,
+    MotionAdapter,
+    StableDiffusionAdapterPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
@@ -30,6 +33,7 @@ from diffusers import (
     StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
     StableVideoDiffusionPipeline,
+    T2IAdapter,
     UNet2DConditionModel,
     UNet2DModel,
     UNet3DConditionModel,
@@ -408,6 +412,42 @@ def tiny_ldm_class_conditional_components(seed: int = 0) -> dict:
     }
 
 
+def tiny_motion_adapter(seed: int = 0) -> MotionAdapter:
+    """AnimateDiff motion modules for the tiny SD 1.5 layout (a motion module after every layer)."""
+    torch.manual_seed(seed)
+    return MotionAdapter(
+        block_out_channels=MOTION_UNET["block_out_channels"],
+        motion_layers_per_block=2,
+        motion_norm_num_groups=4,
+        motion_num_attention_heads=2,
+        motion_max_seq_length=8,
+    ).eval()
+
+
+def tiny_animatediff_components(seed: int = 0) -> dict:
+    """Components of an AnimateDiff pipeline: the tiny SD 1.5 parts plus motion modules (32 x 32 px frames)."""
+    components = tiny_stable_diffusion_components(seed)
+    shared = {k: components[k] for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")}
+    return {**shared, "motion_adapter": tiny_motion_adapter(seed), "feature_extractor": None, "image_encoder": None}
+
+
+def tiny_t2i_adapter(seed: int = 0, xl: bool = False) -> T2IAdapter:
+    """A T2I-Adapter for the tiny SD 1.5 layout (one residual per down block), or with ``xl`` for SDXL's."""
+    torch.manual_seed(seed)
+    if xl:
+        return T2IAdapter(
+            in_channels=3, channels=[8, 16, 32], num_res_blocks=1, downscale_factor=4, adapter_type="full_adapter_xl"
+        ).eval()
+    return T2IAdapter(in_channels=3, channels=[8, 16, 16, 32], num_res_blocks=1, downscale_factor=2).eval()
+
+
+def tiny_sd_adapter_components(seed: int = 0) -> dict:
+    """Components of an SD 1.5 T2I-Adapter pipeline (32 x 32 px)."""
+    components = tiny_stable_diffusion_components(seed)
+    del components["image_encoder"]
+    return {**components, "adapter": tiny_t2i_adapter(seed)}
+
+
 TINY_PIPELINES = {
     "sd": (StableDiffusionPipeline, tiny_stable_diffusion_components, {}),
     "sd-img2img": (StableDiffusionImg2ImgPipeline, tiny_stable_diffusion_components, {}),
@@ -421,6 +461,8 @@ TINY_PIPELINES = {
     "ddim": (DDIMPipeline, tiny_ddpm_components, {}),
     "ldm": (LDMPipeline, tiny_ldm_components, {}),
     "ldm-cin": (LDMClassConditionalPipeline, tiny_ldm_class_conditional_components, {}),
+    "animatediff": (AnimateDiffPipeline, tiny_animatediff_components, {}),
+    "sd-adapter": (StableDiffusionAdapterPipeline, tiny_sd_adapter_components, {}),
 }
 
 

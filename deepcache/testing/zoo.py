@@ -22,8 +22,6 @@ from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
     EulerDiscreteScheduler,
-    MotionAdapter,
-    T2IAdapter,
     UNet2DConditionModel,
     UNetMotionModel,
     VQModel,
@@ -44,11 +42,14 @@ from transformers import (
 from .tiny import (
     MOTION_UNET,
     SD15_UNET,
+    tiny_animatediff_components,
     tiny_ddpm_components,
     tiny_ldm_components,
+    tiny_sd_adapter_components,
     tiny_stable_diffusion_components,
     tiny_stable_diffusion_xl_components,
     tiny_stable_video_diffusion_components,
+    tiny_t2i_adapter,
     tiny_unet,
 )
 
@@ -135,26 +136,8 @@ def _feature_extractor() -> CLIPImageProcessor:
     return CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32})
 
 
-def _motion_adapter() -> MotionAdapter:
-    torch.manual_seed(0)
-    return MotionAdapter(
-        block_out_channels=MOTION_UNET["block_out_channels"],
-        motion_layers_per_block=2,
-        motion_norm_num_groups=4,
-        motion_num_attention_heads=2,
-        motion_max_seq_length=8,
-    ).eval()
-
-
 def _animatediff(**extra) -> dict:
-    components = tiny_stable_diffusion_components()
-    return {
-        **components,
-        "motion_adapter": _motion_adapter(),
-        "feature_extractor": None,
-        "image_encoder": None,
-        **extra,
-    }
+    return {**tiny_animatediff_components(), **extra}
 
 
 def _controlnet() -> ControlNetModel:
@@ -292,16 +275,13 @@ case(
 )
 case(
     "StableDiffusionAdapterPipeline",
-    lambda: {
-        **_sd(),
-        "adapter": _t2i_adapter(),
-    },
+    tiny_sd_adapter_components,
     lambda: _text_call(image=_image()),
     dedicated="DeepCacheStableDiffusionAdapterPipeline",
 )
 case(
     "StableDiffusionXLAdapterPipeline",
-    lambda: {**tiny_stable_diffusion_xl_components(), "adapter": _t2i_adapter(xl=True)},
+    lambda: {**tiny_stable_diffusion_xl_components(), "adapter": tiny_t2i_adapter(xl=True)},
     lambda: _text_call(image=_image(), height=32, width=32),
     dedicated="DeepCacheStableDiffusionXLAdapterPipeline",
 )
@@ -337,15 +317,6 @@ case(
     lambda: _text_call(image=_image(), num_frames=2, height=32, width=32),
     dedicated="DeepCachePIAPipeline",
 )
-
-
-def _t2i_adapter(xl: bool = False) -> T2IAdapter:
-    torch.manual_seed(0)
-    if xl:
-        return T2IAdapter(
-            in_channels=3, channels=[8, 16, 32], num_res_blocks=1, downscale_factor=4, adapter_type="full_adapter_xl"
-        ).eval()
-    return T2IAdapter(in_channels=3, channels=[8, 16, 16, 32], num_res_blocks=1, downscale_factor=2).eval()
 
 
 # Marigold: one denoising loop per ensemble member batch, no step-end callback
