@@ -61,6 +61,7 @@ PIPELINES = {
     "sd1.5": ("StableDiffusion", "StableDiffusionImg2Img", "StableDiffusionInpaint"),
     "sdxl": ("StableDiffusionXL", "StableDiffusionXLImg2Img", "StableDiffusionXLInpaint"),
     "svd": ("StableVideoDiffusion",),
+    "animatediff": ("AnimateDiff", "AnimateDiffVideoToVideo"),
     "ldm4": ("LDMClassConditional",),
     "embedded": ("DDPM", "DDIM"),
 }

@@ -62,6 +62,14 @@ def test_text_to_video_zero_saves_a_gif(saved, tmp_path, capsys):
     assert gif.n_frames == 3 and gif.size == (128, 2 * (128 + 14))
 
 
+def test_animatediff_saves_a_gif(saved, tmp_path, capsys):
+    argv = ["--model", saved("animatediff"), "--frames", "3", "--output", str(tmp_path / "animatediff.gif")]
+    out = run("animatediff", argv, capsys)
+    assert "interval 3, branch 0, uniform; 3 frames, 32x32" in out
+    gif = Image.open(tmp_path / "animatediff.gif")
+    assert gif.n_frames == 3 and gif.size == (128, 2 * (128 + 14))
+
+
 def test_ddpm(saved, tmp_path, capsys):
     out = run("ddpm", ["--model", saved("ddpm"), "--batch-size", "3", "--output", str(tmp_path / "ddpm.png")], capsys)
     assert "interval 5, branch 2, uniform, DDIM sampling" in out

@@ -32,6 +32,7 @@ from ..models import (
     DeepCacheControlNetModel,
     DeepCacheUNet2DConditionModel,
     DeepCacheUNet2DModel,
+    DeepCacheUNetMotionModel,
     DeepCacheUNetSpatioTemporalConditionModel,
 )
 from ..pipelines import (
@@ -41,7 +42,7 @@ from ..pipelines import (
 )
 from ..runtime import DeepCacheConfig, relative_l1
 from ..schedules import ForecastCalibration, extrapolate, forecast_depth, predict
-from ..testing import DDPM_UNET, SD15_UNET
+from ..testing import DDPM_UNET, MOTION_UNET, SD15_UNET
 from .examples import interleaved
 
 # The real architectures' U-Net configs (random weights: speed and FLOPs do not depend on them).
@@ -84,6 +85,21 @@ LDM4G_CONFIG = dict(
     attention_head_dim=1,
 )
 
+# AnimateDiff: SD 1.5's U-Net with the v1-5-2 motion adapter's modules (a temporal transformer after every layer and
+# in the mid block, 8 heads, up to 32 frames), as UNetMotionModel.from_unet2d builds it.
+ANIMATEDIFF_CONFIG = dict(
+    sample_size=64,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlockMotion",) * 3 + ("DownBlockMotion",),
+    up_block_types=("UpBlockMotion",) + ("CrossAttnUpBlockMotion",) * 3,
+    cross_attention_dim=768,
+    num_attention_heads=8,
+    motion_num_attention_heads=8,
+    motion_max_seq_length=32,
+    use_motion_mid_block=True,
+)
+
 # Stable Video Diffusion (img2vid-xt) is diffusers' default UNetSpatioTemporalConditionModel config.
 SVD_CONFIG: dict = {}
 
@@ -94,7 +110,7 @@ class BenchmarkModel:
 
     unet_class: type
     config: dict
-    family: str  # "pixel", "sd", "sdxl" or "svd"
+    family: str  # "pixel", "sd", "sdxl", "svd" or "motion"
     size: tuple[int, int]  # sample height and width (latent size for latent models)
     description: str
     frames: int = 14
@@ -127,6 +143,14 @@ MODELS = {
     "svd": BenchmarkModel(
         DeepCacheUNetSpatioTemporalConditionModel, SVD_CONFIG, "svd", (72, 128), "SVD-XT U-Net (random weights)"
     ),
+    "animatediff": BenchmarkModel(
+        DeepCacheUNetMotionModel,
+        ANIMATEDIFF_CONFIG,
+        "motion",
+        (64, 64),
+        "AnimateDiff U-Net (SD 1.5 + v1-5-2 motion modules, random weights)",
+        frames=16,
+    ),
     "ldm4": BenchmarkModel(
         DeepCacheUNet2DConditionModel,
         LDM4G_CONFIG,
@@ -137,6 +161,9 @@ MODELS = {
         tokens=1,
     ),
     "tiny-sd": BenchmarkModel(DeepCacheUNet2DConditionModel, SD15_UNET, "sd", (16, 16), "tiny SD-shaped U-Net (tests)"),
+    "tiny-motion": BenchmarkModel(
+        DeepCacheUNetMotionModel, MOTION_UNET, "motion", (16, 16), "tiny AnimateDiff-shaped U-Net (tests)", frames=4
+    ),
     "tiny-ddpm": BenchmarkModel(
         DeepCacheUNet2DModel, DDPM_UNET, "pixel", (16, 16), "tiny DDPM U-Net (tests)", vae_scale=1
     ),
@@ -201,6 +228,12 @@ def loop_inputs(
             kwargs,
             randn(rows, frames, config.in_channels - latent, height, width),
         )
+    if spec.family == "motion":  # (batch, channels, frames, height, width); the text repeated per frame
+        frames = frames or spec.frames
+        kwargs = {
+            "encoder_hidden_states": randn(rows, spec.tokens, config.cross_attention_dim).repeat_interleave(frames, 0)
+        }
+        return LoopInputs(randn(rows, config.in_channels, frames, height, width), kwargs)
     kwargs = {"encoder_hidden_states": randn(rows, spec.tokens, config.cross_attention_dim)}
     if spec.family == "sdxl":
         kwargs["added_cond_kwargs"] = {"text_embeds": randn(rows, 1280), "time_ids": randn(rows, 6)}
@@ -441,7 +474,8 @@ def benchmark(
         seconds = statistics.median(times[index])
         row = Row(
             model=name,
-            resolution=spec.pixels(size) + (f", {frames or spec.frames} frames" if spec.family == "svd" else ""),
+            resolution=spec.pixels(size)
+            + (f", {frames or spec.frames} frames" if spec.family in ("svd", "motion") else ""),
             batch=batch,
             steps=steps,
             interval=setting.cache_interval,

@@ -5,6 +5,7 @@ for tests, benchmarks on CI and trying a script without a download. Their output
 from .tiny import (
     DDPM_UNET,
     LDM4_UNET,
+    MOTION_UNET,
     SD15_UNET,
     SDXL_UNET,
     SVD_UNET,
