@@ -3,10 +3,12 @@
 ``DeepCacheSDHelper(pipe)`` works on any pipeline whose ``unet`` is a U-Net DeepCache makes cache-aware
 (:data:`deepcache.models.CACHE_AWARE_UNETS`, or a subclass with a parent's block layout): SD, SDXL, SVD,
 AnimateDiff, Kandinsky 2.2, DeepFloyd IF, Marigold, AudioLDM, ... (the battery's table in the docs).
-A pipeline it cannot serve is refused by ``enable()``, with the reason. ``enable()`` swaps two classes on the instances it is given, never on
-shared classes: the U-Net becomes cache-aware and the pipeline a per-class subclass whose
-``__call__`` runs each call through :func:`deepcache.pipelines.call_with_caching`. ``disable()``
-swaps both back, so the pipeline computes exactly what it computed before.
+A pipeline it cannot serve is refused by ``enable()``, with the reason.
+
+``enable()`` swaps two classes on the instances it is given, never on shared classes: the U-Net
+becomes cache-aware and the pipeline a per-class subclass whose ``__call__`` runs each call through
+:func:`deepcache.pipelines.call_with_caching`. ``disable()`` swaps both back, so the pipeline
+computes exactly what it computed before.
 """
 
 from __future__ import annotations
