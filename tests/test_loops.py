@@ -167,3 +167,28 @@ def test_a_subclass_whose_layout_does_not_fit_is_refused_at_enable_with_the_reas
     with pytest.raises(ValueError, match=r"cannot cut CrossAttnDownBlock2D: its `attentions` has 3 entries for 2"):
         DeepCacheSDHelper(pipe).enable()
     assert type(pipe.unet) is BrokenSubclassUNet
+
+
+class NoSchedulerPipeline(DiffusionPipeline):
+    """Its own sampling loop, with neither a step-end callback nor a scheduler: iterations cannot be counted."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.register_modules(unet=unet)
+
+    def __call__(self, steps: int = 4):
+        sample = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+        for t in range(steps, 0, -1):
+            sample = sample - 0.1 * self.unet(sample, t * 100, torch.zeros(1, 7, 16)).sample
+        return sample
+
+
+def test_a_pipeline_whose_iterations_cannot_be_counted_is_refused_before_any_denoising():
+    pipe = NoSchedulerPipeline(tiny_unet("sd1.5"))
+    calls = _mid_block_calls(pipe)
+    with DeepCacheSDHelper(pipe) as helper:
+        helper.set_params(cache_interval=3, cache_branch_id=0)
+        with pytest.raises(TypeError, match="has neither: its loop structure cannot be followed"):
+            pipe()
+    assert calls == []
+    assert torch.isfinite(pipe()).all()  # disabled, it runs as before

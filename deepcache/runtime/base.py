@@ -37,7 +37,7 @@ class LoopRun:
 
     An iteration ends at the pipeline's step-end callback when it has one, else when its scheduler's
     ``step`` returns, so several U-Net calls in one iteration (separate cond/uncond passes) each keep
-    their own cache; only a pipeline with neither counts each U-Net call as one iteration.
+    their own cache; a pipeline with neither is refused.
 
     A technique implements ``before_unet`` (the arguments it adds) and ``after_unet`` (the extra
     output it takes, by name, then :meth:`next_call`); a run that changes the call's batch also
@@ -47,7 +47,6 @@ class LoopRun:
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
-        self.counted_at_step_end = False  # set by call_with_run: iterations end at a step-end signal
         self.loop_length: int | None = None  # set for a pipeline that runs several loops; else read from it
         self.iteration = 0
         self.call = 0  # U-Net call within the iteration
@@ -82,8 +81,6 @@ class LoopRun:
 
     def next_call(self) -> None:
         self.call += 1
-        if not self.counted_at_step_end:
-            self.end_iteration()
 
     def end_iteration(self) -> None:
         self.iteration += 1
@@ -147,7 +144,12 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
     by_scheduler = (
         not by_callback and callable(getattr(type(scheduler), "step", None)) and "step" not in vars(scheduler)
     )
-    run.counted_at_step_end = by_callback or by_scheduler
+    if not (by_callback or by_scheduler):
+        raise TypeError(
+            f"DeepCache counts denoising iterations at a pipeline's `callback_on_step_end` or its scheduler's `step`, "
+            f"and this {type(pipeline).__name__} has neither: its loop structure cannot be followed, so it is not "
+            "cached."
+        )
     if by_callback:
         kwargs = _chain_step_end(kwargs, run, "callback_on_step_end_tensor_inputs" in parameters)
     controlnets = cuttable_controlnets(unwrap(getattr(pipeline, "controlnet", None)), branch_layout(pipeline))

@@ -63,15 +63,6 @@ class ComposedRun(LoopRun):
         self.runs = runs
         super().__init__(pipeline)
 
-    @property
-    def counted_at_step_end(self) -> bool:
-        return self.runs[0].counted_at_step_end
-
-    @counted_at_step_end.setter
-    def counted_at_step_end(self, value: bool) -> None:
-        for run in self.runs:
-            run.counted_at_step_end = value
-
     def before_unet(self, unet, args, kwargs):
         for run in self.runs:
             args, kwargs = run.before_unet(unet, args, kwargs)
@@ -124,16 +115,7 @@ class LoopsRun(LoopRun):
         """The current loop's first technique run, whose counters every run of the loop shares."""
         return next(iter(self.loops[-1].values()))
 
-    @property
-    def counted_at_step_end(self) -> bool:
-        return self.current.counted_at_step_end
-
-    @counted_at_step_end.setter
-    def counted_at_step_end(self, value: bool) -> None:
-        self.current.counted_at_step_end = value
-
     def start_loop(self, num_iterations: int) -> None:
-        counted_at_step_end = self.counted_at_step_end
         runs = self.make(num_iterations)
         first = self._first()
         if first.iteration == 0 and first.call == 0:  # nothing ran yet: the first loop gets its length
@@ -141,7 +123,6 @@ class LoopsRun(LoopRun):
         else:
             self.loops.append(runs)
         self.current = _composed(self.pipeline, runs)
-        self.current.counted_at_step_end = counted_at_step_end
         self.last_timestep = None
 
     def before_unet(self, unet, args, kwargs):

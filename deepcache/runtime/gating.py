@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from diffusers import UNetSpatioTemporalConditionModel
 
 from ..models import cross_attention_names, take_extra
 from ..schedules import check_positive_int
@@ -81,7 +82,8 @@ class GateRun(LoopRun):
     def reshape_call(self, args, kwargs):
         """After the gate, a guidance batch runs its conditional half only (with what other runs pass)."""
         if self.iteration >= self.gate_step and self.halve:
-            return conditional_half((args, kwargs), unet_sample(args, kwargs).shape[0])
+            sample = unet_sample(args, kwargs)
+            return halved_call((args, kwargs), sample.shape[0], frames_of(unwrap(self.pipeline.unet), sample))
         return args, kwargs
 
     def reshape_output(self, output):
@@ -115,15 +117,42 @@ def guided_halves(pipeline, args, kwargs) -> bool:
     return torch.equal(sample[:half], sample[half:])
 
 
-def conditional_half(tree, batch: int):
-    """Every tensor in ``tree`` whose first dimension is ``batch``, cut to its second (conditional) half."""
+def conditional_half(tree, rows: tuple[int, ...]):
+    """Every tensor in ``tree`` whose first dimension is one of ``rows`` (a guidance batch's), cut to its second
+    (conditional) half."""
     if isinstance(tree, torch.Tensor):
-        return tree[batch // 2 :] if tree.ndim and tree.shape[0] == batch else tree
+        return tree[tree.shape[0] // 2 :] if tree.ndim and tree.shape[0] in rows else tree
     if isinstance(tree, dict):
-        return {key: conditional_half(value, batch) for key, value in tree.items()}
+        return {key: conditional_half(value, rows) for key, value in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return type(tree)(conditional_half(value, batch) for value in tree)
+        return type(tree)(conditional_half(value, rows) for value in tree)
     return tree
+
+
+# What the runs carry from earlier U-Net calls: already halved when an earlier call was.
+CARRIED = ("replicate_prev_features", "cross_attention_replay", "block_cache_residuals")
+
+
+def halved_call(call: tuple[tuple, dict], batch: int, frames: int) -> tuple[tuple, dict]:
+    """A guidance batch's U-Net call cut to its conditional half.
+
+    The pipeline's arguments are the whole batch: per sample (``batch`` rows) or, for a video U-Net
+    that folds frames into its batch, per frame (``batch * frames`` rows, sample after sample). What
+    the runs carry from earlier calls is in the U-Net's folded layout, and was halved already if it
+    comes from a halved call: it is cut only when it has the whole batch's ``batch * frames`` rows.
+    """
+    args, kwargs = call
+    carried = {key: kwargs[key] for key in CARRIED if key in kwargs}
+    rest = {key: value for key, value in kwargs.items() if key not in carried}
+    args, rest = conditional_half((args, rest), (batch, batch * frames))
+    return args, {**rest, **conditional_half(carried, (batch * frames,))}
+
+
+def frames_of(unet, sample: torch.Tensor) -> int:
+    """Frames per sample of a U-Net that folds frames into its batch (AnimateDiff's layout, or SVD's), else 1."""
+    if sample.ndim != 5:
+        return 1
+    return sample.shape[1] if isinstance(unet, UNetSpatioTemporalConditionModel) else sample.shape[2]
 
 
 def mean_of_halves(tensor: torch.Tensor) -> torch.Tensor:

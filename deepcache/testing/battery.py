@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ..pipelines import DeepCacheSDHelper
-from ..runtime import unwrap
 from . import zoo
 from .zoo import PipelineCase
 
@@ -66,7 +65,7 @@ def _run(pipe, case: PipelineCase) -> np.ndarray:
 
 def _mid_block_counter(pipe) -> tuple[list[bool], list]:
     """Per U-Net call of ``pipe``, whether its mid block ran; and the hooks' handles."""
-    unet = unwrap(pipe.unet)
+    unet = pipe.unet
     calls: list[bool] = []
     handles = [
         unet.register_forward_pre_hook(lambda module, args: calls.append(False)),

@@ -336,20 +336,23 @@ def tiny_stable_diffusion_xl_components(seed: int = 0, refiner: bool = False, un
     return components
 
 
+def tiny_clip_vision_config(image_size: int = 224, patch_size: int = 32) -> CLIPVisionConfig:
+    """A two-layer CLIP vision encoder's config, 16 wide, projecting to 16 (image encoders of SVD and others)."""
+    return CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        projection_dim=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+
+
 def tiny_stable_video_diffusion_components(seed: int = 0) -> dict:
     """Components of a Stable Video Diffusion-shaped pipeline (64 x 64 px frames) with random weights."""
     torch.manual_seed(seed)
-    image_encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=16,
-            intermediate_size=32,
-            projection_dim=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=224,
-            patch_size=32,
-        )
-    ).eval()
+    image_encoder = CLIPVisionModelWithProjection(tiny_clip_vision_config()).eval()
     vae = AutoencoderKLTemporalDecoder(
         block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4
     ).eval()

@@ -31,7 +31,6 @@ from transformers import (
     ClapTextConfig,
     ClapTextModelWithProjection,
     CLIPImageProcessor,
-    CLIPVisionConfig,
     CLIPVisionModelWithProjection,
     SpeechT5HifiGan,
     SpeechT5HifiGanConfig,
@@ -43,6 +42,7 @@ from .tiny import (
     MOTION_UNET,
     SD15_UNET,
     tiny_animatediff_components,
+    tiny_clip_vision_config,
     tiny_ddpm_components,
     tiny_ldm_components,
     tiny_sd_adapter_components,
@@ -117,19 +117,9 @@ def _build(name: str, components: Callable) -> Callable:
     return build
 
 
-def _image_encoder(projection_dim: int = 16) -> CLIPVisionModelWithProjection:
+def _image_encoder() -> CLIPVisionModelWithProjection:
     torch.manual_seed(0)
-    return CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=16,
-            intermediate_size=32,
-            projection_dim=projection_dim,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        )
-    ).eval()
+    return CLIPVisionModelWithProjection(tiny_clip_vision_config(image_size=32, patch_size=8)).eval()
 
 
 def _feature_extractor() -> CLIPImageProcessor:
@@ -320,6 +310,18 @@ case(
 
 
 # Marigold: one denoising loop per ensemble member batch, no step-end callback
+def _marigold_call() -> dict:
+    """Two ensemble members at batch size 1: two denoising loops in one call."""
+    return {
+        "image": _image(),
+        "num_inference_steps": STEPS,
+        "ensemble_size": 2,
+        "processing_resolution": 32,
+        "generator": _generator(),
+        "output_type": "np",
+    }
+
+
 def _marigold() -> dict:
     components = tiny_stable_diffusion_components()
     return {**components, "unet": tiny_unet("sd1.5", in_channels=8), "prediction_type": "depth"}
@@ -328,14 +330,7 @@ def _marigold() -> dict:
 case(
     "MarigoldDepthPipeline",
     _marigold,
-    lambda: {
-        "image": _image(),
-        "num_inference_steps": STEPS,
-        "ensemble_size": 2,
-        "processing_resolution": 32,
-        "generator": _generator(),
-        "output_type": "np",
-    },
+    _marigold_call,
     loops=2,
 )
 
@@ -356,18 +351,7 @@ def _paint_by_example() -> dict:
     from diffusers.pipelines.deprecated.paint_by_example.image_encoder import PaintByExampleImageEncoder
 
     torch.manual_seed(0)
-    encoder = PaintByExampleImageEncoder(
-        CLIPVisionConfig(
-            hidden_size=16,
-            intermediate_size=32,
-            projection_dim=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        proj_size=16,
-    ).eval()
+    encoder = PaintByExampleImageEncoder(tiny_clip_vision_config(image_size=32, patch_size=8), proj_size=16).eval()
     return {**_sd(in_channels=9), "image_encoder": encoder, "feature_extractor": _feature_extractor()}
 
 
@@ -814,14 +798,7 @@ case("AudioLDM2Pipeline", _audioldm2, _audioldm2_call)
 case(
     "MarigoldNormalsPipeline",
     lambda: {**_marigold(), "prediction_type": "normals"},
-    lambda: {
-        "image": _image(),
-        "num_inference_steps": STEPS,
-        "ensemble_size": 2,
-        "processing_resolution": 32,
-        "generator": _generator(),
-        "output_type": "np",
-    },
+    _marigold_call,
     loops=2,
 )
 
@@ -870,14 +847,7 @@ case(
         "prediction_type": "intrinsics",
         "target_properties": {"target_names": ["albedo"], "albedo": {"prediction_space": "srgb"}},
     },
-    lambda: {
-        "image": _image(),
-        "num_inference_steps": STEPS,
-        "ensemble_size": 2,
-        "processing_resolution": 32,
-        "generator": _generator(),
-        "output_type": "np",
-    },
+    _marigold_call,
     loops=2,
 )
 
