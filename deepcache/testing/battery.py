@@ -131,7 +131,7 @@ def pipeline_table(results: list[PipelineResult], cases: dict[str, PipelineCase]
             status, checked = "refused at enable", result.refused.replace("|", "\\|")
         else:
             status = "works" if result.works else "**fails**"
-            loops = " ".join(str(list(steps)) for steps in result.loop_full_steps)
+            loops = " ".join(f"`{list(steps)}`" for steps in result.loop_full_steps)
             checked = (
                 f"deep layers in {result.deep_calls} of {result.unet_calls} U-Net calls; full steps per loop {loops}"
             )
