@@ -130,17 +130,20 @@ def _animatediff(**extra) -> dict:
     return {**tiny_animatediff_components(), **extra}
 
 
+# A ControlNet (or AnimateDiff's SparseCtrl) with the tiny SD 1.5 layout's down path.
+CONTROLNET = dict(
+    block_out_channels=SD15_UNET["block_out_channels"],
+    layers_per_block=2,
+    cross_attention_dim=16,
+    attention_head_dim=4,
+    norm_num_groups=4,
+    conditioning_embedding_out_channels=(4, 8),
+)
+
+
 def _controlnet() -> ControlNetModel:
     torch.manual_seed(0)
-    return ControlNetModel(
-        block_out_channels=SD15_UNET["block_out_channels"],
-        layers_per_block=2,
-        down_block_types=SD15_UNET["down_block_types"],
-        cross_attention_dim=16,
-        attention_head_dim=4,
-        norm_num_groups=4,
-        conditioning_embedding_out_channels=(4, 8),
-    ).eval()
+    return ControlNetModel(**CONTROLNET, down_block_types=SD15_UNET["down_block_types"]).eval()
 
 
 def _video(frames: int = 2, size: int = 32) -> list[Image.Image]:
@@ -494,13 +497,8 @@ def _sparse_controlnet():
 
     torch.manual_seed(0)
     return SparseControlNetModel(
-        block_out_channels=MOTION_UNET["block_out_channels"],
-        layers_per_block=2,
+        **CONTROLNET,
         down_block_types=MOTION_UNET["down_block_types"],
-        cross_attention_dim=16,
-        attention_head_dim=4,
-        norm_num_groups=4,
-        conditioning_embedding_out_channels=(4, 8),
         motion_num_attention_heads=2,
         motion_max_seq_length=8,
         conditioning_channels=3,
