@@ -183,12 +183,11 @@ class NoSchedulerPipeline(DiffusionPipeline):
         return sample
 
 
-def test_a_pipeline_whose_iterations_cannot_be_counted_is_refused_before_any_denoising():
+def test_a_pipeline_whose_iterations_cannot_be_counted_is_refused_at_enable():
     pipe = NoSchedulerPipeline(tiny_unet("sd1.5"))
     calls = _mid_block_calls(pipe)
-    with DeepCacheSDHelper(pipe) as helper:
-        helper.set_params(cache_interval=3, cache_branch_id=0)
-        with pytest.raises(TypeError, match="has neither: its loop structure cannot be followed"):
-            pipe()
-    assert calls == []
-    assert torch.isfinite(pipe()).all()  # disabled, it runs as before
+    helper = DeepCacheSDHelper(pipe)
+    with pytest.raises(TypeError, match="NoSchedulerPipeline has neither: its loop structure cannot be followed"):
+        helper.enable()
+    assert not helper.enabled and type(pipe) is NoSchedulerPipeline and type(pipe.unet) is UNet2DConditionModel
+    assert torch.isfinite(pipe()).all() and len(calls) == 4  # it runs as before

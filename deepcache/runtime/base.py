@@ -139,18 +139,8 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
     """
     unet = unwrap(pipeline.unet)
     parameters = inspect.signature(parent_call).parameters
-    by_callback = "callback_on_step_end" in parameters
-    scheduler = getattr(pipeline, "scheduler", None)
-    by_scheduler = (
-        not by_callback and callable(getattr(type(scheduler), "step", None)) and "step" not in vars(scheduler)
-    )
-    if not (by_callback or by_scheduler):
-        raise TypeError(
-            f"DeepCache counts denoising iterations at a pipeline's `callback_on_step_end` or its scheduler's `step`, "
-            f"and this {type(pipeline).__name__} has neither: its loop structure cannot be followed, so it is not "
-            "cached."
-        )
-    if by_callback:
+    signal = iteration_signal(pipeline, parameters)
+    if signal == "callback":
         kwargs = _chain_step_end(kwargs, run, "callback_on_step_end_tensor_inputs" in parameters)
     controlnets = cuttable_controlnets(unwrap(getattr(pipeline, "controlnet", None)), branch_layout(pipeline))
 
@@ -164,7 +154,7 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
         cleanup.enter_context(cache_aware(unet))
         cleanup.callback(pipeline.unet.register_forward_pre_hook(before_unet, with_kwargs=True).remove)
         cleanup.callback(pipeline.unet.register_forward_hook(after_unet, with_kwargs=True).remove)
-        if by_scheduler:
+        if signal == "scheduler":
             cleanup.enter_context(_ending_iterations_at_step(pipeline, run))
         cleanup.enter_context(cache_aware_controlnets(controlnets))
         for controlnet in controlnets:
@@ -190,6 +180,7 @@ def _ending_iterations_at_step(pipeline, run: LoopRun):
         run.end_iteration()
         return output
 
+    counted_step.counts_iterations = True
     scheduler.step = types.MethodType(counted_step, scheduler)
     try:
         yield
@@ -225,6 +216,22 @@ REFUSED_PIPELINES = {  # pipelines whose U-Net DeepCache could cut, but whose ca
 }
 
 
+def iteration_signal(pipeline, call_parameters) -> str:
+    """What ends a loop iteration of ``pipeline``: its step-end ``"callback"``, else its ``"scheduler"``'s ``step``;
+    a ``TypeError`` for a pipeline with neither, whose loop DeepCache cannot follow."""
+    if "callback_on_step_end" in call_parameters:
+        return "callback"
+    scheduler = getattr(pipeline, "scheduler", None)
+    own = vars(scheduler).get("step") if scheduler is not None else None  # an instance's own step: a user's patch
+    counting = getattr(getattr(own, "__func__", None), "counts_iterations", False)  # or the one this call set
+    if callable(getattr(type(scheduler), "step", None)) and (own is None or counting):
+        return "scheduler"
+    raise TypeError(
+        f"DeepCache counts denoising iterations at a pipeline's `callback_on_step_end` or its scheduler's `step`, "
+        f"and this {type(pipeline).__name__} has neither: its loop structure cannot be followed, so it is not cached."
+    )
+
+
 def check_pipeline(pipeline) -> None:
     """A clear ``TypeError`` for a pipeline DeepCache cannot serve, before any denoising."""
     for cls in type(pipeline).__mro__:
@@ -248,7 +255,9 @@ def branch_layout(pipeline) -> BranchLayout:
     check_pipeline(pipeline)
     unet = unwrap(pipeline.unet)
     cache_aware_class(unet)
-    return BranchLayout.of(unet)
+    layout = BranchLayout.of(unet)
+    iteration_signal(pipeline, inspect.signature(type(pipeline).__call__).parameters)
+    return layout
 
 
 def diffusers_class(pipeline_class: type) -> type:
