@@ -191,3 +191,18 @@ def test_a_pipeline_whose_iterations_cannot_be_counted_is_refused_at_enable():
         helper.enable()
     assert not helper.enabled and type(pipe) is NoSchedulerPipeline and type(pipe.unet) is UNet2DConditionModel
     assert torch.isfinite(pipe()).all() and len(calls) == 4  # it runs as before
+
+
+def test_animatediff_free_noise_windows_run_inside_one_unet_call_per_step():
+    """FreeNoise's context windows live inside the motion blocks: one U-Net call per step, cached as usual."""
+    import deepcache
+    from deepcache.testing import tiny_pipeline
+
+    pipe = tiny_pipeline("animatediff", deepcache.DeepCacheAnimateDiffPipeline)
+    pipe.enable_free_noise(context_length=2, context_stride=1)
+    arguments = dict(prompt="a red cube", num_frames=4, height=32, width=32, num_inference_steps=6, output_type="np")
+    plain = pipe(**arguments, generator=torch.Generator().manual_seed(0)).frames
+    calls = _mid_block_calls(pipe)
+    cached = pipe(**arguments, generator=torch.Generator().manual_seed(0), cache_interval=3, cache_branch_id=0).frames
+    assert calls == [i in (0, 3) for i in range(6)] and pipe.deepcache_record.loops() == ((0, 3),)
+    assert np.isfinite(cached).all() and not np.array_equal(cached, plain)
