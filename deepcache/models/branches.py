@@ -240,7 +240,9 @@ class StepViews:
     branch's up layer; ``cached`` runs only the shallow layers and ``replay`` feeds it the feature.
     ``deep`` runs only the layers deeper than the branch: ``inject`` feeds it the branch's tensor
     and ``stop`` records the feature it produces. An adaptive step is ``cached`` whose ``replay``
-    may call ``deep``: together they run every layer once, as ``full`` does.
+    may call ``deep``: together they run every layer once, as ``full`` does. Of T2I-Adapter's
+    residuals (one per down block), ``cached`` applies the first ``cached_adapter`` and ``deep``
+    those from ``deep_adapter`` on (see :func:`adapter_split`).
     """
 
     full: nn.Module
@@ -250,6 +252,8 @@ class StepViews:
     deep: nn.Module
     inject: _Inject
     stop: _Stop
+    cached_adapter: int
+    deep_adapter: int
 
 
 def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews:
@@ -287,7 +291,17 @@ def build_views(unet: nn.Module, layout: BranchLayout, branch: int) -> StepViews
         conv_act=nn.Identity(),
         conv_out=nn.Identity(),
     )
-    return StepViews(full=full, tap=tap, cached=cached, replay=replay, deep=deep, inject=inject, stop=stop)
+    return StepViews(
+        full=full,
+        tap=tap,
+        cached=cached,
+        replay=replay,
+        deep=deep,
+        inject=inject,
+        stop=stop,
+        cached_adapter=adapter_split(unet, layout, branch),
+        deep_adapter=whole,
+    )
 
 
 @dataclass
@@ -494,7 +508,7 @@ class DeepCacheUNetMixin:
                 views.replay.features = features
                 if refresh is not None:
                     views.replay.refresh, views.replay.deep = refresh, self._deep_layers(views, branch, args, kwargs)
-                cached_kwargs = _without_deep_residuals(kwargs, adapter_split(self, BranchLayout.of(self), branch))
+                cached_kwargs = _without_deep_residuals(kwargs, views.cached_adapter)
                 (sample,) = super(DeepCacheUNetMixin, views.cached).forward(*args, **cached_kwargs)
                 features = views.replay.features
         finally:  # the model keeps no tensor between calls
@@ -513,8 +527,7 @@ class DeepCacheUNetMixin:
             kwargs = {**kwargs, "down_block_additional_residuals": tuple(residuals)[branch:]}
         adapter = kwargs.get("down_intrablock_additional_residuals")
         if adapter is not None:  # the adapter residuals of the down blocks the deep layers finish
-            whole_blocks, _ = BranchLayout.of(self).down_cut(branch)
-            kwargs = {**kwargs, "down_intrablock_additional_residuals": list(adapter)[whole_blocks:]}
+            kwargs = {**kwargs, "down_intrablock_additional_residuals": list(adapter)[views.deep_adapter :]}
 
         def deep(hidden_states: torch.Tensor) -> torch.Tensor:
             views.inject.features = hidden_states

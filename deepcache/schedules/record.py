@@ -57,10 +57,15 @@ class CacheRecord:
         lengths = tuple(r.num_iterations for r in records)
         return cls(sum(lengths), full_steps, signals, records[0].threshold, lengths)
 
+    @property
+    def lengths(self) -> tuple[int, ...]:
+        """The iterations of each loop (one entry for a one-loop call)."""
+        return self.loop_lengths or (self.num_iterations,)
+
     def loops(self) -> tuple[tuple[int, ...], ...]:
         """Each loop's full iterations, counted from the loop's first (one entry for a one-loop call)."""
-        lengths, start, loops = self.loop_lengths or (self.num_iterations,), 0, []
-        for length in lengths:
+        start, loops = 0, []
+        for length in self.lengths:
             loops.append(tuple(step - start for step in self.full_steps if start <= step < start + length))
             start += length
         return tuple(loops)
@@ -98,13 +103,12 @@ class CacheRecord:
 
     def __str__(self) -> str:
         """One character per iteration: ``#`` full, ``.`` cached; ``|`` between loops."""
-        loops = [
-            "".join("#" if i in steps else "." for i in range(length))
-            for steps, length in zip(self.loops(), self.loop_lengths or (self.num_iterations,))
-        ]
-        full, steps = set(self.full_steps), "|".join(loops)
+        steps = "|".join(
+            "".join("#" if i in full else "." for i in range(length))
+            for full, length in zip(self.loops(), self.lengths)
+        )
         kind = "fixed schedule" if self.threshold is None else f"adaptive, threshold {self.threshold:g}"
-        return f"DeepCache call, {kind}: {len(full)} of {self.num_iterations} iterations full\n{steps}"
+        return f"DeepCache call, {kind}: {len(set(self.full_steps))} of {self.num_iterations} iterations full\n{steps}"
 
     def plot(self, path: str | Path | None = None):
         """The signal per iteration with the threshold, and the full steps marked

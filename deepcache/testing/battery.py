@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from .. import pipelines
 from ..pipelines import DeepCacheSDHelper
 from . import zoo
 from .zoo import PipelineCase
@@ -95,23 +96,21 @@ def check_pipeline(case: PipelineCase) -> PipelineResult:
         record = pipe.deepcache_record
         helper.disable()
     restored = np.array_equal(_run(pipe, case), plain)
-    full_steps = tuple(record.full_steps)
     dedicated = None
     if case.dedicated is not None:
-        import deepcache
-
-        ours = getattr(deepcache, case.dedicated).from_pipe(pipe)
+        ours = getattr(pipelines, case.dedicated).from_pipe(pipe)
         ours.set_progress_bar_config(disable=True)
         dedicated = np.array_equal(_run(ours, case), plain)
     ran = [i for i, deep in enumerate(calls) if deep]
     calls_per_iteration = len(calls) // record.num_iterations
-    expected = [c for i in full_steps for c in range(i * calls_per_iteration, (i + 1) * calls_per_iteration)]
+    expected = [c for i in record.full_steps for c in range(i * calls_per_iteration, (i + 1) * calls_per_iteration)]
+    loops = record.loops()
     return PipelineResult(
         case.name,
         unet_calls=len(calls),
         deep_calls=len(ran),
-        loop_full_steps=record.loops(),
-        each_loop_starts_full=len(record.loops()) == case.loops and all(s[:1] == (0,) for s in record.loops()),
+        loop_full_steps=loops,
+        each_loop_starts_full=len(loops) == case.loops and all(steps[:1] == (0,) for steps in loops),
         deep_skipped_on_cached_steps=ran == expected and len(ran) < len(calls) and np.isfinite(cached).all(),
         restored_exactly=restored,
         dedicated_equals_plain=dedicated,
@@ -135,8 +134,6 @@ def pipeline_table(results: list[PipelineResult], cases: dict[str, PipelineCase]
             checked = (
                 f"deep layers in {result.deep_calls} of {result.unet_calls} U-Net calls; full steps per loop {loops}"
             )
-        if case.note:
-            checked = f"{checked}. {case.note}"
         lines.append(f"| `{case.name}` | {dedicated} | {status} | {checked} |")
     works = sum(result.works for result in results)
     refused = sum(result.refused is not None for result in results)

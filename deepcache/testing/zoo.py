@@ -65,7 +65,6 @@ class PipelineCase:
             ``None`` for a pipeline refused at enable whose tiny build cannot run.
         dedicated (`str`, *optional*): the ``deepcache`` pipeline class that extends it, if any.
         loops (`int`, defaults to `1`): denoising loops one call runs.
-        note (`str`): what the table says besides the result.
     """
 
     name: str
@@ -73,7 +72,6 @@ class PipelineCase:
     call: Callable | None
     dedicated: str | None = None
     loops: int = 1
-    note: str = ""
 
 
 STEPS = 6
