@@ -91,9 +91,13 @@ def call(pipe, kind, **kwargs):
     )
 
 
+def first_output(output):
+    """A pipeline output's images, or a video pipeline's frames."""
+    return output[0]
+
+
 def generate(pipe, kind, **kwargs):
-    output = call(pipe, kind, **kwargs)
-    return np.asarray(output.frames if kind in ("svd", "animatediff") else output.images)
+    return np.asarray(first_output(call(pipe, kind, **kwargs)))
 
 
 class TwoPassPipeline(DiffusionPipeline):

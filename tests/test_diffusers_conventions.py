@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from helpers import CASES, STEPS, call, generate, ip_adapter_state_dict
+from helpers import CASES, STEPS, call, first_output, generate, ip_adapter_state_dict
 
 import deepcache
 from deepcache.runtime import diffusers_class
@@ -118,7 +118,7 @@ def test_positional_first_argument_equals_the_parents(case):
             output_type="np",
             **kwargs,
         )
-        return np.asarray(out.frames if case in ("svd", "animatediff") else out.images)
+        return np.asarray(first_output(out))
 
     expected = run(plain)
     assert np.array_equal(run(ours), expected)
@@ -215,7 +215,7 @@ def test_step_end_callback_gets_the_tensors_asked_for_and_can_change_latents(cas
             output_type="latent",
             **(caching if pipe is ours else {}),
         )
-        outputs[id(pipe)] = (out.frames if case in ("svd", "animatediff") else out.images).detach()
+        outputs[id(pipe)] = first_output(out).detach()
     for pipe in (plain, ours):
         assert seen[id(pipe)] == [(step, sorted(tensor_inputs)) for step in range(iterations)]
         assert torch.count_nonzero(outputs[id(pipe)]) == 0  # the last callback's latents are the output
@@ -260,11 +260,6 @@ def _outcome(function):
         return "raised", type(error)
 
 
-def _first_output(output):
-    """Images, or a video pipeline's frames."""
-    return output[0]
-
-
 @pytest.mark.parametrize("setting", ["slicing", "tiling"])
 def test_vae_slicing_and_tiling(case, setting):
     plain, ours = pair(case)
@@ -274,11 +269,11 @@ def test_vae_slicing_and_tiling(case, setting):
     if parent[0] == "raised":  # SVD's temporal decoder implements neither
         assert _outcome(getattr(ours.vae, f"enable_{setting}"))[0] == "raised"
         return
-    latents = _first_output(call(ours, case, output_type="latent", **ON))
+    latents = first_output(call(ours, case, output_type="latent", **ON))
     assert _outcome(getattr(ours.vae, f"enable_{setting}"))[0] == parent[0]
     assert np.array_equal(generate(ours, case), generate(plain, case))
     assert torch.equal(
-        _first_output(call(ours, case, output_type="latent", **ON)), latents
+        first_output(call(ours, case, output_type="latent", **ON)), latents
     )  # the VAE setting leaves the cached loop alone
     decoded = generate(ours, case, **ON)
     assert np.array_equal(generate(ours, case, **ON), decoded) and np.isfinite(decoded).all()
