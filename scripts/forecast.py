@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 
 import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import DeepCacheStableDiffusionPipeline, calibrate_forecast
@@ -32,13 +31,9 @@ from deepcache.embedded.emoji import shuffled_training_captions
 from deepcache.embedded.text_to_image import embedded_text_to_image_path
 from deepcache.evaluation.metrics import FeatureDistances, emoji_features, emoji_text_score, psnr, ssim
 from deepcache.evaluation.parallel import end_processes, process_state, sample_images
+from deepcache.evaluation.solvers import SOLVERS
 from deepcache.measurement import ideal_speedup, step_flops
 
-SOLVERS = {
-    "ddim": ("DDIM", DDIMScheduler, {}),
-    "dpm++": ("DPM-Solver++ 2M", DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "plms": ("PLMS", PNDMScheduler, {"skip_prk_steps": True}),
-}
 METHODS = ("reuse", "linear", "fitted")
 CALIBRATION_OFFSET = 1000  # calibration captions: another stretch of the shuffled training captions
 
@@ -47,7 +42,7 @@ def parse(argv):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
     )
-    parser.add_argument("--solvers", nargs="+", choices=list(SOLVERS), default=list(SOLVERS))
+    parser.add_argument("--solvers", nargs="+", choices=list(SOLVERS), default=["ddim", "dpm++", "dpm++karras", "plms"])
     parser.add_argument(
         "--runs", nargs="+", default=["50:5", "25:7.5"], help="steps:guidance of each run (default 50:5 25:7.5)"
     )
@@ -116,8 +111,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     earlier = json.loads((Path(args.output_dir) / "results.json").read_text())["rows"] if args.merge else []
     started = time.perf_counter()
     for solver in args.solvers:
-        _, scheduler_class, extra = SOLVERS[solver]
-        pipe.scheduler = scheduler_class.from_config(base_config, **extra)
+        pipe.scheduler = SOLVERS[solver].scheduler(base_config)
         for steps, guidance in args.runs:
             call = dict(num_inference_steps=steps, guidance_scale=guidance)
             key = f"{solver} {steps} steps g{guidance:g}"
@@ -233,7 +227,7 @@ def summary(payload: dict) -> str:
         calibration = meta.get("calibration_psnr", {}).get(chosen)
         chosen += "" if calibration is None else f"; calibration {calibration:.1f}"
         lines.append(
-            f"| {SOLVERS[group[0]][0]}, {group[1]}, {group[2]:g} | {group[3]:g}x | b{fitted['branch']} "
+            f"| {SOLVERS[group[0]].label}, {group[1]}, {group[2]:g} | {group[3]:g}x | b{fitted['branch']} "
             f"N={fitted['interval']} ({fitted['ideal']:.2f}x) | {values['reuse']} | {values['linear']} | "
             f"{values['fitted']} ({chosen}) | {values['fewer steps']} ({fewer['call_steps']}) | "
             f"{fitted['psnr'] - fewer['psnr']:+.1f} |"
@@ -249,7 +243,7 @@ def tables(payload: dict) -> str:
     for solver, steps, guidance in dict.fromkeys((r["solver"], r["steps"], r["guidance"]) for r in rows):
         group = [r for r in rows if (r["solver"], r["steps"], r["guidance"]) == (solver, steps, guidance)]
         lines += [
-            f"### {SOLVERS[solver][0]}, {steps} steps, guidance {guidance:g}",
+            f"### {SOLVERS[solver].label}, {steps} steps, guidance {guidance:g}",
             "",
             "PSNR (dB) against the uncached samples; FD to them and text score in brackets.",
             "",
@@ -292,7 +286,7 @@ def plot(payload: dict, path: Path) -> None:
         for method in dict.fromkeys(r["method"] for r in group):
             points = sorted((r["ideal"], r["psnr"]) for r in group if r["method"] == method)
             axis.plot(*zip(*points), marker="o", label=method, linestyle="--" if method == "fewer steps" else "-")
-        axis.set_title(f"{SOLVERS[solver][0]}, {steps} steps, guidance {guidance:g}", fontsize=10)
+        axis.set_title(f"{SOLVERS[solver].label}, {steps} steps, guidance {guidance:g}", fontsize=10)
         axis.set(xlabel="FLOP-ideal speedup", ylabel="PSNR vs uncached (dB)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)

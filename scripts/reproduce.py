@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
 
 import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache import (
@@ -58,14 +57,9 @@ from deepcache.evaluation.metrics import (
     ssim,
 )
 from deepcache.evaluation.parallel import end_processes, process_state, sample_images
+from deepcache.evaluation.solvers import SOLVERS
 from deepcache.measurement import ideal_speedup, module_flops, step_flops
 
-# Samplers compared against fewer steps: name in the tables, scheduler class, extra config.
-SOLVERS = {
-    "ddim": ("DDIM", DDIMScheduler, {}),
-    "dpm++": ("DPM-Solver++", DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "plms": ("PLMS", PNDMScheduler, {"skip_prk_steps": True}),
-}
 EMBEDDED = {  # what each embedded model is run with unless told otherwise
     "emoji": dict(branch=1, sweep_branches=[0, 1, 2, 4, 7], solvers=["ddim", "dpm++", "plms"]),
     "digits": dict(branch=2, sweep_branches=[0, 1, 2, 4, 8], solvers=["ddim"]),
@@ -184,7 +178,7 @@ def settings(args, flops: dict[int, tuple[int, int]], profiles: dict, calibratio
         setting = DeepCacheConfig(cache_interval=interval, cache_branch_id=branch, uniform=uniform)
         num_full = len(setting.full_steps(args.steps))
         schedule = "uniform" if uniform else "non-uniform"
-        prefix = "" if solver == main_solver else f"{SOLVERS[solver][0]} "
+        prefix = "" if solver == main_solver else f"{SOLVERS[solver].label} "
         return dict(
             name=f"{prefix}N={interval} b{branch} {schedule}",
             group=group,
@@ -198,7 +192,7 @@ def settings(args, flops: dict[int, tuple[int, int]], profiles: dict, calibratio
 
     def plain(solver, steps, group, **extra):
         return dict(
-            name=f"{SOLVERS[solver][0]}-{steps}",
+            name=f"{SOLVERS[solver].label}-{steps}",
             group=group,
             solver=solver,
             interval=1,
@@ -352,8 +346,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     prompts = evaluation_prompts(len(seeds)) if emoji else None
 
     def use_solver(solver: str) -> None:
-        _, scheduler_class, extra = SOLVERS[solver]
-        pipe.scheduler = scheduler_class.from_config(scheduler_config, **extra)
+        pipe.scheduler = SOLVERS[solver].scheduler(scheduler_config)
 
     use_solver(args.solvers[0])
     extra_call = dict(guidance_scale=args.guidance_scale) if emoji else {}
@@ -581,7 +574,7 @@ def tables(payload: dict) -> str:
     args = payload["arguments"]
     floor = payload["real_vs_real"]
     judged = "text_score" in payload["runs"][0]
-    solver_names = {key: SOLVERS[key][0] for key in args["solvers"]}
+    solver_names = {key: SOLVERS[key].label for key in args["solvers"]}
     main_name = solver_names[args["solvers"][0]]
     lines = [
         f"{payload['samples_per_setting']} samples per setting ({args['groups']} seed groups of {args['samples']}; ± "
@@ -658,7 +651,7 @@ def budget_table(payload: dict) -> list[str]:
         r["matches"]: r for r in payload["runs"] if r["group"] == "fewer steps" and r["solver"] == args["solvers"][0]
     }
     lines = [
-        f"### Equal budgets: PSNR vs baseline (dB) / FD, {SOLVERS[args['solvers'][0]][0]}, branch {args['branch']}",
+        f"### Equal budgets: PSNR vs baseline (dB) / FD, {SOLVERS[args['solvers'][0]].label}, branch {args['branch']}",
         "",
         "| N | " + " | ".join(schedules) + " | fewer steps |",
         "|---" * (len(schedules) + 2) + "|",
@@ -684,23 +677,23 @@ def plot(payload: dict, path: Path) -> None:
     args = payload["arguments"]
     main_solver = args["solvers"][0]
     families = {
-        f"DeepCache, uniform, {SOLVERS[main_solver][0]}": [
+        f"DeepCache, uniform, {SOLVERS[main_solver].label}": [
             r for r in family(payload, "interval") if r["schedule"] == "uniform"
         ],
         **{
-            f"DeepCache, {schedule}, {SOLVERS[main_solver][0]}": [
+            f"DeepCache, {schedule}, {SOLVERS[main_solver].label}": [
                 r for r in family(payload, "interval") if r["schedule"] == schedule
             ]
             for schedule in ("non-uniform", "calibrated", "adaptive")
         },
         **{
-            f"DeepCache, uniform, {SOLVERS[s][0]}": [
+            f"DeepCache, uniform, {SOLVERS[s].label}": [
                 r for r in family(payload, "equal flops", s) if r["group"] == "solver"
             ]
             for s in args["solvers"][1:]
         },
         **{
-            f"{SOLVERS[s][0]}, fewer steps": [
+            f"{SOLVERS[s].label}, fewer steps": [
                 r for r in family(payload, "equal flops", s) if r["group"] == "fewer steps"
             ]
             for s in args["solvers"]

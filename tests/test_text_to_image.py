@@ -138,6 +138,8 @@ def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
                 "2",
                 "--save-every",
                 "1",
+                "--loss",
+                "min-snr-5",
                 "--output",
                 str(tmp_path / "t2i"),
                 *common,
@@ -162,6 +164,11 @@ def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
         ).read_bytes()
     more = json.loads((tmp_path / "more" / "training.json").read_text())
     assert more["total_steps"] == 3 and more["continued_from"]["steps"] == 2
+    assert more["loss"] == "MSE on noise (Stable Diffusion's)"  # the default
+    assert more["continued_from"]["loss"] == "MSE on noise, min-SNR-5 weighted"
+    weights = train_embedded.LOSS_WEIGHTS
+    snr = torch.tensor([20.0, 5.0, 0.5])
+    assert weights["min-snr-5"](snr).tolist() == [0.25, 1.0, 1.0] and weights["mse"](snr).tolist() == [1.0] * 3
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "t2i")
     assert pipe.tokenizer.tokenize("red apple") == ["red</w>", "apple</w>"]
     record = json.loads((tmp_path / "t2i" / "training.json").read_text())
