@@ -2,7 +2,9 @@
 predicts the noise badly.
 
     python scripts/solvers.py                                    # 7 solvers, 15/25/50 vs 200 steps, guidance 5 and 7.5
-    python scripts/solvers.py --bands                            # also the noise-prediction error per timestep band
+    python scripts/solvers.py --bands --stiffness --prompt-following
+                                     # also the noise-prediction error per timestep band, how steep the guided
+                                     # prediction is, and the judges' prompt-following scores
     python scripts/solvers.py --model OLD --output-dir DIR       # another model folder, e.g. an earlier training
     python scripts/solvers.py --compare DIR/results.json         # tables beside an earlier run's numbers
     accelerate launch --num_processes 2 scripts/solvers.py       # two processes (CPU or GPUs)
@@ -28,8 +30,11 @@ from diffusers import StableDiffusionPipeline
 import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
 from deepcache.embedded.emoji import shuffled_training_captions
 from deepcache.embedded.text_to_image import embedded_text_to_image_path
+from deepcache.evaluation.metrics import emoji_prompt_following
 from deepcache.evaluation.parallel import end_processes, process_state
-from deepcache.evaluation.solvers import SOLVERS, check_solvers, convergence, denoising_error
+from deepcache.evaluation.solvers import SOLVERS, check_solvers, convergence, denoising_error, guidance_stiffness
+
+PROMPT_FOLLOWING_CALL = dict(num_inference_steps=50, guidance_scale=5.0)  # the tests' and the demo's
 
 
 def parse(argv):
@@ -43,6 +48,14 @@ def parse(argv):
     parser.add_argument("--guidance", type=float, nargs="+", default=[5.0, 7.5])
     parser.add_argument("--prompts", type=int, default=32, help="training captions, seeds 0.. (default 32)")
     parser.add_argument("--bands", action="store_true", help="also the noise-prediction error per timestep band")
+    parser.add_argument(
+        "--prompt-following",
+        action="store_true",
+        help="also the judges' prompt-following scores (colour words, training and held-out captions)",
+    )
+    parser.add_argument(
+        "--stiffness", action="store_true", help="also how steep the guided prediction is in the latent (8 prompts)"
+    )
     parser.add_argument("--compare", help="an earlier results.json to show beside this run's numbers")
     parser.add_argument("--compare-label", default="before")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -96,6 +109,42 @@ def tables(payload: dict, earlier: dict | None = None, label: str = "before") ->
         f"{r['reference_vs_ddim']:.1f} |"
         for r in rows
     ]
+    if "prompt_following" in payload:
+        following, before = payload["prompt_following"], (earlier or {}).get("prompt_following", {})
+        lines += [
+            "",
+            "Prompt following by the embedded judges (the pipeline's own scheduler, "
+            + ", ".join(f"{k} {v}" for k, v in PROMPT_FOLLOWING_CALL.items())
+            + "): colour words (each colour's heart, circle and square, 4 seeds), and the CLDR subgroup / group "
+            "accuracy and text score on 64 training and 64 held-out captions.",
+            "",
+            f"| score | value{extra} |",
+            "|---|---|" + ("---|" if earlier else ""),
+        ]
+        lines += [
+            f"| {key} | {value:.3f}" + (f" | {before[key]:.3f}" if key in before else " | -" if earlier else "") + " |"
+            for key, value in following.items()
+        ]
+    if "stiffness" in payload:
+        before = {r["timestep"]: r for r in (earlier or {}).get("stiffness", [])}
+        scale = payload["stiffness"][0]["guidance_scale"]
+        lines += [
+            "",
+            "Steepness of the noise prediction in the noisy latent (dominant eigenvalue magnitude of its Jacobian, "
+            f"8 prompts): unconditional u and conditional c (about 1 at high noise), their difference c - u (small "
+            "where both move alike with the latent), and guided "
+            f"u + {scale:g} (c - u)" + (f"; {label} in brackets" if before else "") + ".",
+            "",
+            "| timestep | u | c | c - u | guided |",
+            "|---|---|---|---|---|",
+        ]
+        for row in payload["stiffness"]:
+            old = before.get(row["timestep"])
+            cells = [
+                f"{row[k]:.2f}" + (f" ({old[k]:.2f})" if old else "")
+                for k in ("unconditional", "conditional", "difference", "guided")
+            ]
+            lines.append(f"| {row['timestep']} | " + " | ".join(cells) + " |")
     if "bands" in payload:
         bands = payload["bands"]
         lines += [
@@ -182,6 +231,12 @@ def main(argv: list[str] | None = None) -> dict | None:
     payload = dict(model=name, arguments=vars(args), convergence=rows)
     if args.bands:
         payload["bands"] = band_rows(pipe)
+    if args.stiffness:
+        payload["stiffness"] = guidance_stiffness(
+            pipe, shuffled_training_captions(8), guidance_scale=max(args.guidance)
+        )
+    if args.prompt_following:
+        payload["prompt_following"] = emoji_prompt_following(pipe, batch_size=args.batch_size, **PROMPT_FOLLOWING_CALL)
     earlier = json.loads(Path(args.compare).read_text()) if args.compare else None
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from deepcache.evaluation.metrics import (
+    COLOUR_WORDS,
     FeatureDistances,
     clip_score,
+    colour_word_accuracy,
     digit_features,
     inception_fid,
     psnr,
@@ -130,3 +132,18 @@ def test_the_shipped_classifier_recognises_real_digits():
     features = digit_features()((digits[:500] + 1) / 2)
     assert features.shape == (500, 64)
     assert math.isclose(features.std(0).mean().item(), 1.0, rel_tol=0.15)  # scaled for KID
+
+
+def test_colour_words_are_read_from_the_foreground_colour():
+    """A shape of each reference colour on white is read as that colour; the white background does not count."""
+    images = torch.ones(len(COLOUR_WORDS), 3, 32, 32)
+    for image, rgb in zip(images, COLOUR_WORDS.values()):
+        image[:, 8:20, 8:24] = torch.tensor(rgb).view(3, 1, 1) * 0.97  # a little darker: still nearest its own
+    names = list(COLOUR_WORDS)
+    assert colour_word_accuracy(images, names) == 1.0
+    assert colour_word_accuracy(images, names[1:] + names[:1]) == 0.0
+    assert colour_word_accuracy(images[:2], ["red", "red"]) == 0.5
+    with pytest.raises(ValueError, match="`colours` must be among"):
+        colour_word_accuracy(images[:1], ["teal"])
+    with pytest.raises(ValueError, match="`images` and `colours` must pair up"):
+        colour_word_accuracy(images, ["red"])

@@ -1,15 +1,18 @@
 """The solver registry, solver convergence and the per-band denoising error (scripts/solvers.py), on a tiny pipeline."""
 
 import json
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, PNDMScheduler
 from helpers import script
 
-from deepcache.evaluation.metrics import psnr
+from deepcache.embedded.emoji import FONT_PATH, load_catalog, render
+from deepcache.evaluation.metrics import emoji_prompt_following, psnr
 from deepcache.evaluation.parallel import sample_images
-from deepcache.evaluation.solvers import SOLVERS, TIMESTEP_BANDS, convergence, denoising_error
+from deepcache.evaluation.solvers import SOLVERS, TIMESTEP_BANDS, convergence, denoising_error, guidance_stiffness
 from deepcache.testing import save_tiny_pipeline, tiny_pipeline
 
 PROMPTS = ["red apple", "a cat"]
@@ -76,6 +79,17 @@ def test_denoising_error_per_band_carries_the_noise_error_to_the_latent(pipe):
         denoising_error(pipe, images, ["red apple"])
 
 
+def test_guidance_stiffness_is_the_guided_predictions_growth_factor(pipe):
+    """Guidance 1 gives the conditional prediction and 0 the unconditional one, so their growth factors match."""
+    one = guidance_stiffness(pipe, PROMPTS, timesteps=(801, 101), guidance_scale=1.0, iterations=3)
+    zero = guidance_stiffness(pipe, PROMPTS, timesteps=(801, 101), guidance_scale=0.0, iterations=3)
+    assert [r["timestep"] for r in one] == [801, 101]
+    for a, b in zip(one, zero):
+        assert a["guided"] == pytest.approx(a["conditional"], rel=1e-3)
+        assert b["guided"] == pytest.approx(b["unconditional"], rel=1e-3)
+        assert a["unconditional"] == b["unconditional"] > 0 and a["difference"] > 0
+
+
 def test_solvers_script_writes_its_table_plot_and_comparison(tmp_path, capsys):
     model = save_tiny_pipeline("sd", str(tmp_path / "sd"))
     solvers = script("solvers")
@@ -95,3 +109,19 @@ def test_solvers_script_writes_its_table_plot_and_comparison(tmp_path, capsys):
     with pytest.raises(SystemExit):
         solvers.main(["--solvers", "heun"])
     assert "`solvers` must be among" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not FONT_PATH.exists(), reason="apt-get install fonts-noto-color-emoji")
+def test_prompt_following_of_a_pipeline_that_draws_the_training_renderings_is_near_perfect():
+    """A stand-in pipeline that returns each prompt's own rendering: the judges must find every colour and
+    almost every subgroup, on training and on held-out captions alike."""
+    emoji = {e.name: e for e in load_catalog()[0]}
+
+    def draw(prompt, generator, output_type, **kwargs):
+        assert output_type == "np" and kwargs == {"num_inference_steps": 3} and len(generator) == len(prompt)
+        return SimpleNamespace(images=render([emoji[p] for p in prompt], 32).astype(np.float32) / 255)
+
+    scores = emoji_prompt_following(draw, samples=16, batch_size=8, num_inference_steps=3)
+    assert scores["colour_words"] == 1.0
+    assert scores["training_subgroup"] >= 0.8 and scores["held_out_group"] >= 0.6
+    assert scores["training_text_score"] > scores["held_out_text_score"] > 30

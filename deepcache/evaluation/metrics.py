@@ -4,8 +4,8 @@ Fidelity (does caching change the picture?): ``psnr`` and ``ssim`` of each cache
 uncached sample from the same noise. Distribution quality (are the pictures still good?): Frechet
 distance and KID on any feature extractor; ``digit_features()`` and ``emoji_features()`` are the
 embedded classifiers, which need no download. Prompt following: ``emoji_text_score`` (the embedded
-contrastive scorer, a CLIP-score analogue) and ``emoji_category_accuracy``. ``inception_fid`` and
-``clip_score`` are for users who have those weights.
+contrastive scorer, a CLIP-score analogue), ``emoji_category_accuracy`` and ``colour_word_accuracy``.
+``inception_fid`` and ``clip_score`` are for users who have those weights.
 Images are float tensors (N, C, H, W) in [0, 1] unless said otherwise.
 """
 
@@ -67,6 +67,38 @@ def emoji_category_accuracy(images: torch.Tensor, subgroups: list[str]) -> dict[
     if unknown:
         raise ValueError(f"`subgroups` must be CLDR subgroups the classifier knows, but got {unknown[:3]}.")
     return classifier.accuracy(images * 2 - 1, torch.tensor([classifier.subgroups.index(s) for s in subgroups]))
+
+
+# The colour words of the emoji captions ("red heart", "blue circle", ...) and each one's mean non-white RGB in
+# the training renderings of its heart, circle and square (Noto Color Emoji at 32 px).
+COLOUR_WORDS = {
+    "red": (0.94, 0.29, 0.25),
+    "orange": (0.99, 0.60, 0.06),
+    "yellow": (0.99, 0.79, 0.22),
+    "green": (0.50, 0.71, 0.29),
+    "blue": (0.14, 0.47, 0.81),
+    "purple": (0.67, 0.30, 0.74),
+    "brown": (0.72, 0.45, 0.35),
+}
+
+
+def colour_word_accuracy(images: torch.Tensor, colours: list[str], white: float = 0.9) -> float:
+    """Share of images in [0, 1] whose mean colour, over pixels that are not near-white background, is nearer
+    the named colour of ``COLOUR_WORDS`` than any other: does the model bind colour words?"""
+    if len(images) != len(colours):
+        raise ValueError(f"`images` and `colours` must pair up, but got {len(images)} and {len(colours)}.")
+    unknown = sorted(set(colours) - set(COLOUR_WORDS))
+    if unknown:
+        raise ValueError(f"`colours` must be among {list(COLOUR_WORDS)}, but got {unknown}.")
+    references = torch.tensor(list(COLOUR_WORDS.values()))
+    names = list(COLOUR_WORDS)
+    right = 0
+    for image, colour in zip(images, colours):
+        pixels = image.flatten(1).T
+        foreground = pixels[(pixels < white).any(dim=1)]
+        mean = (foreground if len(foreground) else pixels).mean(dim=0)
+        right += names[(references - mean).norm(dim=1).argmin().item()] == colour
+    return right / len(images)
 
 
 class FeatureDistances:
@@ -151,3 +183,27 @@ def clip_score(images: torch.Tensor, prompts: list[str], model: str = "openai/cl
     with torch.no_grad():
         outputs = clip(**inputs)  # image_embeds and text_embeds come out L2-normalized
     return (100 * (outputs.image_embeds * outputs.text_embeds).sum(-1)).clamp(min=0).mean().item()
+
+
+def emoji_prompt_following(pipe, samples: int = 64, batch_size: int = 32, **call_kwargs) -> dict[str, float]:
+    """How well a text-to-image pipeline on the emoji vocabulary follows its prompts, by the embedded judges:
+    colour words (each colour's heart, circle and square, 4 seeds each), and the CLDR subgroup and group
+    accuracy and text score on ``samples`` training captions and on ``samples`` held-out captions (emoji the
+    model never saw). ``call_kwargs`` go to every pipeline call (steps, guidance, ...)."""
+    from ..embedded.emoji import load_catalog
+    from .parallel import sample_images
+
+    emoji, held_out = load_catalog()
+    order = torch.randperm(len(emoji), generator=torch.Generator().manual_seed(0)).tolist()
+    result = {}
+    colour_prompts = [f"{c} {shape}" for c in COLOUR_WORDS for shape in ("heart", "circle", "square")] * 4
+    images = sample_images(pipe, list(range(len(colour_prompts))), batch_size, colour_prompts, **call_kwargs)
+    result["colour_words"] = colour_word_accuracy(images, [p.split()[0] for p in colour_prompts])
+    for split, wanted in (("training", False), ("held_out", True)):
+        chosen = [emoji[i] for i in order if held_out[i] == wanted][:samples]
+        prompts = [e.name for e in chosen]
+        images = sample_images(pipe, list(range(len(prompts))), batch_size, prompts, **call_kwargs)
+        accuracy = emoji_category_accuracy(images, [e.subgroup for e in chosen])
+        result[f"{split}_subgroup"], result[f"{split}_group"] = accuracy["subgroup"], accuracy["group"]
+        result[f"{split}_text_score"] = emoji_text_score(images, prompts).mean().item()
+    return result
