@@ -7,6 +7,7 @@ predicts the noise badly.
                                      # prediction is, and the judges' prompt-following scores
     python scripts/solvers.py --model OLD --output-dir DIR       # another model folder, e.g. an earlier training
     python scripts/solvers.py --compare DIR/results.json         # tables beside an earlier run's numbers
+    python scripts/solvers.py --redraw --compare DIR/results.json  # the same from the saved results, no sampling
     accelerate launch --num_processes 2 scripts/solvers.py       # two processes (CPU or GPUs)
 
 Each solver (built from the model's own scheduler config: SD 1.5's leading spacing and steps offset) samples
@@ -55,6 +56,9 @@ def parse(argv):
     )
     parser.add_argument(
         "--stiffness", action="store_true", help="also how steep the guided prediction is in the latent (8 prompts)"
+    )
+    parser.add_argument(
+        "--redraw", action="store_true", help="no sampling: tables and plot from --output-dir's results"
     )
     parser.add_argument("--compare", help="an earlier results.json to show beside this run's numbers")
     parser.add_argument("--compare-label", default="before")
@@ -195,6 +199,7 @@ def plot(payload: dict, path: Path, earlier: dict | None = None, label: str = "b
             ylabel=f"PSNR vs own {rows[0]['reference_steps']} steps (dB)",
         )
         axis.set_xticks(sorted({r["steps"] for r in rows}), [str(s) for s in sorted({r["steps"] for r in rows})])
+        axis.minorticks_off()
         axis.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7)
     figure.suptitle(f"Solver convergence on {payload['model']}")
@@ -205,6 +210,25 @@ def plot(payload: dict, path: Path, earlier: dict | None = None, label: str = "b
 
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse(argv)
+    output = Path(args.output_dir)
+    if args.redraw:
+        payload = json.loads((output / "results.json").read_text())
+    else:
+        payload = measure(args)
+        if payload is None:  # not the main process
+            return None
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    earlier = json.loads(Path(args.compare).read_text()) if args.compare else None
+    (output / "tables.md").write_text(tables(payload, earlier, args.compare_label))
+    plot(payload, output / "convergence.png", earlier, args.compare_label)
+    print(tables(payload, earlier, args.compare_label))
+    print(f"wrote {output / 'results.json'}, {output / 'tables.md'}, {output / 'convergence.png'}")
+    return payload
+
+
+def measure(args) -> dict | None:
+    """Every measurement ``args`` asks for; None in processes other than the main one."""
     torch.set_num_threads(args.threads)
     state = process_state()
     model = args.model or embedded_text_to_image_path()
@@ -224,29 +248,19 @@ def main(argv: list[str] | None = None) -> dict | None:
             state.is_main_process and print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)
         ),
     )
-    if not state.is_main_process:
-        end_processes()
-        return None
     name = "the embedded emoji model" if args.model is None else Path(args.model).name
     payload = dict(model=name, arguments=vars(args), convergence=rows)
-    if args.bands:
-        payload["bands"] = band_rows(pipe)
-    if args.stiffness:
-        payload["stiffness"] = guidance_stiffness(
-            pipe, shuffled_training_captions(8), guidance_scale=max(args.guidance)
-        )
-    if args.prompt_following:
+    if args.prompt_following:  # samples in every process
         payload["prompt_following"] = emoji_prompt_following(pipe, batch_size=args.batch_size, **PROMPT_FOLLOWING_CALL)
-    earlier = json.loads(Path(args.compare).read_text()) if args.compare else None
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (output / "tables.md").write_text(tables(payload, earlier, args.compare_label))
-    plot(payload, output / "convergence.png", earlier, args.compare_label)
-    print(tables(payload, earlier, args.compare_label))
-    print(f"wrote {output / 'results.json'}, {output / 'tables.md'}, {output / 'convergence.png'}")
+    if state.is_main_process:
+        if args.bands:
+            payload["bands"] = band_rows(pipe)
+        if args.stiffness:
+            payload["stiffness"] = guidance_stiffness(
+                pipe, shuffled_training_captions(8), guidance_scale=max(args.guidance)
+            )
     end_processes()
-    return payload
+    return payload if state.is_main_process else None
 
 
 if __name__ == "__main__":

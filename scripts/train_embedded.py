@@ -413,14 +413,17 @@ def _fit(model, indices, args, generator, description, loss_of) -> None:
 
 
 def _zoom_and_shift(images: torch.Tensor, zoom_out: float, shift: float, generator: torch.Generator) -> torch.Tensor:
-    """Each image shrunk by up to ``zoom_out`` (a share of its side) and moved by up to ``shift`` pixels, on white.
+    """Each image shrunk by up to ``zoom_out`` (a share of its side; resampling blurs it) and moved by up to ``shift``
+    whole pixels (an exact copy), on white.
 
     Many images per caption instead of one: the conditional distribution gets a spread, as a real
     caption's has, so the guided prediction is not far steeper in the noisy sample than the unguided one.
     """
     count, _, height, width = images.shape
     scale = 1 - zoom_out * torch.rand(count, generator=generator)
-    offset = (torch.rand(count, 2, generator=generator) * 2 - 1) * shift
+    offset = torch.randint(
+        -int(shift), int(shift) + 1, (count, 2), generator=generator
+    ).float()  # whole pixels: no blur
     theta = torch.zeros(count, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
     theta[:, 0, 2], theta[:, 1, 2] = -2 * offset[:, 0] / width / scale, -2 * offset[:, 1] / height / scale
@@ -532,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
         "--augment-zoom", type=float, default=0.0, help="text-to-image: shrink each image by up to this share (0.2)"
     )
     parser.add_argument(
-        "--augment-shift", type=float, default=0.0, help="text-to-image: move each image by up to this many pixels"
+        "--augment-shift", type=int, default=0, help="text-to-image: move each image by up to this many whole pixels"
     )
     parser.add_argument("--caption-dropout", type=float, default=0.1, help="share of empty captions, for guidance")
     args = parser.parse_args(argv)

@@ -95,7 +95,8 @@ def test_solvers_script_writes_its_table_plot_and_comparison(tmp_path, capsys):
     solvers = script("solvers")
     argv = ["--model", model, "--solvers", "ddim", "dpm++karras", "--steps", "2", "--reference-steps", "4"]
     argv += ["--guidance", "5", "--prompts", "2", "--batch-size", "2"]
-    first = solvers.main([*argv, "--output-dir", str(tmp_path / "a")])
+    first = solvers.main([*argv, "--output-dir", str(tmp_path / "a"), "--stiffness"])
+    assert [r["timestep"] for r in first["stiffness"]] == [901, 801, 601, 401, 201, 81]
     assert [r["solver"] for r in first["convergence"]] == ["ddim", "dpm++karras"]
     again = solvers.main(
         [*argv, "--output-dir", str(tmp_path / "b"), "--compare", str(tmp_path / "a" / "results.json")]
@@ -106,6 +107,10 @@ def test_solvers_script_writes_its_table_plot_and_comparison(tmp_path, capsys):
     assert f"| {psnr_now:.1f} | {first['convergence'][1]['psnr']:.1f} |" in table
     assert (tmp_path / "b" / "convergence.png").stat().st_size > 0
     assert json.loads((tmp_path / "b" / "results.json").read_text())["model"] == "sd"
+    redrawn = solvers.main(
+        ["--redraw", "--output-dir", str(tmp_path / "a"), "--compare", str(tmp_path / "b" / "results.json")]
+    )
+    assert redrawn == first and "| timestep | u | c | c - u | guided |" in (tmp_path / "a" / "tables.md").read_text()
     with pytest.raises(SystemExit):
         solvers.main(["--solvers", "heun"])
     assert "`solvers` must be among" in capsys.readouterr().err

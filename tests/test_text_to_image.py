@@ -153,6 +153,10 @@ def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
                 "1",
                 "--continue-from",
                 str(tmp_path / "t2i"),
+                "--augment-shift",
+                "2",
+                "--augment-zoom",
+                "0.1",
                 "--output",
                 str(tmp_path / "more"),
                 *common,
@@ -166,6 +170,7 @@ def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
     assert more["total_steps"] == 3 and more["continued_from"]["steps"] == 2
     assert more["loss"] == "MSE on noise (Stable Diffusion's)"  # the default
     assert more["continued_from"]["loss"] == "MSE on noise, min-SNR-5 weighted"
+    assert more["augmentation"] == {"zoom_out": 0.1, "shift_px": 2, "fill": "white"}
     weights = train_embedded.LOSS_WEIGHTS
     snr = torch.tensor([20.0, 5.0, 0.5])
     assert weights["min-snr-5"](snr).tolist() == [0.25, 1.0, 1.0] and weights["mse"](snr).tolist() == [1.0] * 3
@@ -229,18 +234,18 @@ def test_reproduction_on_the_emoji_model_has_every_table(tmp_path):
         "N=2 b1 uniform",
         "N=3 b1 non-uniform",
         "DDIM-3",
-        "DPM-Solver++-4",
-        "DPM-Solver++ N=2 b1 uniform",
-        "DPM-Solver++-3",
+        "DPM-Solver++ 2M-4",
+        "DPM-Solver++ 2M N=2 b1 uniform",
+        "DPM-Solver++ 2M-3",
         "N=2 b0 uniform",
         "Block Caching attentions delta=0.1",
         "T-GATE gate 2",
         "N=2 b1 + T-GATE gate 2",
     ]
     by_name = {run["name"]: run for run in payload["runs"]}
-    assert by_name["DPM-Solver++-3"]["matches"] == "DPM-Solver++ N=2 b1 uniform"
+    assert by_name["DPM-Solver++ 2M-3"]["matches"] == "DPM-Solver++ 2M N=2 b1 uniform"
     assert (
-        by_name["DPM-Solver++-4"]["psnr"] is None and by_name["DPM-Solver++-3"]["psnr"] > 0
+        by_name["DPM-Solver++ 2M-4"]["psnr"] is None and by_name["DPM-Solver++ 2M-3"]["psnr"] > 0
     )  # against its own baseline
     assert 0 <= by_name["N=2 b1 uniform"]["group_accuracy"] <= 1 and by_name["N=2 b1 uniform"]["text_score"] >= 0
     assert 0 < payload["real_judged"]["group_accuracy"] <= 1
@@ -257,3 +262,21 @@ def test_reproduction_on_the_emoji_model_has_every_table(tmp_path):
         "Compositions at N = 2",
     ]:
         assert title in tables
+
+
+def test_training_views_are_whole_pixel_shifts_or_shrunk_copies_on_white():
+    zoom_and_shift = script("train_embedded")._zoom_and_shift
+    images = torch.rand(6, 3, 32, 32) * 2 - 1
+    generator = torch.Generator().manual_seed(0)
+    assert torch.allclose(zoom_and_shift(images, 0.0, 0, generator), images, atol=1e-6)
+    shifted = zoom_and_shift(images, 0.0, 2, generator)
+    for image, view in zip(images, shifted):  # an exact copy moved by whole pixels: no resampling blur
+        moves = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.allclose(torch.roll(image, (dy, dx), (1, 2))[:, 2:-2, 2:-2], view[:, 2:-2, 2:-2], atol=1e-5)
+        ]
+        assert len(moves) == 1
+    shrunk = zoom_and_shift(-torch.ones(1, 3, 32, 32), 0.5, 0, torch.Generator().manual_seed(1))  # to 0.62 of its side
+    assert shrunk[0, :, :5, :].eq(1).all() and shrunk[0, :, 16, 16].eq(-1).all()  # a white margin, the image inside
