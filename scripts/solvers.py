@@ -47,7 +47,7 @@ def parse(argv):
     parser.add_argument("--steps", type=int, nargs="+", default=[15, 25, 50])
     parser.add_argument("--reference-steps", type=int, default=200)
     parser.add_argument("--guidance", type=float, nargs="+", default=[5.0, 7.5])
-    parser.add_argument("--prompts", type=int, default=32, help="training captions, seeds 0.. (default 32)")
+    parser.add_argument("--prompts", type=int, default=16, help="training captions, seeds 0.. (default 16)")
     parser.add_argument("--bands", action="store_true", help="also the noise-prediction error per timestep band")
     parser.add_argument(
         "--prompt-following",
@@ -62,7 +62,7 @@ def parse(argv):
     )
     parser.add_argument("--compare", help="an earlier results.json to show beside this run's numbers")
     parser.add_argument("--compare-label", default="before")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output-dir", default="docs/results/solvers")
     args = parser.parse_args(argv)
