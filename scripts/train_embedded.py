@@ -172,7 +172,8 @@ def _emoji_training_data(args):
 
 # Per-sample weights of the noise-prediction MSE, from each sample's signal-to-noise ratio. "mse" is Stable
 # Diffusion's loss. Min-SNR-5 (Hang et al. 2023) converges faster but, for noise prediction, weights a
-# timestep by min(SNR, 5) / SNR: almost nothing at low noise, where multistep solvers take their last steps.
+# timestep by min(SNR, 5) / SNR: almost nothing at low noise (measured: not why PLMS and DPM-Solver++
+# converged badly on the shipped weights; docs/solvers.md).
 LOSS_WEIGHTS = {"mse": torch.ones_like, "min-snr-5": lambda snr: snr.clamp(max=5.0) / snr}
 LOSS_NAMES = {"mse": "MSE on noise (Stable Diffusion's)", "min-snr-5": "MSE on noise, min-SNR-5 weighted"}
 
@@ -412,7 +413,7 @@ def _fit(model, indices, args, generator, description, loss_of) -> None:
     model.eval()
 
 
-def _zoom_and_shift(images: torch.Tensor, zoom_out: float, shift: float, generator: torch.Generator) -> torch.Tensor:
+def _zoom_and_shift(images: torch.Tensor, zoom_out: float, shift: int, generator: torch.Generator) -> torch.Tensor:
     """Each image shrunk by up to ``zoom_out`` (a share of its side; resampling blurs it) and moved by up to ``shift``
     whole pixels (an exact copy), on white.
 
@@ -421,9 +422,7 @@ def _zoom_and_shift(images: torch.Tensor, zoom_out: float, shift: float, generat
     """
     count, _, height, width = images.shape
     scale = 1 - zoom_out * torch.rand(count, generator=generator)
-    offset = torch.randint(
-        -int(shift), int(shift) + 1, (count, 2), generator=generator
-    ).float()  # whole pixels: no blur
+    offset = torch.randint(-shift, shift + 1, (count, 2), generator=generator).float()  # whole pixels: no blur
     theta = torch.zeros(count, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
     theta[:, 0, 2], theta[:, 1, 2] = -2 * offset[:, 0] / width / scale, -2 * offset[:, 1] / height / scale

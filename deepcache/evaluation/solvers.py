@@ -1,11 +1,11 @@
-"""The solvers people sample with, built from one pipeline's scheduler config, and two checks that a model
-suits them: how fast each solver converges to its own many-step result, and how well the model predicts
-the noise in each band of timesteps.
+"""The solvers people sample with, built from one pipeline's scheduler config, and three checks that a model
+suits them: how fast each solver converges to its own many-step result, how well the model predicts the
+noise in each band of timesteps, and how steep guidance makes the prediction in the noisy latent.
 
 A solver that has converged changes its samples little when given more steps; on Stable Diffusion DDIM,
-PNDM and DPM-Solver++ 2M at 25 steps are all close to their 200-step samples. A model that predicts the
-noise badly where the solvers take their last steps (low noise) makes multistep solvers, which
-extrapolate from earlier predictions, fail there first.
+PNDM and DPM-Solver++ 2M at 25 steps are all close to their 200-step samples. Multistep solvers, which
+extrapolate from earlier predictions, fail first where the guided prediction is steep, and solvers whose
+last model call moves with the step count converge only as well as the model denoises at low noise.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from .metrics import psnr
+from ..measurement.fidelity import mean_psnr
 from .parallel import sample_images
 
 
@@ -105,7 +105,7 @@ def convergence(
                 references[name, guidance] = samples[reference_steps]
                 if name not in solvers:
                     continue
-                versus_ddim = psnr(references["ddim", guidance], samples[reference_steps]).clamp(max=100).mean().item()
+                versus_ddim = mean_psnr(references["ddim", guidance], samples[reference_steps])
                 for count in steps:
                     rows.append(
                         dict(
@@ -115,7 +115,7 @@ def convergence(
                             guidance=guidance,
                             steps=count,
                             reference_steps=reference_steps,
-                            psnr=psnr(samples[reference_steps], samples[count]).clamp(max=100).mean().item(),
+                            psnr=mean_psnr(samples[reference_steps], samples[count]),
                             reference_vs_ddim=versus_ddim,
                         )
                     )
@@ -146,13 +146,10 @@ def denoising_error(
     noising = DDPMScheduler.from_config(pipe.scheduler.config)
     alphas = noising.alphas_cumprod
     generator = torch.Generator().manual_seed(seed)
-    tokens = pipe.tokenizer(
-        captions, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids
     device = pipe.device
     latents = torch.cat([pipe.vae.encode(chunk.to(device)).latent_dist.mean for chunk in images.split(batch_size)])
     latents = latents * pipe.vae.config.scaling_factor
-    text = torch.cat([pipe.text_encoder(chunk.to(device))[0] for chunk in tokens.split(batch_size)])
+    text = _text_embeddings(pipe, captions, batch_size)
     rows = []
     for low, high in bands:
         noise_errors, latent_errors = [], []
@@ -199,14 +196,7 @@ def guidance_stiffness(
     """
     device = pipe.device
     generator = torch.Generator().manual_seed(seed)
-    tokens = pipe.tokenizer(
-        [*prompts, *[""] * len(prompts)],
-        padding="max_length",
-        max_length=pipe.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
-    text = pipe.text_encoder(tokens.to(device))[0]
+    text = _text_embeddings(pipe, [*prompts, *[""] * len(prompts)])
     config = pipe.unet.config
     shape = (len(prompts), config.in_channels, config.sample_size, config.sample_size)
     rows = []
@@ -235,3 +225,11 @@ def guidance_stiffness(
             row[name] = direction.flatten(1).norm(dim=1).mean().item()
         rows.append(row)
     return rows
+
+
+def _text_embeddings(pipe, texts: list[str], batch_size: int = 128) -> torch.Tensor:
+    """The pipeline's text-encoder states for ``texts``, padded to the tokenizer's length, in chunks."""
+    tokens = pipe.tokenizer(
+        texts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    return torch.cat([pipe.text_encoder(chunk.to(pipe.device))[0] for chunk in tokens.split(batch_size)])
