@@ -34,22 +34,17 @@ import torch
 
 import deepcache
 import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
-from deepcache.evaluation.benchmark import (
-    MODELS,
-    SCHEDULES,
-    benchmark,
-    branch_flops,
+from deepcache.evaluation.benchmark import SCHEDULES, benchmark, branch_flops, machine, markdown_table, settings_grid
+from deepcache.evaluation.benchmark_models import MODELS
+from deepcache.evaluation.examples import describe
+from deepcache.evaluation.original import load_original_helper
+from deepcache.evaluation.pipeline_timings import (
     compile_seconds,
     controlnet_flops,
     controlnet_pipeline_seconds,
     forecast_cost,
-    machine,
-    markdown_table,
     pipeline_and_loop_seconds,
-    settings_grid,
 )
-from deepcache.evaluation.examples import describe
-from deepcache.evaluation.original import load_original_helper
 from deepcache.measurement import ideal_speedup
 from deepcache.runtime import DeepCacheConfig
 from deepcache.schedules import FORECAST_RULES

@@ -33,6 +33,7 @@ from deepcache.evaluation.metrics import FeatureDistances, emoji_features, emoji
 from deepcache.evaluation.parallel import end_processes, process_state, sample_images
 from deepcache.evaluation.solvers import SOLVERS
 from deepcache.measurement import ideal_speedup, step_flops
+from deepcache.models import cache_aware_class
 
 METHODS = ("reuse", "linear", "fitted")
 CALIBRATION_OFFSET = 1000  # calibration captions: another stretch of the shuffled training captions
@@ -75,7 +76,7 @@ def branch_flops(pipe, branches) -> dict[int, tuple[int, int]]:
     """Full and cached U-Net FLOPs per branch, for one guided sample."""
     config = pipe.unet.config
     with torch.device("meta"):
-        unet = type(pipe.unet).from_config(config)
+        unet = cache_aware_class(pipe.unet).from_config(config)
         args = (torch.empty(2, config.in_channels, config.sample_size, config.sample_size), torch.tensor(500))
         kwargs = dict(encoder_hidden_states=torch.empty(2, pipe.tokenizer.model_max_length, config.cross_attention_dim))
     return {b: step_flops(unet, args, kwargs, b) for b in branches}

@@ -28,17 +28,11 @@ from pathlib import Path
 import torch
 
 import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision notice before pipelines load)
-from deepcache.evaluation.benchmark import (
-    Row,
-    benchmark,
-    compile_seconds,
-    machine,
-    markdown_table,
-    random_pipeline,
-    settings_grid,
-)
+from deepcache.evaluation.benchmark import Row, benchmark, machine, markdown_table, settings_grid
+from deepcache.evaluation.benchmark_models import random_pipeline
 from deepcache.evaluation.examples import interleaved
 from deepcache.evaluation.original import load_original_helper
+from deepcache.evaluation.pipeline_timings import compile_seconds
 from deepcache.runtime import DeepCacheConfig
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -59,6 +59,7 @@ from deepcache.evaluation.metrics import (
 from deepcache.evaluation.parallel import end_processes, process_state, sample_images
 from deepcache.evaluation.solvers import SOLVERS
 from deepcache.measurement import ideal_speedup, module_flops, step_flops
+from deepcache.models import cache_aware_class
 
 EMBEDDED = {  # what each embedded model is run with unless told otherwise
     "emoji": dict(branch=1, sweep_branches=[0, 1, 2, 4, 7], solvers=["ddim", "dpm++", "plms"]),
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     extra_call = dict(guidance_scale=args.guidance_scale) if emoji else {}
     config = pipe.unet.config
     with torch.device("meta"):
-        meta_unet = type(pipe.unet).from_config(config)
+        meta_unet = cache_aware_class(pipe.unet).from_config(config)
         batch = 2 if emoji else 1  # classifier-free guidance runs the conditional and unconditional halves
         meta_args = (torch.empty(batch, config.in_channels, config.sample_size, config.sample_size), torch.tensor(500))
         meta_kwargs = (

@@ -138,14 +138,13 @@ def test_separate_cond_and_uncond_calls_take_one_decision_per_iteration():
         outputs = []
         for call, flip in enumerate((False, True)):
             x = sample.flip(-1) if flip else sample
-            out, extras = unet(
+            out, features[call] = unet(
                 x,
                 t,
                 cache_branch_id=2,
                 replicate_prev_features=None if i in full else features[call],
                 return_dict=False,
             )
-            features[call] = extras["features"]
             outputs.append(out.flip(-1) if flip else out)
         sample = scheduler.step((outputs[0] + outputs[1]) / 2, t, sample).prev_sample
     assert torch.equal(result, sample)

@@ -323,8 +323,7 @@ def test_composed_steps_equal_deepcache_with_the_shallow_units_replaced_by_hand(
     ours, reference = tiny_unet(kind, cls=CACHE_CLASSES[kind]), tiny_unet(kind, cls=CACHE_CLASSES[kind])
     args, kwargs = tiny_unet_inputs(kind)
     units, branch = block_units(ours, "all"), ours.deepcache_layout.num_branches // 2
-    full, extras = reference(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-    features = extras["features"]
+    full, features = reference(*args, **kwargs, cache_branch_id=branch, return_dict=False)
     sample, extras = ours(*args, **kwargs, cache_branch_id=branch, block_cache_units=units, return_dict=False)
     composed_features, residuals = extras["features"], extras["block_residuals"]
     assert torch.equal(sample, full) and torch.equal(composed_features, features) and set(residuals) == set(units)

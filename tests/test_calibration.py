@@ -12,6 +12,7 @@ from test_pipeline import STEPS, full_step_iterations, generate, pipelines
 import deepcache
 import deepcache.testing
 from deepcache import DeepCacheConfig, ScheduleCalibration, calibrate_schedule
+from deepcache.models import cache_aware
 from deepcache.runtime import step_weights
 
 
@@ -53,11 +54,11 @@ def test_weights_follow_sigma_and_the_costs_match_a_hand_computation():
         return uncond + ours.guidance_scale * (cond - uncond)
 
     (args_i, kwargs_i), (args_j, kwargs_j) = inputs[5], inputs[3]
-    _, extras = ours.unet(*args_j, **{**kwargs_j, "cache_branch_id": 2, "return_dict": False})
-    features = extras["features"]
-    cached = ours.unet(
-        *args_i, **{**kwargs_i, "cache_branch_id": 2, "replicate_prev_features": features, "return_dict": False}
-    )[0]
+    with cache_aware(ours.unet) as unet:
+        _, features = unet(*args_j, **{**kwargs_j, "cache_branch_id": 2, "return_dict": False})
+        cached = unet(
+            *args_i, **{**kwargs_i, "cache_branch_id": 2, "replicate_prev_features": features, "return_dict": False}
+        )[0]
     full = ours.unet(*args_i, **{**kwargs_i, "return_dict": False})[0]
     error = (guided(cached) - guided(full)).pow(2).mean().sqrt().item()
     assert calibration.costs[5][3] == pytest.approx(calibration.weights[5] * error, rel=1e-5)

@@ -20,10 +20,7 @@ from PIL import Image
 import deepcache
 from deepcache import DeepCacheSDHelper
 from deepcache.models import DeepCacheControlNetModel
-from deepcache.testing.tiny import (
-    tiny_stable_diffusion_components,
-    tiny_stable_diffusion_xl_components,
-)
+from deepcache.testing.tiny import tiny_stable_diffusion_components, tiny_stable_diffusion_xl_components
 
 STEPS = 7
 CONTROL = Image.fromarray((np.random.RandomState(1).rand(32, 32, 3) * 255).astype(np.uint8))
@@ -204,12 +201,8 @@ def test_the_controlnet_benchmark_counts_what_a_cached_step_runs(capsys):
     images cut and whole."""
     from helpers import script
 
-    from deepcache.evaluation.benchmark import (
-        build_unet,
-        controlnet_flops,
-        controlnet_for,
-        loop_inputs,
-    )
+    from deepcache.evaluation.benchmark_models import build_unet, loop_inputs
+    from deepcache.evaluation.pipeline_timings import controlnet_flops, controlnet_for
     from deepcache.measurement import count_flops
 
     rows = controlnet_flops("tiny-sd", [0, 2])

@@ -18,7 +18,8 @@ from deepcache import (
     FewStepsWarning,
 )
 from deepcache.testing import tiny_pipeline
-from deepcache.testing.tiny import tiny_stable_diffusion_components, tiny_unet
+from deepcache.testing.tiny import tiny_stable_diffusion_components
+from deepcache.testing.tiny_unets import tiny_unet
 
 
 def _lcm(pipe):

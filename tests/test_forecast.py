@@ -18,7 +18,7 @@ from deepcache import (
     ForecastCalibration,
     calibrate_forecast,
 )
-from deepcache.models import DeepCacheUNetMixin
+from deepcache.models import DeepCacheUNetMixin, cache_aware
 from deepcache.schedules import extrapolate, linear_gain, predict, scheduler_facts
 from deepcache.testing import tiny_pipeline, tiny_stable_diffusion_components, tiny_unet
 
@@ -91,9 +91,9 @@ def test_separate_cond_and_uncond_calls_forecast_each_from_its_own_features():
             if i % 3:
                 (j, earlier), (k, last) = ([(None, None)] + history[call])[-2:]
                 given = last if j is None else last + (i - k) / (k - j) * (last - earlier)
-            out, extras = unet(x, t, cache_branch_id=2, replicate_prev_features=given, return_dict=False)
+            out, features = unet(x, t, cache_branch_id=2, replicate_prev_features=given, return_dict=False)
             if given is None:
-                history[call].append((i, extras["features"]))
+                history[call].append((i, features))
             outputs.append(out.flip(-1) if flip else out)
         sample = scheduler.step((outputs[0] + outputs[1]) / 2, t, sample).prev_sample
     torch.testing.assert_close(result, sample, rtol=0, atol=1e-5)
@@ -219,9 +219,10 @@ def test_calibrate_forecast_fits_the_least_squares_gain_on_the_cached_trajectory
     drop = ("replicate_prev_features", "cache_branch_id", "return_dict")
     kwargs = {k: v for k, v in kwargs.items() if k not in drop}
     monkeypatch.undo()
-    _, extras = pipe.unet(*args, **kwargs, cache_branch_id=1, return_dict=False)
+    with cache_aware(pipe.unet) as unet:
+        _, features = unet(*args, **kwargs, cache_branch_id=1, return_dict=False)
     f0, f3 = seen[0][1], seen[3][1]
-    step, residual = (f3 - f0).double(), (extras["features"] - f3).double()
+    step, residual = (f3 - f0).double(), (features - f3).double()
     expected = ((residual * step).sum() / (step * step).sum()).item()
     assert calibration.gains[4][0] == pytest.approx(expected, rel=1e-4)
 

@@ -113,8 +113,7 @@ def test_custom_pipeline_with_two_unet_calls_per_step_keeps_one_feature_per_call
         for call, flip in enumerate((False, True)):
             x = sample.flip(-1) if flip else sample
             cached = features[call] if i % 3 else None
-            out, extras = unet(x, t, cache_branch_id=2, replicate_prev_features=cached, return_dict=False)
-            features[call] = extras["features"]
+            out, features[call] = unet(x, t, cache_branch_id=2, replicate_prev_features=cached, return_dict=False)
             outputs.append(out.flip(-1) if flip else out)
         sample = scheduler.step((outputs[0] + outputs[1]) / 2, t, sample).prev_sample
     assert torch.equal(result, sample)

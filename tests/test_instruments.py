@@ -13,24 +13,17 @@ from PIL import Image
 
 from deepcache import DeepCacheConfig, DeepCacheDDPMPipeline
 from deepcache.embedded import UNET_CONFIG, embedded_model_path, load_classifier
-from deepcache.evaluation.benchmark import (
-    benchmark,
-    branch_flops,
-    build_unet,
-    denoise,
-    loop_inputs,
-    markdown_table,
-    pipeline_and_loop_seconds,
-    settings_grid,
-)
+from deepcache.evaluation.benchmark import benchmark, branch_flops, denoise, markdown_table, settings_grid
+from deepcache.evaluation.benchmark_models import build_unet, loop_inputs
 from deepcache.evaluation.parallel import sample_images
+from deepcache.evaluation.pipeline_timings import pipeline_and_loop_seconds
 from deepcache.measurement import ideal_speedup
 
 
 def test_embedded_model_loads_from_its_path_and_fits_the_size_budget():
     path = pathlib.Path(embedded_model_path())
     pipe = DeepCacheDDPMPipeline.from_pretrained(path)
-    assert type(pipe.unet).__name__ == "DeepCacheUNet2DModel"
+    assert type(pipe.unet).__name__ == "UNet2DModel"  # cache-aware only during a call
     assert {key: pipe.unet.config[key] for key in UNET_CONFIG} == {
         key: (list(v) if isinstance(v, tuple) else v) for key, v in UNET_CONFIG.items()
     }
@@ -280,7 +273,7 @@ def test_benchmark_compile_mode_times_eager_and_compiled_loops_uncached_and_cach
     CPU)."""
     import functools
 
-    from deepcache.evaluation.benchmark import compile_seconds
+    from deepcache.evaluation.pipeline_timings import compile_seconds
 
     module = script("benchmark")
     module.compile_seconds = functools.partial(compile_seconds, backend="eager")
@@ -355,7 +348,8 @@ def test_branch_flop_counts_are_kept_in_a_bounded_cache(monkeypatch):
 
 def test_benchmark_loop_feeds_cached_steps_the_linear_forecast():
     """The hand-written loop's forecast equals the pipelines': the linear rule from the last two full steps."""
-    from deepcache.evaluation.benchmark import build_unet, denoise, loop_inputs
+    from deepcache.evaluation.benchmark import denoise
+    from deepcache.evaluation.benchmark_models import build_unet, loop_inputs
 
     unet = build_unet("tiny-sd")
     inputs = loop_inputs("tiny-sd", unet, 1)

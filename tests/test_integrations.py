@@ -8,6 +8,7 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
 from deepcache import DeepCacheSDHelper, DeepCacheStableDiffusionPipeline
+from deepcache.models import cache_aware
 from deepcache.testing import tiny_pipeline, tiny_unet_inputs
 
 
@@ -57,11 +58,9 @@ def test_lora_loads_and_unloads_under_caching(tmp_path):
     with_lora = generate(ours, cache_interval=3)
     assert not np.allclose(with_lora, without_lora, atol=1e-3)
     args, _ = tiny_unet_inputs("sd1.5")  # a cached step uses the LoRA: fed its full step's features, it repeats it
-    full, extras = ours.unet(*args, cache_branch_id=1, return_dict=False)
-    features = extras["features"]
-    assert torch.equal(
-        ours.unet(*args, cache_branch_id=1, replicate_prev_features=features, return_dict=False)[0], full
-    )
+    with cache_aware(ours.unet) as unet:
+        full, features = unet(*args, cache_branch_id=1, return_dict=False)
+        assert torch.equal(unet(*args, cache_branch_id=1, replicate_prev_features=features, return_dict=False)[0], full)
     with DeepCacheSDHelper(plain) as helper:
         helper.set_params(cache_interval=3, cache_branch_id=1)
         assert np.array_equal(generate(plain), with_lora)

@@ -20,7 +20,7 @@ from deepcache import (
     convert_ldm_class_conditional,
     load_compvis_checkpoint,
 )
-from deepcache.evaluation.benchmark import LDM4G_CONFIG
+from deepcache.evaluation.benchmark_models import LDM4G_CONFIG
 from deepcache.testing import tiny_pipeline
 
 # cin256-v2's structure, shrunk: 3 levels, attention below the first, one head, 2 res blocks;

@@ -146,7 +146,7 @@ class BrokenSubclassUNet(UNet2DConditionModel):
 
 
 def test_a_subclass_of_a_supported_unet_with_its_layout_is_accepted_and_given_back():
-    from deepcache.testing.tiny import SD15_UNET
+    from deepcache.testing.tiny_unets import SD15_UNET
 
     torch.manual_seed(0)
     unet = WideSubclassUNet(**SD15_UNET).eval()
@@ -161,7 +161,7 @@ def test_a_subclass_of_a_supported_unet_with_its_layout_is_accepted_and_given_ba
 
 
 def test_a_subclass_whose_layout_does_not_fit_is_refused_at_enable_with_the_reason():
-    from deepcache.testing.tiny import SD15_UNET
+    from deepcache.testing.tiny_unets import SD15_UNET
 
     pipe = SeparateGuidancePipeline(BrokenSubclassUNet(**SD15_UNET).eval(), DDIMScheduler())
     with pytest.raises(ValueError, match=r"cannot cut CrossAttnDownBlock2D: its `attentions` has 3 entries for 2"):

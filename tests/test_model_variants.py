@@ -78,8 +78,7 @@ def test_ip_adapter_image_embeddings_reach_the_shallow_layers_of_a_cached_step()
     with torch.no_grad():
         for branch in range(unet.deepcache_layout.num_branches):
             given = {**kwargs, "added_cond_kwargs": {"image_embeds": [embeds[0]]}}
-            full, extras = unet(*args, **given, cache_branch_id=branch, return_dict=False)
-            features = extras["features"]
+            full, features = unet(*args, **given, cache_branch_id=branch, return_dict=False)
             cached, _ = unet(
                 *args, **given, cache_branch_id=branch, replicate_prev_features=features, return_dict=False
             )

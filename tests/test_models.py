@@ -26,20 +26,17 @@ def test_full_step_equals_diffusers_on_every_branch(models):
         output = cached(*args, **kwargs, cache_branch_id=branch)
         assert isinstance(output, type(plain(*args, **kwargs)))
         assert torch.equal(output.sample, expected), branch
-        sample, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-        features = extras["features"]
+        sample, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
         assert torch.equal(sample, expected) and torch.equal(features, output.features)
 
 
 def test_cached_step_fed_its_own_full_step_features_reproduces_the_full_step(models):
     _, cached, args, kwargs = models
     for branch in range(cached.deepcache_layout.num_branches):
-        full, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-        features = extras["features"]
-        step, extras = cached(
+        full, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        step, returned = cached(
             *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features, return_dict=False
         )
-        returned = extras["features"]
         assert torch.equal(step, full), branch
         assert returned is features
 
@@ -95,8 +92,7 @@ def test_cached_step_runs_exactly_the_shallow_modules_of_every_branch(models):
     _, cached, args, kwargs = models
     ran = _record_modules(cached)
     for branch in range(cached.deepcache_layout.num_branches):
-        _, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-        features = extras["features"]
+        _, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
         assert "mid_block" in ran
         ran.clear()
         cached(*args, **kwargs, cache_branch_id=branch, replicate_prev_features=features)
@@ -215,8 +211,7 @@ def test_views_follow_changes_to_the_model():
 def test_the_model_holds_no_tensor_or_weight_copy_between_calls():
     plain, unet = tiny_unet("sd1.5"), tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel)
     args, _ = tiny_unet_inputs("sd1.5")
-    _, extras = unet(*args, cache_branch_id=2, return_dict=False)
-    features = extras["features"]
+    _, features = unet(*args, cache_branch_id=2, return_dict=False)
     unet(*args, cache_branch_id=2, replicate_prev_features=features)
     for stack in unet.__dict__["_deepcache_views"]["views"].values():
         assert stack.top.tap.features is None and stack.top.replay.features is None
@@ -232,10 +227,9 @@ def test_torch_compile_builds_one_graph_per_step_kind():
     for step in range(7):
         timestep = torch.tensor(900 - 100 * step)
         replicate = None if step % 3 == 0 else features
-        sample, extras = compiled(
+        sample, features = compiled(
             args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate, return_dict=False
         )
-        features = extras["features"]
         expected = unet(args[0], timestep, args[2], cache_branch_id=1, replicate_prev_features=replicate).sample
         torch.testing.assert_close(sample, expected)
     assert len(graphs) == 2  # one for full steps, one for cached steps, however many steps run
@@ -255,16 +249,14 @@ def test_inductor_modes_compile_full_and_cached_steps_equal_to_eager():
     )
     unet = tiny_unet("sd1.5", cls=DeepCacheUNet2DConditionModel, **small)
     args, _ = tiny_unet_inputs("sd1.5")
-    full, extras = unet(*args, cache_branch_id=0, return_dict=False)
-    features = extras["features"]
+    full, features = unet(*args, cache_branch_id=0, return_dict=False)
     cached, _ = unet(*args, cache_branch_id=0, replicate_prev_features=features, return_dict=False)
     for mode in ("default", "reduce-overhead", "max-autotune-no-cudagraphs"):
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
         compiled = torch.compile(unet, mode=mode, dynamic=False)
         for _ in range(2):
-            compiled_full, extras = compiled(*args, cache_branch_id=0, return_dict=False)
-            compiled_features = extras["features"]
+            compiled_full, compiled_features = compiled(*args, cache_branch_id=0, return_dict=False)
             compiled_cached, _ = compiled(
                 *args, cache_branch_id=0, replicate_prev_features=compiled_features, return_dict=False
             )
@@ -283,8 +275,7 @@ def test_instance_level_forward_patches_do_not_bypass_caching():
     plain.up_blocks[3].forward = plain.up_blocks[3].forward
     unet = DeepCacheUNet2DConditionModel.from_unet(plain)
     assert unet._old_forward.__func__ is DeepCacheUNet2DConditionModel.forward
-    _, extras = reference(*args, cache_branch_id=1, return_dict=False)
-    features = extras["features"]
+    _, features = reference(*args, cache_branch_id=1, return_dict=False)
     cached = unet(*args, cache_branch_id=1, replicate_prev_features=features).sample
     assert torch.equal(cached, reference(*args, cache_branch_id=1, replicate_prev_features=features).sample)
 
@@ -310,8 +301,7 @@ def test_controlnet_residuals_full_and_cached_steps_on_every_branch():
     expected = plain(*args, **residuals).sample
     assert not torch.equal(expected, plain(*args).sample)
     for branch in range(cached.deepcache_layout.num_branches):
-        full, extras = cached(*args, **residuals, cache_branch_id=branch, return_dict=False)
-        features = extras["features"]
+        full, features = cached(*args, **residuals, cache_branch_id=branch, return_dict=False)
         assert torch.equal(full, expected), branch
         step, _ = cached(
             *args, **residuals, cache_branch_id=branch, replicate_prev_features=features, return_dict=False
@@ -340,23 +330,21 @@ def test_t2i_adapter_residuals_on_full_cached_and_adaptive_steps_of_every_branch
     expected = call(plain)[0]
     assert not torch.equal(expected, plain(*args, **kwargs).sample)
     for branch in range(cached.deepcache_layout.num_branches):
-        full, extras = call(cached, cache_branch_id=branch)
+        full, features = call(cached, cache_branch_id=branch)
         assert torch.equal(full, expected), branch
-        step, _ = call(cached, cache_branch_id=branch, replicate_prev_features=extras["features"])
+        step, _ = call(cached, cache_branch_id=branch, replicate_prev_features=features)
         assert torch.equal(step, expected), branch
         refreshed, _ = call(
             cached,
             cache_branch_id=branch,
-            replicate_prev_features=extras["features"],
+            replicate_prev_features=features,
             cache_refresh=lambda tensor: True,
         )
         torch.testing.assert_close(refreshed, expected, rtol=0, atol=1e-5)
     # A cached step fed other features still takes the residuals of the blocks it runs: they change its output.
-    _, extras = call(cached, cache_branch_id=3)
-    with_adapter, _ = call(cached, cache_branch_id=3, replicate_prev_features=extras["features"])
-    without, _ = cached(
-        *args, **kwargs, cache_branch_id=3, replicate_prev_features=extras["features"], return_dict=False
-    )
+    _, features = call(cached, cache_branch_id=3)
+    with_adapter, _ = call(cached, cache_branch_id=3, replicate_prev_features=features)
+    without, _ = cached(*args, **kwargs, cache_branch_id=3, replicate_prev_features=features, return_dict=False)
     assert not torch.equal(with_adapter, without)
 
 
@@ -374,18 +362,17 @@ def test_adaptive_step_that_refreshes_equals_the_full_step_on_every_branch(model
     _, cached, args, kwargs = models
     ran = _record_modules(cached)
     for branch in range(cached.deepcache_layout.num_branches):
-        full, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-        features = extras["features"]
+        full, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
         ran.clear()
         seen = []
-        step, extras = cached(
+        step, refreshed = cached(
             *args,
             **kwargs,
             cache_branch_id=branch,
             cache_refresh=lambda h, seen=seen: seen.append(h) or True,
             return_dict=False,
         )
-        assert torch.equal(step, full) and torch.equal(extras["features"], features), branch
+        assert torch.equal(step, full) and torch.equal(refreshed, features), branch
         assert len(seen) == 1 and "mid_block" in ran, branch
 
 
@@ -393,13 +380,12 @@ def test_adaptive_step_that_replays_equals_the_cached_step_and_sees_the_branch_s
     _, cached, args, kwargs = models
     ran = _record_modules(cached)
     for branch in (0, cached.deepcache_layout.num_branches // 2):
-        _, extras = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-        features = extras["features"]
+        _, features = cached(*args, **kwargs, cache_branch_id=branch, return_dict=False)
         other = (args[0] + 0.1, *args[1:])
         expected = cached(*other, **kwargs, cache_branch_id=branch, replicate_prev_features=features).sample
         ran.clear()
         seen = []
-        step, extras = cached(
+        step, replayed = cached(
             *other,
             **kwargs,
             cache_branch_id=branch,
@@ -407,7 +393,7 @@ def test_adaptive_step_that_replays_equals_the_cached_step_and_sees_the_branch_s
             cache_refresh=lambda h, seen=seen: seen.append(h) or False,
             return_dict=False,
         )
-        assert torch.equal(step, expected) and extras["features"] is features
+        assert torch.equal(step, expected) and replayed is features
         assert ran == _expected_modules(cached, branch), branch
         assert seen[0].shape[0] == features.shape[0]
 
@@ -440,8 +426,7 @@ def test_module_flops_counts_attention_on_real_tensors():
         meta = DeepCacheUNet2DConditionModel.from_config(unet.config)
     meta_args = tuple(a.to("meta") for a in args)
     full, cached = step_flops(meta, meta_args, kwargs, 1)
-    _, extras = unet(*args, cache_branch_id=1, return_dict=False)
-    features = extras["features"]
+    _, features = unet(*args, cache_branch_id=1, return_dict=False)
     counted = module_flops(
         unet, lambda: [unet(*args), unet(*args, cache_branch_id=1, replicate_prev_features=features)]
     )
@@ -452,7 +437,7 @@ def test_module_flops_counts_attention_on_real_tensors():
 
 def test_every_output_class_carries_the_extra_outputs_by_name():
     """One list of extra outputs for every U-Net class; a tuple output gives them as a dict, taken by name in any
-    order."""
+    order, or DeepCache's features alone (the fork's form), also taken by name."""
     from deepcache.models import EXTRA_OUTPUTS, take_extra
     from deepcache.models.unets import CACHE_AWARE_UNETS
 
@@ -463,3 +448,5 @@ def test_every_output_class_carries_the_extra_outputs_by_name():
     residuals, rest = take_extra((sample, extras), "block_residuals")
     features, rest = take_extra(rest, "features")
     assert residuals == {} and features is extras["features"] and rest == (sample,) and len(extras) == 2
+    features, rest = take_extra((sample, extras["features"]), "features")
+    assert features is extras["features"] and rest == (sample,)

@@ -6,10 +6,10 @@ import pathlib
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, StableDiffusionPipeline
+from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from helpers import script
 
-from deepcache import DeepCacheStableDiffusionPipeline, DeepCacheUNet2DConditionModel
+from deepcache import DeepCacheStableDiffusionPipeline
 from deepcache.embedded.emoji import FONT_PATH, load_catalog
 from deepcache.embedded.emoji_judges import (
     EmojiClassifier,
@@ -66,7 +66,7 @@ def test_shipped_tokenizer_fits_every_catalog_caption_without_truncation(plain_a
 
 def test_model_loads_through_both_pipelines_offline_in_stable_diffusions_layout(plain_and_ours):
     plain, ours = plain_and_ours
-    assert type(ours.unet) is DeepCacheUNet2DConditionModel
+    assert type(ours.unet) is UNet2DConditionModel
     assert ours.unet.config.down_block_types == list(UNET_CONFIG["down_block_types"])
     assert ours.unet.config.mid_block_type == "UNetMidBlock2DCrossAttn"
     assert ours.vae_scale_factor == 2 and ours.unet.config.sample_size == 16

@@ -14,10 +14,7 @@ from deepcache import (
     DeepCacheTextToVideoZeroSDXLPipeline,
     uniform_full_steps,
 )
-from deepcache.testing.tiny import (
-    tiny_stable_diffusion_components,
-    tiny_stable_diffusion_xl_components,
-)
+from deepcache.testing.tiny import tiny_stable_diffusion_components, tiny_stable_diffusion_xl_components
 
 STEPS, T0, T1, FRAMES = 10, 4, 6, 3
 LOOPS = (STEPS - T1 - 1, T1 - T0, T1 + 1)  # iterations of each loop: 3, 2, 7

@@ -20,6 +20,7 @@ from deepcache import (
 )
 from deepcache.measurement import module_flops, step_flops
 from deepcache.measurement.fidelity import mean_psnr, mean_ssim
+from deepcache.models import cache_aware_class
 from deepcache.testing import tiny_pipeline
 from deepcache.tuning.families import FAMILIES
 from deepcache.tuning.result import TunedPoint, dominates
@@ -101,7 +102,7 @@ def test_the_chosen_setting_reproduces_its_score_applied_to_a_call_and_through_t
 def test_flops_equal_the_meta_device_counts_and_a_real_call(pipe, result):
     unet, config = pipe.unet, pipe.unet.config
     with torch.device("meta"):  # the U-Net's inputs under guidance: both halves in one call
-        meta_unet = type(unet).from_config(config)
+        meta_unet = cache_aware_class(unet).from_config(config)
         sample = torch.empty(2, config.in_channels, config.sample_size, config.sample_size)
         hidden = torch.empty(2, pipe.tokenizer.model_max_length, config.cross_attention_dim)
     assert result.reference["iterations"] == STEPS  # one U-Net call per step

@@ -14,6 +14,7 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..models import cache_aware_class
 from ..models.blocks import shortcut_splits
 
 
@@ -53,8 +54,8 @@ def step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch: int) ->
     """FLOPs of one full and one cached step of a cache-aware ``unet`` at ``branch``."""
     with torch.no_grad():
         full = count_flops(unet, *args, **kwargs, cache_branch_id=branch, return_dict=False)
-        _, extras = unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-        cached = count_flops(unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=extras["features"])
+        _, features = unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
+        cached = count_flops(unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features)
     return full, cached
 
 
@@ -63,7 +64,8 @@ _BRANCH_FLOPS: collections.OrderedDict[str, dict[int, tuple[int, int]]] = collec
 
 
 def branch_step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branches) -> dict[int, tuple[int, int]]:
-    """FLOPs of one full and one cached call of a cache-aware ``unet`` at each branch, on these inputs.
+    """FLOPs of one full and one cached call of ``unet`` (a diffusers U-Net or its cache-aware class) at each branch,
+    on these inputs.
 
     Counted on a float32 ``meta`` copy (built from ``unet.config``), so the inputs may be on any
     device and of any dtype: only their shapes matter; the counts are kept for the next call with
@@ -83,7 +85,7 @@ def branch_step_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branches
 
 def _count_branch_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branches) -> dict[int, tuple[int, int]]:
     with torch.device("meta"):
-        meta_unet = type(unet).from_config(unet.config).to("meta")
+        meta_unet = cache_aware_class(unet).from_config(unet.config).to("meta")
     args, kwargs = tree_map(_float32_meta, (args, kwargs))
     kwargs = {k: v for k, v in kwargs.items() if k not in ("return_dict", "cache_branch_id", "replicate_prev_features")}
     counts = {}
@@ -91,8 +93,7 @@ def _count_branch_flops(unet: torch.nn.Module, args: tuple, kwargs: dict, branch
         for branch in branches:  # a full call costs the same at every branch: counted once
             if not counts:
                 full = count_flops(meta_unet, *args, **kwargs, cache_branch_id=branch, return_dict=False)
-            _, extras = meta_unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
-            features = extras["features"]
+            _, features = meta_unet(*args, **kwargs, cache_branch_id=branch, return_dict=False)
             counts[branch] = (
                 full,
                 count_flops(meta_unet, *args, **kwargs, cache_branch_id=branch, replicate_prev_features=features),

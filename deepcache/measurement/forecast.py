@@ -60,8 +60,8 @@ class _FittingRun(DeepCacheRun):
             return None if history is None else history[-1][1]
         (_, earlier), (_, last) = history[-2:]
         unet, args, kwargs = self.inputs
-        _, extras = unwrap(unet).forward(*args, **{**kwargs, "cache_branch_id": self.branch, "return_dict": False})
-        step, residual = (last - earlier).double(), (extras["features"] - last).double()
+        _, features = unwrap(unet).forward(*args, **{**kwargs, "cache_branch_id": self.branch, "return_dict": False})
+        step, residual = (last - earlier).double(), (features - last).double()
         dims = [d for d in range(step.ndim) if d != 1] if self.per_channel else list(range(step.ndim))
         sums = self.sums.setdefault(self.iteration, [0.0, 0.0])
         sums[0] = sums[0] + (residual * step).sum(dims)

@@ -2,7 +2,7 @@
 Weight-sharing views, branches, Block Caching units, cross-attention gates, and their extra outputs by name."""
 
 from .blocks import block_units
-from .branches import BranchLayout, DeepCacheUNetMixin
+from .branches import DeepCacheUNetMixin
 from .controlnets import (
     CACHE_AWARE_CONTROLNETS,
     DeepCacheControlNetModel,
@@ -11,6 +11,7 @@ from .controlnets import (
     cuttable_controlnets,
 )
 from .gates import cross_attention_names
+from .layout import BranchLayout
 from .outputs import EXTRA_OUTPUTS, take_extra
 from .unets import (
     CACHE_AWARE_UNETS,
@@ -29,3 +30,4 @@ from .unets import (
     cache_aware,
     cache_aware_class,
 )
+from .views import VIEWS_ATTRIBUTE

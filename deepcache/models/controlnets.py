@@ -19,7 +19,7 @@ from diffusers import ControlNetModel, ControlNetUnionModel, MultiControlNetMode
 from diffusers.models.controlnets.multicontrolnet_union import MultiControlNetUnionModel
 from torch import nn
 
-from .branches import BranchLayout
+from .layout import BranchLayout
 from .views import cached_view, layer_view, shallow_view, swap_class
 
 

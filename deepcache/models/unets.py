@@ -24,8 +24,10 @@ from diffusers.models.unets.unet_spatio_temporal_condition import (
 )
 from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
 
-from .branches import BranchLayout, DeepCacheUNetMixin
+from .branches import DeepCacheUNetMixin
+from .layout import BranchLayout
 from .outputs import with_extra_outputs
+from .views import VIEWS_ATTRIBUTE
 
 DeepCacheUNet2DConditionOutput = with_extra_outputs(UNet2DConditionOutput, __name__)
 DeepCacheUNetSpatioTemporalConditionOutput = with_extra_outputs(UNetSpatioTemporalConditionOutput, __name__)
@@ -133,11 +135,18 @@ def cache_aware_class(unet: torch.nn.Module) -> type[DeepCacheUNetMixin]:
 
 
 @contextlib.contextmanager
-def cache_aware(unet: torch.nn.Module) -> Iterator[DeepCacheUNetMixin]:
-    """``unet`` made cache-aware in place for the block; a diffusers U-Net gets its own class back after it."""
+def cache_aware(unet: torch.nn.Module, views: dict | None = None) -> Iterator[DeepCacheUNetMixin]:
+    """``unet`` made cache-aware in place for the block; a diffusers U-Net gets its own class back after it.
+
+    ``views``, a dict the caller keeps (a pipeline keeps one), holds the U-Net's step views across
+    blocks, so that later calls reuse them (and ``torch.compile`` its graphs) while the U-Net itself
+    is left as it was found between calls.
+    """
     cls = cache_aware_class(unet)
     converted = not isinstance(unet, cls)
     cls.from_unet(unet)
+    if converted and views is not None:
+        unet.__dict__[VIEWS_ATTRIBUTE] = views
     try:
         yield unet
     finally:

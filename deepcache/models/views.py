@@ -13,6 +13,8 @@ import types
 import torch
 from torch import nn
 
+VIEWS_ATTRIBUTE = "_deepcache_views"  # where a cache-aware U-Net keeps its views, outside ``_modules``
+
 
 def shallow_view(module: nn.Module, **children) -> nn.Module:
     """A shallow copy of ``module`` sharing everything except the given child modules.
@@ -64,7 +66,7 @@ def cached_view(unet: nn.Module, key, build):
     fingerprint keeps them in step with ``train()``/``eval()``, FreeU, LoRA or swapped modules.
     The cache lives outside ``_modules``, so it adds nothing to ``state_dict`` or ``parameters()``.
     """
-    cache = unet.__dict__.setdefault("_deepcache_views", {})
+    cache = unet.__dict__.setdefault(VIEWS_ATTRIBUTE, {})
     fingerprint = _fingerprint(unet)
     if cache.get("fingerprint") != fingerprint:
         cache.clear()

@@ -15,7 +15,7 @@ import json
 import textwrap
 import typing
 
-from ..models import CACHE_AWARE_UNETS, cache_aware_class
+from ..models import CACHE_AWARE_UNETS, DeepCacheUNetMixin, cache_aware_class
 from ..runtime import (
     TECHNIQUES,
     DeepCacheConfig,
@@ -98,18 +98,19 @@ class DeepCachePipelineMixin:
             cls.__call__ = _caching_call(cls)
 
     def register_modules(self, **kwargs):
+        """The parent's, after checking that DeepCache can cut the U-Net (a clear ``TypeError`` now, not at the
+        first call). The U-Net stays the diffusers class it is: each call makes it cache-aware for its length,
+        so the pipeline's components pass to any diffusers pipeline (``from_pipe``)."""
         unet = kwargs.get("unet")
-        if unet is not None:
-            cache_class = cache_aware_class(unwrap(unet))
-            cache_class.from_unet(unwrap(unet))
+        cache_class = None if unet is None else cache_aware_class(unwrap(unet))
         super().register_modules(**kwargs)
-        if unet is not None:  # saved pipelines name the plain diffusers class
+        if isinstance(unwrap(unet), DeepCacheUNetMixin):  # one given cache-aware: saved as the plain class
             parent = cache_class._deepcache_parent
             self.register_to_config(unet=(parent.__module__.split(".")[0], parent.__name__))
 
     @classmethod
     def _get_signature_types(cls) -> dict:
-        """The parent's component types, plus the cache-aware U-Nets, so ``from_pipe`` passes them on."""
+        """The parent's component types, plus the cache-aware U-Nets, so ``from_pipe`` passes one given on."""
         types = super()._get_signature_types()
         if "unet" in types:
             types["unet"] = (*types["unet"], *(c for c in CACHE_AWARE_UNETS if c._deepcache_parent in types["unet"]))

@@ -20,6 +20,7 @@ from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from ..models import (
+    VIEWS_ATTRIBUTE,
     BranchLayout,
     cache_aware,
     cache_aware_class,
@@ -134,8 +135,10 @@ def unet_timestep(args: tuple, kwargs: dict) -> float:
 def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun):
     """Runs ``parent_call(*args, **kwargs)`` with ``run`` hooked onto ``pipeline.unet`` for this call only.
 
-    The U-Net is cache-aware for the call (and given back its diffusers class after, if it had one).
-    The hooks are removed when the call ends, also when it raises; ``run`` is dropped with them.
+    The U-Net is cache-aware for the call (and given back its diffusers class after, if it had one):
+    a pipeline holds its plain diffusers U-Net, so its components pass to any pipeline (``from_pipe``).
+    The pipeline keeps the U-Net's step views between calls. The hooks are removed when the call
+    ends, also when it raises; ``run`` is dropped with them.
     """
     unet = unwrap(pipeline.unet)
     parameters = inspect.signature(parent_call).parameters
@@ -151,7 +154,7 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
         return run.after_unet(module, call_args, call_kwargs, run.reshape_output(output))
 
     with contextlib.ExitStack() as cleanup:  # hooks go on whatever object the parent calls
-        cleanup.enter_context(cache_aware(unet))
+        cleanup.enter_context(cache_aware(unet, vars(pipeline).setdefault(VIEWS_ATTRIBUTE, {})))
         cleanup.callback(pipeline.unet.register_forward_pre_hook(before_unet, with_kwargs=True).remove)
         cleanup.callback(pipeline.unet.register_forward_hook(after_unet, with_kwargs=True).remove)
         if signal == "scheduler":

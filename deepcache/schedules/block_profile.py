@@ -118,4 +118,9 @@ class BlockCacheProfile:
         (:func:`deepcache.schedules.plots.plot_block_profile`)."""
         from .plots import plot_block_profile  # matplotlib loads only when a figure is drawn
 
-        return plot_block_profile(self, path, schedules)
+        rows = []
+        for schedule in schedules:
+            label = "schedule" if schedule.delta is None else f"delta {schedule.delta:g}"
+            title = f"{label}: iterations that compute each unit, {self.flop_fraction(schedule):.0%} of the FLOPs"
+            rows.append((title, {unit: schedule.recompute[unit] for unit in schedule.units}))
+        return plot_block_profile(self.changes, self.num_steps, self.runs, path, rows)

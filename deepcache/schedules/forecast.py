@@ -202,6 +202,11 @@ class ForecastCalibration:
 
     def plot(self, path: str | Path | None = None):
         """The fitted gain per cached iteration beside the ``"linear"`` rule's; saves a PNG to ``path`` if given."""
-        from .plots import plot_forecast
+        from .plots import plot_forecast  # matplotlib loads only when a figure is drawn
 
-        return plot_forecast(self, path)
+        linear = {}
+        for i in range(self.num_steps):
+            earlier = [s for s in self.full_steps if s < i]
+            if i not in self.full_steps and len(earlier) >= 2:
+                linear[i] = linear_gain(i, earlier[-2], earlier[-1])
+        return plot_forecast(self.num_steps, self.full_steps, self.gains, linear, repr(self), path)

@@ -115,4 +115,4 @@ class CacheRecord:
         (:func:`deepcache.schedules.plots.plot_record`)."""
         from .plots import plot_record  # matplotlib loads only when a figure is drawn
 
-        return plot_record(self, path)
+        return plot_record(self.num_iterations, self.full_steps, self.signals, self.threshold, path)

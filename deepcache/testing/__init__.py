@@ -3,14 +3,7 @@ for tests, benchmarks on CI and trying a script without a download. Their output
 """
 
 from .tiny import (
-    DDPM_UNET,
-    LDM4_UNET,
-    MOTION_UNET,
-    SD15_UNET,
-    SDXL_UNET,
-    SVD_UNET,
     TINY_PIPELINES,
-    UNET_CONFIGS,
     save_tiny_pipeline,
     tiny_animatediff_components,
     tiny_clip_tokenizer,
@@ -19,6 +12,15 @@ from .tiny import (
     tiny_sd_adapter_components,
     tiny_stable_diffusion_components,
     tiny_t2i_adapter,
+)
+from .tiny_unets import (
+    DDPM_UNET,
+    LDM4_UNET,
+    MOTION_UNET,
+    SD15_UNET,
+    SDXL_UNET,
+    SVD_UNET,
+    UNET_CONFIGS,
     tiny_unet,
     tiny_unet_inputs,
 )

@@ -8,17 +8,46 @@ entry in :data:`STRATEGIES`; the search itself names no family.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..measurement import calibrate_forecast, calibrate_schedule, profile_blocks
 from ..runtime import DeepCacheConfig, GatingConfig
+from .costs import LoopCosts
+from .result import TunedPoint
 from .setting import TunedSetting
-
-if TYPE_CHECKING:
-    from .search import Search
 
 COMBINED_STEP_SHARES = (0.6, 0.8)  # fewer steps x DeepCache: shares of the user's steps tried
 ADAPTIVE_PROBES = 7  # threshold bisection steps per adaptive search
+
+
+class SearchContext(Protocol):
+    """What a family may use of the running search (:class:`deepcache.tuning.search.Search`): the pipeline and
+    request, the loop's costs (:class:`~deepcache.tuning.costs.LoopCosts`' methods) and a way to measure a setting.
+    Declared here so that families depend on this contract, not on the search's module."""
+
+    pipe: object
+    request: object  # the TuningRequest (which imports this module's FAMILIES); families read its metric_name
+    num_steps: int
+    iterations: int
+    max_level: float
+    speedup = LoopCosts.speedup
+    interval = LoopCosts.interval
+    iterations_of = LoopCosts.iterations_of
+    full_budget = LoopCosts.full_budget
+    branches = LoopCosts.branches
+    cheapest_branch = LoopCosts.cheapest_branch
+
+    def measure(self, family: str, setting: TunedSetting) -> TunedPoint: ...
+
+    def status(self, text: str) -> None: ...
+
+    def check_budget(self) -> None: ...
+
+    def fresh_calls(self) -> list[dict]: ...
+
+    def gates(self) -> bool: ...
+
+    def default_branch(self) -> int: ...
 
 
 class Family:
@@ -28,13 +57,13 @@ class Family:
     keeps_own_point = False  # a point of its own even when another family measured the same setting
     finds_branch = False  # its search at the target returns the DeepCache branch the others use
 
-    def at_target(self, search: Search, level: float, branch: int) -> int | None:
+    def at_target(self, search: SearchContext, level: float, branch: int) -> int | None:
         """Measures this family's settings at the target's speedup (the front's anchor)."""
 
-    def at_level(self, search: Search, level: float, branch: int) -> None:
+    def at_level(self, search: SearchContext, level: float, branch: int) -> None:
         """Measures this family's settings at another speedup of the front (default: none)."""
 
-    def reach(self, search: Search) -> float:
+    def reach(self, search: SearchContext) -> float:
         """The largest FLOP speedup this family can give: one full step at the cheapest branch."""
         return search.speedup(search.cheapest_branch(), 1)
 

@@ -35,18 +35,17 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..measurement import branch_step_flops, call_generators, ideal_speedup, module_flops, output_images
+from ..measurement import branch_step_flops, call_generators, module_flops, output_images
 from ..measurement.fidelity import mean_psnr, mean_ssim
 from ..models import cross_attention_names
 from ..runtime import DeepCacheConfig, FewStepsWarning, GateStepWarning, branch_layout, diffusers_class, unwrap
-from ..schedules import nonuniform_full_steps, uniform_full_steps
+from .costs import LoopCosts
 from .families import STRATEGIES, Family
 from .request import TuningRequest
 from .result import TunedPoint, TuningResult, pareto_front, pick
 from .setting import TunedSetting
 
 LEVELS = (1.5, 2.0, 3.0, 4.0, 6.0)  # the speedups the front is measured at, besides the target
-FLOP_PRUNE = 0.9  # branches whose cached call costs more than this share of a full one are not tried
 
 
 class BudgetSpent(Exception):
@@ -122,7 +121,7 @@ def tune(
     return Search(pipe, request).run(measure_time)
 
 
-class Search:
+class Search(LoopCosts):
     """One tuning run: the request, the references, the measured points and the budget.
 
     The families (:mod:`deepcache.tuning.families`) propose settings through :meth:`measure` and
@@ -396,46 +395,6 @@ class Search:
     def _fastest(self) -> float:
         """The largest FLOP speedup the chosen families can give."""
         return max(family.reach(self) for family in self.families)
-
-    # ----- what families read
-    def speedup(self, branch: int, full_steps: int, iterations: int | None = None) -> float:
-        """FLOP speedup of a run with ``full_steps`` full of ``iterations`` (default: the reference's) at ``branch``."""
-        iterations = self.iterations if iterations is None else iterations
-        full, cached = self.branch_flops[branch]
-        return ideal_speedup(full, cached, iterations, full_steps) * self.iterations / iterations
-
-    def interval(self, branch: int, level: float, uniform: bool = True, steps: int | None = None) -> int | None:
-        """The smallest interval at ``branch`` whose schedule reaches ``level`` (with ``steps`` steps), if any."""
-        iterations = self.iterations if steps is None else self.iterations_of(steps)
-        for interval in range(2, iterations + 1):
-            full = len(
-                uniform_full_steps(iterations, interval) if uniform else nonuniform_full_steps(iterations, interval)
-            )
-            if self.speedup(branch, full, iterations) >= level:
-                return interval
-        return None
-
-    def iterations_of(self, steps: int) -> int:
-        """Loop iterations of a call with ``steps`` steps (in proportion, as img2img's ``strength`` keeps them)."""
-        return max(1, round(steps * self.iterations / self.num_steps))
-
-    def full_budget(self, branch: int, level: float) -> int | None:
-        """The most full steps at ``branch`` that still reach ``level``."""
-        counts = [k for k in range(1, self.iterations + 1) if self.speedup(branch, k) >= level]
-        return max(counts) if counts else None
-
-    def branches(self) -> list[int]:
-        """Branches worth trying: a cached call saves at least a tenth; of near-equal costs the shallowest."""
-        kept = []
-        for branch, (full, cached) in sorted(self.branch_flops.items()):
-            if cached <= FLOP_PRUNE * full and not any(
-                abs(self.branch_flops[k][1] - cached) <= 0.01 * full for k in kept
-            ):
-                kept.append(branch)
-        return kept
-
-    def cheapest_branch(self) -> int:
-        return min(self.branch_flops, key=lambda branch: self.branch_flops[branch][1])
 
     def gates(self) -> bool:
         """Gating applies where the U-Net has cross-attention and the call guides."""
