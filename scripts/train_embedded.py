@@ -488,6 +488,11 @@ def _save_text_to_image(unet, text_encoder, ema, vae, tokenizer, output: Path) -
         requires_safety_checker=False,
     )
     pipeline.save_pretrained(output, safe_serialization=True)
+    scheduler_file = {"_class_name": "PNDMScheduler", "_diffusers_version": diffusers.__version__}
+    scheduler_file.update(SCHEDULER_CONFIG, trained_betas=None)  # SD 1.5's keys only (see SCHEDULER_CONFIG)
+    (output / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps(scheduler_file, indent=2, sort_keys=True) + "\n"
+    )
 
 
 def _save_ema_pipeline(unet, ema, scheduler, output: Path) -> None:

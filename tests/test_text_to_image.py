@@ -24,6 +24,7 @@ from deepcache.embedded.text_to_image import (
     embedded_text_to_image_path,
 )
 from deepcache.evaluation.metrics import emoji_category_accuracy, emoji_text_score
+from deepcache.evaluation.solvers import SOLVERS
 
 PROMPTS = ["red apple", "rocket", "flag: Japan", "dog face"]
 
@@ -75,6 +76,30 @@ def test_model_loads_through_both_pipelines_offline_in_stable_diffusions_layout(
     assert size < 40e6
     record = json.loads((pathlib.Path(embedded_text_to_image_path()) / "training.json").read_text())
     assert record["seed"] == 0 and record["caption_dropout"] > 0 and record["dataset"]["font_version"]
+
+
+def test_scheduler_file_is_stable_diffusions_so_solvers_get_their_own_spacing(plain_and_ours):
+    """SD 1.5's published scheduler file names no spacing: DPM-Solver++ made from it starts every run at t = 999
+    (its default "linspace"), DDIM and PNDM keep "leading", as on SD. A file naming "leading" would start
+    DPM-Solver++'s 200-step runs at t = 801."""
+    saved = json.loads(
+        (pathlib.Path(embedded_text_to_image_path()) / "scheduler" / "scheduler_config.json").read_text()
+    )
+    sd15 = {"beta_end", "beta_schedule", "beta_start", "clip_sample", "num_train_timesteps", "set_alpha_to_one"}
+    assert set(saved) - {"_class_name", "_diffusers_version"} == sd15 | {
+        "skip_prk_steps",
+        "steps_offset",
+        "trained_betas",
+    }
+    _, ours = plain_and_ours
+    for solver, spacing, first in (("dpm++", "linspace", 999), ("unipc", "linspace", 999), ("ddim", "leading", 996)):
+        scheduler = SOLVERS[solver].scheduler(ours.scheduler.config)
+        scheduler.set_timesteps(200)
+        assert scheduler.config.timestep_spacing == spacing and int(scheduler.timesteps[0]) == first, solver
+    pinned = {k: v for k, v in ours.scheduler.config.items() if k != "_use_default_values"}  # what a re-save writes
+    leading = SOLVERS["dpm++"].scheduler({**pinned, "timestep_spacing": "leading"})
+    leading.set_timesteps(200)
+    assert int(leading.timesteps[0]) == 801
 
 
 def test_caching_off_equals_diffusers_exactly_with_guidance(plain_and_ours):
@@ -176,6 +201,7 @@ def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
     assert weights["min-snr-5"](snr).tolist() == [0.25, 1.0, 1.0] and weights["mse"](snr).tolist() == [1.0] * 3
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "t2i")
     assert pipe.tokenizer.tokenize("red apple") == ["red</w>", "apple</w>"]
+    assert "timestep_spacing" in pipe.scheduler.config["_use_default_values"]  # written as SD 1.5's file
     record = json.loads((tmp_path / "t2i" / "training.json").read_text())
     assert record["steps"] == 2 and record["autoencoder"]["steps"] == 2 and record["dataset"]["train_images"] == 3277
     assert "held_out_group_accuracy" in json.loads((tmp_path / "judges" / "classifier" / "training.json").read_text())

@@ -60,6 +60,10 @@ TEXT_ENCODER_CONFIG = dict(
 # Stable Diffusion's PNDM settings (scaled-linear betas from 0.00085 to 0.012 over 1000 steps); DDIM,
 # DPM-Solver++ and UniPC take the same config through ``from_config``. PNDM ignores ``clip_sample`` but
 # keeps it, as SD's config does, so that DDIM does not clip latents to [-1, 1] (its default would).
+# The saved file holds exactly these keys, as SD 1.5's published scheduler_config.json does: it names
+# no ``timestep_spacing``, so a solver made with ``from_config`` uses its own default spacing, as on SD
+# (DPM-Solver++, UniPC, Euler: "linspace"; DDIM, PNDM: "leading"). A file naming "leading" (what
+# ``save_pretrained`` writes) makes DPM-Solver++ and UniPC start a 200-step run at t = 801, 25 steps at 951.
 SCHEDULER_CONFIG = dict(
     clip_sample=False,
     num_train_timesteps=1000,
