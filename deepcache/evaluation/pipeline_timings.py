@@ -12,17 +12,13 @@ from diffusers import DDIMScheduler
 from ..embedded import embedded_model_path
 from ..embedded.text_to_image import embedded_text_to_image_path
 from ..measurement import count_flops
-from ..models import (
-    VIEWS_ATTRIBUTE,
-    DeepCacheControlNetModel,
-    cache_aware,
-)
+from ..models import DeepCacheControlNetModel
 from ..pipelines import (
     DeepCacheDDIMPipeline,
     DeepCacheStableDiffusionControlNetPipeline,
     DeepCacheStableDiffusionPipeline,
 )
-from ..runtime import DeepCacheConfig
+from ..runtime import DeepCacheConfig, pipeline_unet_cache_aware
 from ..schedules import extrapolate
 from .benchmark import denoise
 from .benchmark_models import MODELS, benchmark_model, build_unet, loop_inputs
@@ -164,7 +160,7 @@ def pipeline_and_loop_seconds(
         return pipe(**call, num_inference_steps=steps, generator=generator, output_type="latent", **caching)
 
     def run_loop(setting: DeepCacheConfig | None):  # the pipeline's U-Net, cache-aware as in its calls
-        with cache_aware(pipe.unet, vars(pipe).setdefault(VIEWS_ATTRIBUTE, {})):
+        with pipeline_unet_cache_aware(pipe):
             return denoise(pipe.unet, inputs, steps, setting)
 
     variants = [None, *settings]

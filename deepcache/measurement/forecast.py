@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..models import cache_aware
 from ..runtime import caching_configs, caching_fields, call_with_run, diffusers_class, refuse_helper, unwrap
 from ..runtime.deepcache import DeepCacheRun, make_run
-from ..schedules import ForecastCalibration, extrapolate, linear_gain, scheduler_facts
+from ..schedules import ForecastCalibration, extrapolate, linear_gains, scheduler_facts
 from .calls import call_generators, input_calls, output_images
 from .fidelity import mean_psnr
 
@@ -150,7 +150,7 @@ def calibrate_forecast(
         guidance = getattr(pipe, "guidance_scale", None)
         reference = torch.cat(references)
         fitted = {i: _as_list(_gain(*pair)) for i, pair in sorted(sums.items())}
-        linear = {i: linear_gain(i, *[s for s in shape[1] if s < i][-2:]) for i in fitted}
+        linear = linear_gains(shape[1], fitted)
         candidates = {"reuse": {}, "fitted": fitted}
         candidates.update({f"linear x{c:g}": {i: [c * g] for i, g in linear.items()} for c in DAMPING})
 

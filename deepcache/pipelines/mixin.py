@@ -101,11 +101,12 @@ class DeepCachePipelineMixin:
         """The parent's, after checking that DeepCache can cut the U-Net (a clear ``TypeError`` now, not at the
         first call). The U-Net stays the diffusers class it is: each call makes it cache-aware for its length,
         so the pipeline's components pass to any diffusers pipeline (``from_pipe``)."""
-        unet = kwargs.get("unet")
-        cache_class = None if unet is None else cache_aware_class(unwrap(unet))
+        unet = unwrap(kwargs.get("unet"))
+        if unet is not None:
+            cache_aware_class(unet)
         super().register_modules(**kwargs)
-        if isinstance(unwrap(unet), DeepCacheUNetMixin):  # one given cache-aware: saved as the plain class
-            parent = cache_class._deepcache_parent
+        if isinstance(unet, DeepCacheUNetMixin):  # one given cache-aware: saved as the plain class
+            parent = unet._deepcache_parent
             self.register_to_config(unet=(parent.__module__.split(".")[0], parent.__name__))
 
     @classmethod

@@ -29,6 +29,7 @@ from .base import (
     call_with_run,
     diffusers_class,
     enabled_helper,
+    pipeline_unet_cache_aware,
     refuse_helper,
     unet_sample,
     unet_timestep,

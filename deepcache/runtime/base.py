@@ -135,12 +135,9 @@ def unet_timestep(args: tuple, kwargs: dict) -> float:
 def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun):
     """Runs ``parent_call(*args, **kwargs)`` with ``run`` hooked onto ``pipeline.unet`` for this call only.
 
-    The U-Net is cache-aware for the call (and given back its diffusers class after, if it had one):
-    a pipeline holds its plain diffusers U-Net, so its components pass to any pipeline (``from_pipe``).
-    The pipeline keeps the U-Net's step views between calls. The hooks are removed when the call
-    ends, also when it raises; ``run`` is dropped with them.
+    The U-Net is cache-aware for the call (:func:`pipeline_unet_cache_aware`). The hooks are removed
+    when the call ends, also when it raises; ``run`` is dropped with them.
     """
-    unet = unwrap(pipeline.unet)
     parameters = inspect.signature(parent_call).parameters
     signal = iteration_signal(pipeline, parameters)
     if signal == "callback":
@@ -154,7 +151,7 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
         return run.after_unet(module, call_args, call_kwargs, run.reshape_output(output))
 
     with contextlib.ExitStack() as cleanup:  # hooks go on whatever object the parent calls
-        cleanup.enter_context(cache_aware(unet, vars(pipeline).setdefault(VIEWS_ATTRIBUTE, {})))
+        cleanup.enter_context(pipeline_unet_cache_aware(pipeline))
         cleanup.callback(pipeline.unet.register_forward_pre_hook(before_unet, with_kwargs=True).remove)
         cleanup.callback(pipeline.unet.register_forward_hook(after_unet, with_kwargs=True).remove)
         if signal == "scheduler":
@@ -163,6 +160,16 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
         for controlnet in controlnets:
             cleanup.callback(controlnet.register_forward_pre_hook(run.before_controlnet, with_kwargs=True).remove)
         return parent_call(*args, **kwargs)
+
+
+def pipeline_unet_cache_aware(pipeline):
+    """``pipeline.unet`` cache-aware for the block, given back its diffusers class after, if it had one.
+
+    A pipeline holds its plain diffusers U-Net, so its components pass to any pipeline (``from_pipe``);
+    the pipeline keeps the U-Net's step views between blocks, so later calls reuse them (and
+    ``torch.compile`` its graphs).
+    """
+    return cache_aware(unwrap(pipeline.unet), vars(pipeline).setdefault(VIEWS_ATTRIBUTE, {}))
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from .forecast import (
     extrapolate,
     forecast_depth,
     linear_gain,
+    linear_gains,
     predict,
     scheduler_facts,
 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,16 @@ def forecast_depth(forecast) -> int:
 def linear_gain(iteration: int, earlier: int, last: int) -> float:
     """The ``"linear"`` rule's gain: the line through full steps ``earlier < last``, at ``iteration``."""
     return (iteration - last) / (last - earlier)
+
+
+def linear_gains(full_steps: Sequence[int], iterations: Iterable[int]) -> dict[int, float]:
+    """The ``"linear"`` rule's gain at each of ``iterations`` that is cached and has two full steps before it."""
+    gains = {}
+    for iteration in iterations:
+        earlier = [step for step in full_steps if step < iteration]
+        if iteration not in full_steps and len(earlier) >= 2:
+            gains[iteration] = linear_gain(iteration, earlier[-2], earlier[-1])
+    return gains
 
 
 def extrapolate(last: torch.Tensor, earlier: torch.Tensor, gain: float | torch.Tensor) -> torch.Tensor:
@@ -204,9 +214,5 @@ class ForecastCalibration:
         """The fitted gain per cached iteration beside the ``"linear"`` rule's; saves a PNG to ``path`` if given."""
         from .plots import plot_forecast  # matplotlib loads only when a figure is drawn
 
-        linear = {}
-        for i in range(self.num_steps):
-            earlier = [s for s in self.full_steps if s < i]
-            if i not in self.full_steps and len(earlier) >= 2:
-                linear[i] = linear_gain(i, earlier[-2], earlier[-1])
+        linear = linear_gains(self.full_steps, range(self.num_steps))
         return plot_forecast(self.num_steps, self.full_steps, self.gains, linear, repr(self), path)
