@@ -178,10 +178,22 @@ LOSS_WEIGHTS = {"mse": torch.ones_like, "min-snr-5": lambda snr: snr.clamp(max=5
 LOSS_NAMES = {"mse": "MSE on noise (Stable Diffusion's)", "min-snr-5": "MSE on noise, min-SNR-5 weighted"}
 
 
-def train_text_to_image(args) -> None:
-    """Autoencoder first, then the U-Net and the text encoder together on its latents."""
+def _fresh_text_encoder(tokenizer):
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **TEXT_ENCODER_CONFIG,
+        )
+    )
+
+
+def train_text_to_image(args) -> None:
+    """Autoencoder first, then the U-Net and the text encoder together on its latents."""
     data, images, held_out = _emoji_training_data(args)
     train = (~held_out).nonzero().squeeze(1)
     output = Path(args.output or TEXT_TO_IMAGE_DIR)
@@ -199,24 +211,20 @@ def train_text_to_image(args) -> None:
             source.text_encoder.train(),
             source.unet.train(),
         )
+        if args.fresh_denoiser:  # the same latents, a denoiser trained from the start on them
+            text_encoder, unet = _fresh_text_encoder(tokenizer), UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
         shutil.copytree(
             Path(args.continue_from) / "tokenizer", output / "tokenizer", dirs_exist_ok=True
         )  # the files as built
         vae_record, scaling_factor = earlier["autoencoder"], vae.config.scaling_factor
+        if args.fresh_denoiser:
+            earlier = None  # nothing of the earlier denoiser's training carries over
     else:
         tokenizer = build_clip_tokenizer([data.captions[i] for i in train.tolist()], output / "tokenizer")
         vae = AutoencoderKL(**VAE_CONFIG)
         vae_record = _train_autoencoder(vae, images[train], args, generator)
         vae_record["held_out_psnr_db"] = _autoencoder_psnr(vae, images[held_out])
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                **TEXT_ENCODER_CONFIG,
-            )
-        )
+        text_encoder = _fresh_text_encoder(tokenizer)
         unet = UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
     with torch.no_grad():
         encoded = [vae.encode(chunk).latent_dist for chunk in images[train].split(256)]
@@ -540,6 +548,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--augment-shift", type=int, default=0, help="text-to-image: move each image by up to this many whole pixels"
+    )
+    parser.add_argument(
+        "--fresh-denoiser",
+        action="store_true",
+        help="text-to-image, with --continue-from: keep its tokenizer and autoencoder only; new U-Net and text encoder",
     )
     parser.add_argument("--caption-dropout", type=float, default=0.1, help="share of empty captions, for guidance")
     args = parser.parse_args(argv)
