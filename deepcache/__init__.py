@@ -41,13 +41,16 @@ _EXPORTS = {
         "block_units",
     ),
     ".runtime": (
+        "AutoForecast",
         "BlockCacheConfig",
         "DeepCacheConfig",
         "FewStepsWarning",
         "GateStepWarning",
         "GatingConfig",
+        "LinearForecastWarning",
         "TECHNIQUES",
         "Technique",
+        "auto_forecast",
     ),
     ".measurement": (
         "calibrate_forecast",
@@ -175,12 +178,15 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; tests/test_layout.py keeps
     )
     from .runtime import (
         TECHNIQUES,
+        AutoForecast,
         BlockCacheConfig,
         DeepCacheConfig,
         FewStepsWarning,
         GateStepWarning,
         GatingConfig,
+        LinearForecastWarning,
         Technique,
+        auto_forecast,
     )
     from .schedules import (
         FORECAST_RULES,

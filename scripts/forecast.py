@@ -7,7 +7,8 @@
 For each solver and each ``steps:guidance`` run, and each FLOP-ideal budget, the DeepCache setting
 (branch 0 or 1, uniform N) with the shortest interval whose ideal speedup is within 10 % of the
 budget runs with each substitute -
-``reuse`` (DeepCache), the ``linear`` rule, and per-channel gains fitted by ``calibrate_forecast`` on
+``reuse`` (DeepCache), the ``linear`` rule, ``auto`` (the forecast chosen for the solver), and per-channel
+gains fitted by ``calibrate_forecast`` on
 separate calibration prompts (one batched call) - beside the same solver with fewer steps at about the same
 FLOPs. Every sample is scored against the same solver's uncached sample from the same noise (PSNR,
 SSIM), the set by Frechet distance to the uncached set on the embedded classifier's features, and
@@ -35,7 +36,7 @@ from deepcache.evaluation.solvers import SOLVERS
 from deepcache.measurement import ideal_speedup, step_flops
 from deepcache.models import cache_aware_class
 
-METHODS = ("reuse", "linear", "fitted")
+METHODS = ("reuse", "linear", "auto", "fitted")
 CALIBRATION_OFFSET = 1000  # calibration captions: another stretch of the shuffled training captions
 
 
@@ -58,7 +59,7 @@ def parse(argv):
         "--methods",
         nargs="+",
         default=["fewer steps", *METHODS],
-        help="what to run (default: fewer steps, reuse, linear, fitted)",
+        help="what to run (default: fewer steps, reuse, linear, auto, fitted)",
     )
     parser.add_argument(
         "--merge", action="store_true", help="keep --output-dir's earlier rows, replacing those measured again"
@@ -212,9 +213,9 @@ def summary(payload: dict) -> str:
     on the calibration prompts, fitted minus fewer steps."""
     rows = payload["rows"]
     lines = [
-        "| solver, steps, guidance | budget | setting (FLOP-ideal) | reuse | linear | fitted (chosen) | fewer steps "
-        "| fitted - fewer |",
-        "|---|---|---|---|---|---|---|---|",
+        "| solver, steps, guidance | budget | setting (FLOP-ideal) | reuse | linear | auto | fitted (chosen) "
+        "| fewer steps | fitted - fewer |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for group in dict.fromkeys((r["solver"], r["steps"], r["guidance"], r["budget"]) for r in rows):
         cells = {r["method"]: r for r in rows if (r["solver"], r["steps"], r["guidance"], r["budget"]) == group}
@@ -230,7 +231,8 @@ def summary(payload: dict) -> str:
         lines.append(
             f"| {SOLVERS[group[0]].label}, {group[1]}, {group[2]:g} | {group[3]:g}x | b{fitted['branch']} "
             f"N={fitted['interval']} ({fitted['ideal']:.2f}x) | {values['reuse']} | {values['linear']} | "
-            f"{values['fitted']} ({chosen}) | {values['fewer steps']} ({fewer['call_steps']}) | "
+            f"{values.get('auto', '-')} | {values['fitted']} ({chosen}) | "
+            f"{values['fewer steps']} ({fewer['call_steps']}) | "
             f"{fitted['psnr'] - fewer['psnr']:+.1f} |"
         )
     return "\n".join(lines)

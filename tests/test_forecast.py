@@ -160,8 +160,8 @@ def test_a_calibration_refuses_a_call_it_was_not_fitted_for(call, message):
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"cache_forecast": "quadratic"}, ValueError, "`cache_forecast` must be one of ['reuse', 'linear']"),
-        ({"cache_forecast": 2}, TypeError, "`cache_forecast` must be None, one of ['reuse', 'linear']"),
+        ({"cache_forecast": "quadratic"}, ValueError, "`cache_forecast` must be one of ['reuse', 'linear', 'auto']"),
+        ({"cache_forecast": 2}, TypeError, "`cache_forecast` must be None, one of ['reuse', 'linear', 'auto']"),
     ],
 )
 def test_bad_cache_forecast_values_are_refused_by_name(kwargs, error, message):

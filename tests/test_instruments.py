@@ -399,8 +399,22 @@ def test_forecast_script_picks_short_intervals_and_writes_its_tables(tmp_path, c
     assert forecast.setting_for(1.5, 50, flops)["interval"] == 2
     argv = ["--solvers", "ddim", "--runs", "6:5", "--budgets", "2", "--samples", "2", "--calibration-prompts", "2"]
     payload = forecast.main([*argv, "--batch-size", "2", "--output-dir", str(tmp_path)])
-    assert [r["method"] for r in payload["rows"]] == ["fewer steps", "reuse", "linear", "fitted"]
+    assert [r["method"] for r in payload["rows"]] == ["fewer steps", "reuse", "linear", "auto", "fitted"]
     assert (tmp_path / "forecast_vs_speedup.png").exists() and "| 2x |" in (tmp_path / "tables.md").read_text()
     again = forecast.main([*argv, "--batch-size", "2", "--output-dir", str(tmp_path), "--methods", "fitted", "--merge"])
-    assert [r["method"] for r in again["rows"]] == ["fewer steps", "reuse", "linear", "fitted"]
-    assert again["rows"][:3] == payload["rows"][:3] and again["rows"][3]["meta"]["chosen"]
+    assert [r["method"] for r in again["rows"]] == ["fewer steps", "reuse", "linear", "auto", "fitted"]
+    assert again["rows"][:4] == payload["rows"][:4] and again["rows"][4]["meta"]["chosen"]
+
+
+def test_forecast_errors_script_measures_each_cached_step_where_it_is_made(tmp_path):
+    argv = ["--solvers", "dpm++", "--guidance", "1", "7.5", "--steps", "7", "--prompts", "2", "--intervals", "3", "2"]
+    payload = script("forecast_errors").main([*argv, "--offset", "5", "--output-dir", str(tmp_path)])
+    assert [(r["guidance"], r["interval"], r["forecast"]) for r in payload["rows"]] == [
+        (g, n, f) for g in (1.0, 7.5) for n in (3, 2) for f in ("reuse", "linear", "auto")
+    ]
+    for row in payload["rows"]:
+        cached = [i for i in range(7) if i % row["interval"]]  # uniform: every N-th iteration full
+        assert len(row["steps"]) == len(cached) and all(s["guided"] > 0 for s in row["steps"])
+        assert ("unconditional" in row["steps"][0]) == (row["guidance"] > 1)
+    assert (tmp_path / "forecast_errors.png").exists()
+    assert "| DPM-Solver++ 2M, 7.5 | " in (tmp_path / "tables.md").read_text()

@@ -53,6 +53,7 @@ SOLVERS = {
         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
     ),
     "euler": Solver("Euler", EulerDiscreteScheduler),
+    "euler-karras": Solver("Euler Karras", EulerDiscreteScheduler, {"use_karras_sigmas": True}),
     "euler-a": Solver("Euler ancestral", EulerAncestralDiscreteScheduler, stochastic=True),
     "unipc": Solver("UniPC", UniPCMultistepScheduler),
 }

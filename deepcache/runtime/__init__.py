@@ -22,6 +22,7 @@ A technique that needs the U-Net to compute something new adds its mechanism und
 """
 
 from .adaptive import AdaptiveDeepCacheRun, relative_l1, schedule_weights, step_weights
+from .auto_forecast import AutoForecast, LinearForecastWarning, auto_forecast
 from .base import (
     LoopRun,
     Technique,

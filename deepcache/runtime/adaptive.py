@@ -77,7 +77,9 @@ class AdaptiveDeepCacheRun(FeatureRun):
 
     def record(self) -> CacheRecord:
         signals = [self.signals.get(i) for i in range(self.iterations_seen)]
-        return CacheRecord(self.iterations_seen, self.ran_full, signals, self.config.cache_threshold)
+        return CacheRecord(
+            self.iterations_seen, self.ran_full, signals, self.config.cache_threshold, forecast=self.forecast_note()
+        )
 
 
 def schedule_weights(scheduler) -> tuple[list[float], list[float]] | None:

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import inspect
 import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,7 +29,8 @@ from ..models import (
     cuttable_controlnets,
     take_extra,
 )
-from ..schedules import CacheRecord, forecast_depth, predict
+from ..schedules import CacheRecord, forecast_depth, linear_gain, predict
+from .auto_forecast import HistoryHandOver, LinearForecastWarning, auto_forecast, guided_extrapolate, linear_hurts
 
 HELPER_ATTRIBUTE = "_deepcache_helper"  # where an enabled DeepCacheSDHelper sits on its pipeline's instance
 
@@ -76,6 +78,12 @@ class LoopRun:
         """A ControlNet runs before the iteration's U-Net call; by default it runs whole."""
         return args, kwargs
 
+    watches_steps = False
+    """Whether the run reads the scheduler's ``step`` calls (:meth:`before_step`)."""
+
+    def before_step(self, scheduler, args: tuple, kwargs: dict) -> None:
+        """Called before each ``scheduler.step`` of the loop, when :attr:`watches_steps`."""
+
     def record(self):
         """What the run did, for the user to inspect after the call (``None``: nothing to show)."""
         return None
@@ -102,13 +110,50 @@ class FeatureRun(LoopRun):
         self.ran_full: list[int] = []  # iterations whose first U-Net call ran the whole network
         self.iterations_seen = 0
         self.full_call = True  # whether this U-Net call runs (or ran) the deep layers
+        self.auto = auto_forecast(pipeline.scheduler) if config.cache_forecast == "auto" else None
+        if config.cache_forecast == "linear" and linear_hurts(pipeline.scheduler):
+            warnings.warn(
+                "DeepCache: `cache_forecast='linear'` was measured far below reuse with "
+                f"{type(pipeline.scheduler).__name__} "
+                "(a multistep solver extrapolates from the forecast again, and guidance multiplies its error); "
+                "`cache_forecast='auto'` forecasts in a way that suits it.",
+                LinearForecastWarning,
+                stacklevel=2,
+            )
+        self.watches_steps = self.auto is not None
+        self.history = HistoryHandOver() if self.auto is not None and self.auto.history else None
+        self.groups: int | None = None  # guidance groups in the U-Net's batch, once a step has shown it
+        self.unet_batch = 0
 
     def substitute(self) -> torch.Tensor | None:
         """The deep feature this U-Net call would use if cached (``None``: nothing stored for it yet)."""
         history = self.features.get(self.call)
-        return None if history is None else predict(self.config.cache_forecast, history, self.iteration)
+        if history is None or self.auto is None:
+            return None if history is None else predict(self.config.cache_forecast, history, self.iteration)
+        (j, earlier), (k, last) = history[-2:] if len(history) > 1 else (history[-1], history[-1])
+        if self.auto.forecast == "reuse" or self.groups is None or j == k:
+            return last
+        return guided_extrapolate(last, earlier, linear_gain(self.iteration, j, k), self.groups)
+
+    def forecast_note(self) -> str:
+        """With ``"auto"``, what the cached steps were fed (for the call's record)."""
+        if self.auto is None:
+            return ""
+        if self.auto.forecast == "linear" and self.groups is None:
+            return f"reuse (several U-Net calls per iteration); {self.auto.reason}"
+        return self.auto.reason + (f", {self.groups} guidance groups" if self.groups and self.groups > 1 else "")
+
+    def before_step(self, scheduler, args, kwargs):
+        """``"auto"``: how many guidance groups the U-Net's batch holds, and the multistep solver's history."""
+        model_output = args[0] if args else kwargs["model_output"]
+        sample = args[2] if len(args) > 2 else kwargs["sample"]
+        if self.call == 1 and self.unet_batch % len(sample) == 0:  # one U-Net call per iteration (else reuse)
+            self.groups = self.unet_batch // len(sample)
+        if self.history is not None:
+            self.history.before_step(scheduler, self.iteration, self.ran_full, model_output, sample)
 
     def after_unet(self, unet, args, kwargs, output):
+        self.unet_batch = len(unet_sample(args, kwargs))
         features, output = take_extra(output, "features")
         if self.full_call:
             history = self.features.setdefault(self.call, [])
@@ -118,7 +163,7 @@ class FeatureRun(LoopRun):
         return output
 
     def record(self) -> CacheRecord:
-        return CacheRecord(self.iterations_seen, self.ran_full)
+        return CacheRecord(self.iterations_seen, self.ran_full, forecast=self.forecast_note())
 
 
 def unet_sample(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -154,8 +199,8 @@ def call_with_run(pipeline, parent_call, args: tuple, kwargs: dict, run: LoopRun
         cleanup.enter_context(pipeline_unet_cache_aware(pipeline))
         cleanup.callback(pipeline.unet.register_forward_pre_hook(before_unet, with_kwargs=True).remove)
         cleanup.callback(pipeline.unet.register_forward_hook(after_unet, with_kwargs=True).remove)
-        if signal == "scheduler":
-            cleanup.enter_context(_ending_iterations_at_step(pipeline, run))
+        if signal == "scheduler" or run.watches_steps:
+            cleanup.enter_context(_watching_steps(pipeline, run, ends_iterations=signal == "scheduler"))
         cleanup.enter_context(cache_aware_controlnets(controlnets))
         for controlnet in controlnets:
             cleanup.callback(controlnet.register_forward_pre_hook(run.before_controlnet, with_kwargs=True).remove)
@@ -173,31 +218,41 @@ def pipeline_unet_cache_aware(pipeline):
 
 
 @contextlib.contextmanager
-def _ending_iterations_at_step(pipeline, run: LoopRun):
-    """For the block, each return of the scheduler's ``step`` ends the run's iteration (a pipeline with no step-end
-    callback: Marigold, DDPM, most older pipelines).
+def _watching_steps(pipeline, run: LoopRun, ends_iterations: bool):
+    """For the block, the run sees each call of the scheduler's ``step`` before it runs (:meth:`LoopRun.before_step`)
+    and, for a pipeline with no step-end callback (Marigold, DDPM, most older pipelines), each return ends the run's
+    iteration.
 
-    The counting ``step`` is a method of the scheduler instance with the class's signature (pipelines
+    The watching ``step`` is a method of the scheduler instance with the class's signature (pipelines
     read it to pass ``eta`` and ``generator``), so a copy of the scheduler made during the call
-    counts its own steps (Text2Video-Zero-SDXL swaps in a deep copy). After the block no scheduler
-    the pipeline holds keeps it.
+    counts its own steps (Text2Video-Zero-SDXL swaps in a deep copy); a ``step`` the user set on the
+    instance still runs. After the block no scheduler the pipeline holds keeps the watching one.
     """
     scheduler = pipeline.scheduler
+    own = vars(scheduler).get("step")
 
     @functools.wraps(type(scheduler).step)
-    def counted_step(self, *args, **kwargs):
-        output = type(self).step(self, *args, **kwargs)
-        run.end_iteration()
+    def watched_step(self, *args, **kwargs):
+        if run.watches_steps:
+            run.before_step(self, args, kwargs)
+        if own is not None and self is scheduler:
+            output = own(*args, **kwargs)
+        else:
+            output = type(self).step(self, *args, **kwargs)
+        if ends_iterations:
+            run.end_iteration()
         return output
 
-    counted_step.counts_iterations = True
-    scheduler.step = types.MethodType(counted_step, scheduler)
+    watched_step.counts_iterations = ends_iterations
+    scheduler.step = types.MethodType(watched_step, scheduler)
     try:
         yield
     finally:
         for holder in {id(s): s for s in (scheduler, getattr(pipeline, "scheduler", None))}.values():
-            if getattr(vars(holder).get("step"), "__func__", None) is counted_step:
+            if getattr(vars(holder).get("step"), "__func__", None) is watched_step:
                 del holder.step
+        if own is not None:
+            scheduler.step = own
 
 
 def _chain_step_end(kwargs: dict, run: LoopRun, takes_tensor_inputs: bool) -> dict:

@@ -92,6 +92,15 @@ class ComposedRun(LoopRun):
         for run in self.runs:
             run.end_iteration()
 
+    @property
+    def watches_steps(self) -> bool:
+        return any(run.watches_steps for run in self.runs)
+
+    def before_step(self, scheduler, args, kwargs) -> None:
+        for run in self.runs:
+            if run.watches_steps:
+                run.before_step(scheduler, args, kwargs)
+
 
 class LoopsRun(LoopRun):
     """A call's runs, made afresh for each denoising loop it runs.
@@ -149,6 +158,13 @@ class LoopsRun(LoopRun):
 
     def end_iteration(self) -> None:
         self.current.end_iteration()
+
+    @property
+    def watches_steps(self) -> bool:
+        return self.current.watches_steps
+
+    def before_step(self, scheduler, args, kwargs) -> None:
+        self.current.before_step(scheduler, args, kwargs)
 
     def records(self, name: str) -> list:
         """The records of technique ``name``'s run in each loop, in order."""

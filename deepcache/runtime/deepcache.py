@@ -59,7 +59,11 @@ class DeepCacheConfig:
         cache_forecast (`str` or `ForecastCalibration`, *optional*): what a cached step feeds in place of
             the deep feature. ``None`` or ``"reuse"``: the last full step's (DeepCache's original
             behaviour, bit for bit). ``"linear"``: the line through the last two full steps' features,
-            at this step's index (reuse until two exist; one more stored feature). A
+            at this step's index (reuse until two exist; one more stored feature). ``"auto"``: what was
+            measured to help with the pipeline's scheduler: with DDIM, Euler, DPM-Solver++ and DEIS the
+            linear forecast of the unconditional feature with the conditional one's difference carried
+            (guidance multiplies that difference), and for DPM-Solver++ and DEIS a history of full steps
+            only; reuse with other schedulers (``pipe.deepcache_record.forecast`` says which). A
             ``deepcache.calibrate_forecast(...)`` result: gains fitted for this pipeline, scheduler,
             step count and schedule, refused for a call it was not fitted for.
     """
@@ -83,7 +87,7 @@ class DeepCacheConfig:
         if isinstance(self.cache_forecast, ForecastCalibration) and self.cache_threshold is not None:
             raise ValueError(
                 "A ForecastCalibration is fitted for a fixed schedule; adaptive caching (`cache_threshold`) takes "
-                "`cache_forecast='linear'` or `'reuse'`."
+                "`cache_forecast='auto'`, `'linear'` or `'reuse'`."
             )
         if not isinstance(self.uniform, bool):
             raise TypeError(f"`uniform` must be True or False, but got {self.uniform!r}.")

@@ -7,7 +7,8 @@ features of the last full steps. Here the forecast for a cached iteration ``i``,
     F_i = F_k + a_i (F_k - F_j)
 
 ``a_i = 0`` is DeepCache's reuse; the ``"linear"`` rule takes ``a_i = (i - k) / (k - j)``, the
-straight line through both in step index. A :class:`ForecastCalibration` holds gains fitted by least
+straight line through both in step index. ``"auto"`` picks by the pipeline's scheduler at run time
+(:mod:`deepcache.runtime.auto_forecast`). A :class:`ForecastCalibration` holds gains fitted by least
 squares for one pipeline setting (``deepcache.calibrate_forecast``), per cached iteration, one per
 channel or one for all, and refuses a call it was not fitted for.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-FORECAST_RULES = ("reuse", "linear")
+FORECAST_RULES = ("reuse", "linear", "auto")
 """The fixed rules ``cache_forecast`` names (``None`` is ``"reuse"``)."""
 
 

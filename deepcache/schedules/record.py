@@ -22,6 +22,7 @@ class CacheRecord:
         threshold (`float`, *optional*): the adaptive call's ``cache_threshold``.
         loop_lengths (`tuple[int, ...]`): for a call that ran several denoising loops (Marigold's
             ensemble, FreeInit, Text2Video-Zero), the iterations of each, in order; empty for one loop.
+        forecast (`str`): with ``cache_forecast="auto"``, what the cached steps were fed and why.
     """
 
     num_iterations: int
@@ -29,6 +30,7 @@ class CacheRecord:
     signals: tuple[float | None, ...] = ()
     threshold: float | None = None
     loop_lengths: tuple[int, ...] = ()
+    forecast: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "full_steps", tuple(self.full_steps))
@@ -55,7 +57,7 @@ class CacheRecord:
         full_steps = [offset + step for offset, record in zip(offsets, records) for step in record.full_steps]
         signals = [s for record in records for s in record.signals] if records[0].threshold is not None else ()
         lengths = tuple(r.num_iterations for r in records)
-        return cls(sum(lengths), full_steps, signals, records[0].threshold, lengths)
+        return cls(sum(lengths), full_steps, signals, records[0].threshold, lengths, records[0].forecast)
 
     @property
     def lengths(self) -> tuple[int, ...]:
@@ -82,6 +84,7 @@ class CacheRecord:
             "signals": list(self.signals),
             "threshold": self.threshold,
             "loop_lengths": list(self.loop_lengths),
+            "forecast": self.forecast,
         }
 
     @classmethod
@@ -92,6 +95,7 @@ class CacheRecord:
             data.get("signals", ()),
             data.get("threshold"),
             data.get("loop_lengths", ()),
+            data.get("forecast", ""),
         )
 
     def save(self, path: str | Path) -> None:
@@ -108,7 +112,11 @@ class CacheRecord:
             for full, length in zip(self.loops(), self.lengths)
         )
         kind = "fixed schedule" if self.threshold is None else f"adaptive, threshold {self.threshold:g}"
-        return f"DeepCache call, {kind}: {len(set(self.full_steps))} of {self.num_iterations} iterations full\n{steps}"
+        forecast = f"; forecast: {self.forecast}" if self.forecast else ""
+        return (
+            f"DeepCache call, {kind}: {len(set(self.full_steps))} of {self.num_iterations} iterations full{forecast}\n"
+            f"{steps}"
+        )
 
     def plot(self, path: str | Path | None = None):
         """The signal per iteration with the threshold, and the full steps marked

@@ -11,7 +11,7 @@ import math
 from typing import Protocol
 
 from ..measurement import calibrate_forecast, calibrate_schedule, profile_blocks
-from ..runtime import DeepCacheConfig, GatingConfig
+from ..runtime import DeepCacheConfig, GatingConfig, auto_forecast
 from .costs import LoopCosts
 from .result import TunedPoint
 from .setting import TunedSetting
@@ -267,7 +267,8 @@ class Adaptive(Family):
 
 class Forecast(Family):
     """DeepCache at the uniform search's branch and interval, feeding cached steps a forecast instead of the stored
-    feature: the ``"linear"`` rule, and gains fitted on the tuning inputs (``calibrate_forecast``)."""
+    feature: the ``"linear"`` rule, ``"auto"`` (where it is not reuse with this scheduler), and gains fitted on the
+    tuning inputs (``calibrate_forecast``)."""
 
     name = "forecast"
 
@@ -278,10 +279,12 @@ class Forecast(Family):
         interval = search.interval(branch, level)
         if interval is None:
             return
-        search.measure(
-            self.name, TunedSetting(search.num_steps, DeepCacheConfig(interval, branch, cache_forecast="linear"))
-        )
-        search.check_budget()
+        rules = ["linear"] + (["auto"] if auto_forecast(search.pipe.scheduler).forecast != "reuse" else [])
+        for rule in rules:
+            search.measure(
+                self.name, TunedSetting(search.num_steps, DeepCacheConfig(interval, branch, cache_forecast=rule))
+            )
+            search.check_budget()
         search.status("fitting a forecast")
         calibration = calibrate_forecast(
             search.pipe,
