@@ -178,7 +178,7 @@ def plot(payload: dict, path: Path) -> None:
     for axis in axes[:, 0]:
         axis.set_ylabel("relative error of the\n(guided) noise prediction")
     figure.suptitle(
-        f"Each cached step's error where it is made (branch 0, every {first}th step full)",
+        f"Each cached step's error where it is made (branch 0, one full step in every {first})",
         fontsize=11,
     )
     figure.tight_layout()

@@ -67,9 +67,10 @@ class AutoForecast:
 
 def auto_forecast(scheduler) -> AutoForecast:
     """What ``"auto"`` does with ``scheduler`` (by its class, or the diffusers class it extends)."""
-    stochastic = str(getattr(scheduler.config, "algorithm_type", "")).startswith("sde")
+    config = getattr(scheduler, "config", {})
+    stochastic = str(config.get("algorithm_type", "")).startswith("sde")
     multistep = _named(scheduler, GUIDED_LINEAR_WITH_HISTORY)
-    if multistep and not stochastic and getattr(scheduler.config, "solver_order", 2) > 1:
+    if multistep and not stochastic and config.get("solver_order", 2) > 1:
         return AutoForecast("linear", True, f"{multistep}: guided linear forecast, history from full steps")
     if multistep:
         return AutoForecast("linear", False, f"{multistep}, first order or SDE: guided linear forecast")

@@ -110,11 +110,12 @@ class FeatureRun(LoopRun):
         self.ran_full: list[int] = []  # iterations whose first U-Net call ran the whole network
         self.iterations_seen = 0
         self.full_call = True  # whether this U-Net call runs (or ran) the deep layers
-        self.auto = auto_forecast(pipeline.scheduler) if config.cache_forecast == "auto" else None
-        if config.cache_forecast == "linear" and linear_hurts(pipeline.scheduler):
+        scheduler = getattr(pipeline, "scheduler", None)
+        self.auto = auto_forecast(scheduler) if config.cache_forecast == "auto" else None
+        if config.cache_forecast == "linear" and linear_hurts(scheduler):
             warnings.warn(
                 "DeepCache: `cache_forecast='linear'` was measured far below reuse with "
-                f"{type(pipeline.scheduler).__name__} "
+                f"{type(scheduler).__name__} "
                 "(a multistep solver extrapolates from the forecast again, and guidance multiplies its error); "
                 "`cache_forecast='auto'` forecasts in a way that suits it.",
                 LinearForecastWarning,
