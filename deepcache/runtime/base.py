@@ -131,9 +131,10 @@ class FeatureRun(LoopRun):
         history = self.features.get(self.call)
         if history is None or self.auto is None:
             return None if history is None else predict(self.config.cache_forecast, history, self.iteration)
-        (j, earlier), (k, last) = history[-2:] if len(history) > 1 else (history[-1], history[-1])
-        if self.auto.forecast == "reuse" or self.groups is None or j == k:
+        k, last = history[-1]
+        if self.auto.forecast == "reuse" or self.groups is None or len(history) < 2:
             return last
+        j, earlier = history[-2]
         return guided_extrapolate(last, earlier, linear_gain(self.iteration, j, k), self.groups)
 
     def forecast_note(self) -> str:
