@@ -154,7 +154,9 @@ def test_what_auto_picks_for_the_solvers_people_sample_with():
         "EulerAncestralDiscreteScheduler": ("reuse", False),
     }
     sde = DPMSolverMultistepScheduler.from_config(config, algorithm_type="sde-dpmsolver++")
-    assert auto_forecast(sde).history is False
+    assert (auto_forecast(sde).forecast, auto_forecast(sde).history) == ("reuse", False)
+    first_order = DPMSolverMultistepScheduler.from_config(config, solver_order=1)
+    assert (auto_forecast(first_order).forecast, auto_forecast(first_order).history) == ("linear", False)
 
 
 def test_linear_warns_with_a_scheduler_it_was_measured_to_hurt_and_names_auto():

@@ -68,12 +68,13 @@ class AutoForecast:
 def auto_forecast(scheduler) -> AutoForecast:
     """What ``"auto"`` does with ``scheduler`` (by its class, or the diffusers class it extends)."""
     config = getattr(scheduler, "config", {})
-    stochastic = str(config.get("algorithm_type", "")).startswith("sde")
     multistep = _named(scheduler, GUIDED_LINEAR_WITH_HISTORY)
-    if multistep and not stochastic and config.get("solver_order", 2) > 1:
+    if multistep and str(config.get("algorithm_type", "")).startswith("sde"):  # fresh noise every step, as ancestral
+        return AutoForecast("reuse", False, f"{multistep}, SDE: stochastic, reuse")
+    if multistep and config.get("solver_order", 2) > 1:
         return AutoForecast("linear", True, f"{multistep}: guided linear forecast, history from full steps")
     if multistep:
-        return AutoForecast("linear", False, f"{multistep}, first order or SDE: guided linear forecast")
+        return AutoForecast("linear", False, f"{multistep}, first order: guided linear forecast")
     single = _named(scheduler, GUIDED_LINEAR)
     if single:
         return AutoForecast("linear", False, f"{single}: guided linear forecast")
