@@ -211,13 +211,12 @@ def train_text_to_image(args) -> None:
             source.text_encoder.train(),
             source.unet.train(),
         )
-        if args.fresh_denoiser:  # the same latents, a denoiser trained from the start on them
-            text_encoder, unet = _fresh_text_encoder(tokenizer), UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
         shutil.copytree(
             Path(args.continue_from) / "tokenizer", output / "tokenizer", dirs_exist_ok=True
         )  # the files as built
         vae_record, scaling_factor = earlier["autoencoder"], vae.config.scaling_factor
-        if args.fresh_denoiser:
+        if args.fresh_denoiser:  # the same latents, a denoiser trained from the start on them
+            text_encoder, unet = _fresh_text_encoder(tokenizer), UNet2DConditionModel(**TEXT_TO_IMAGE_UNET_CONFIG)
             earlier = None  # nothing of the earlier denoiser's training carries over
     else:
         tokenizer = build_clip_tokenizer([data.captions[i] for i in train.tolist()], output / "tokenizer")
@@ -556,6 +555,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--caption-dropout", type=float, default=0.1, help="share of empty captions, for guidance")
     args = parser.parse_args(argv)
+    if args.fresh_denoiser and not args.continue_from:
+        parser.error("--fresh-denoiser keeps a saved model's tokenizer and autoencoder: pass --continue-from DIR too")
     torch.set_num_threads(args.threads)
     {"text-to-image": train_text_to_image, "judges": train_judges, "ddpm": train_ddpm, "classifier": train_classifier}[
         args.model

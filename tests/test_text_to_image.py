@@ -187,6 +187,15 @@ def test_training_script_writes_a_stable_diffusion_folder_and_judges(tmp_path):
                 *common,
             ]
         )
+        train_embedded.main(
+            ["text-to-image", "--steps", "1", "--continue-from", str(tmp_path / "t2i"), "--fresh-denoiser"]
+            + ["--output", str(tmp_path / "fresh"), *common]
+        )
+    fresh = json.loads((tmp_path / "fresh" / "training.json").read_text())
+    assert fresh["steps"] == 1 and "continued_from" not in fresh and "total_steps" not in fresh
+    assert fresh["autoencoder"] == json.loads((tmp_path / "t2i" / "training.json").read_text())["autoencoder"]
+    with pytest.raises(SystemExit):  # nothing to keep the autoencoder from
+        train_embedded.main(["text-to-image", "--fresh-denoiser", "--output", str(tmp_path / "none")])
     for name in ("tokenizer.json", "merges.txt", "vocab.json"):  # the tokenizer carries over as built
         assert (tmp_path / "more" / "tokenizer" / name).read_bytes() == (
             tmp_path / "t2i" / "tokenizer" / name
