@@ -25,6 +25,7 @@ import deepcache.evaluation  # noqa: F401  (quiets transformers' torchvision not
 from deepcache import DeepCacheStableDiffusionPipeline
 from deepcache.embedded.emoji import shuffled_training_captions
 from deepcache.embedded.text_to_image import embedded_text_to_image_path
+from deepcache.evaluation.parallel import sample_images
 from deepcache.evaluation.solvers import SOLVERS
 from deepcache.measurement.fidelity import mean_psnr
 from deepcache.schedules import uniform_full_steps
@@ -77,12 +78,6 @@ def step_errors(pipe, guidance: float, log: list):
     return pipe.unet.register_forward_hook(hook, with_kwargs=True)
 
 
-def sample(pipe, prompts: list[str], offset: int, **call) -> torch.Tensor:
-    """The pipeline's images for ``prompts``, seeds ``offset``, ``offset + 1``, ..., as (N, 3, H, W) in [0, 1]."""
-    generators = [torch.Generator().manual_seed(offset + i) for i in range(len(prompts))]
-    return pipe(prompts, generator=generators, **call).images.float()
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     torch.set_num_threads(args.threads)
@@ -90,12 +85,13 @@ def main(argv: list[str] | None = None) -> dict:
     pipe.set_progress_bar_config(disable=True)
     config = pipe.scheduler.config
     prompts = shuffled_training_captions(args.prompts, args.offset)
+    seeds = list(range(args.offset, args.offset + args.prompts))  # one batched call per setting
     rows = []
     for solver in args.solvers:
         pipe.scheduler = SOLVERS[solver].scheduler(config)
         for guidance in args.guidance:
-            call = dict(num_inference_steps=args.steps, guidance_scale=guidance, output_type="pt")
-            reference = sample(pipe, prompts, args.offset, **call)
+            call = dict(num_inference_steps=args.steps, guidance_scale=guidance)
+            reference = sample_images(pipe, seeds, len(seeds), prompts=prompts, **call)
             for interval in args.intervals:
                 full_steps = uniform_full_steps(args.steps, interval)
                 for forecast in args.forecasts:
@@ -103,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
                     handle = step_errors(pipe, guidance, log)
                     try:
                         caching = dict(cache_full_steps=full_steps, cache_branch_id=0, cache_forecast=forecast)
-                        images = sample(pipe, prompts, args.offset, **call, **caching)
+                        images = sample_images(pipe, seeds, len(seeds), prompts=prompts, **call, **caching)
                     finally:
                         handle.remove()
                     rows.append(
